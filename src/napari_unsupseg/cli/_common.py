@@ -1,0 +1,132 @@
+"""What every subcommand shares: options built from an engine's dataclass, image
+loading with an explicit channel axis, a tqdm progress driver, and result files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..core import params as params_mod
+from ..core.engine import EngineRun, Progress, Result, run_to_end
+from ..core.errors import InputError
+from ..core.images import as_channels_last
+from ..core.io import read_image, write_labels
+
+P = TypeVar("P")
+
+
+def option_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_params(parser: argparse.ArgumentParser, params_type: type, skip: tuple[str, ...] = ()) -> None:
+    """One option per field of ``params_type``, with its help, default, choices and bounds."""
+    group = parser.add_argument_group(f"{params_type.__name__} parameters")
+    for spec in params_mod.specs(params_type):
+        if spec.name in skip:
+            continue
+        help_text = spec.help
+        bounds = [f">= {spec.min}" if spec.min is not None else "",
+                  f"<= {spec.max}" if spec.max is not None else ""]
+        if any(bounds):
+            help_text += f" ({' and '.join(b for b in bounds if b)})"
+        if spec.type is bool:
+            group.add_argument(
+                option_name(spec.name), dest=spec.name, default=spec.default,
+                action=argparse.BooleanOptionalAction, help=help_text,
+            )
+            continue
+        group.add_argument(
+            option_name(spec.name),
+            dest=spec.name,
+            type=_optional(spec.type) if spec.optional else spec.type,
+            default=spec.default,
+            choices=spec.choices,
+            metavar=None if spec.choices else spec.name.upper(),
+            help=help_text + (" ('none' for no value)" if spec.optional else ""),
+        )
+
+
+def _optional(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() == "none" else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def params_from_args(params_type: type[P], args: argparse.Namespace) -> P:
+    return params_mod.from_mapping(params_type, vars(args))
+
+
+def add_image_arguments(parser: argparse.ArgumentParser, output_suffix: str) -> None:
+    parser.add_argument("image", type=Path, help="Input image: TIFF, PNG or JPEG.")
+    parser.add_argument(
+        "-o", "--output", type=Path, default=None,
+        help=f"Label TIFF to write (a JSON sidecar with the metadata goes beside it); "
+        f"default: IMAGE_{output_suffix}.tif next to the input.",
+    )
+    parser.add_argument(
+        "--channel-axis", default="auto",
+        help="Axis of the input that holds channels: an integer, 'none' (a grey image or a "
+        "stack of grey planes), or 'auto' (the last axis of an RGB(A) PNG/JPEG/TIFF, else none).",
+    )
+    parser.add_argument("--quiet", action="store_true", help="No progress bar.")
+
+
+def parse_channel_axis(text: str, rgb: bool) -> int | None:
+    text = str(text).strip().lower()
+    if text == "auto":
+        return -1 if rgb else None
+    if text == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(
+            f"--channel-axis must be an integer, 'none' or 'auto'; got '{text}'."
+        ) from None
+
+
+def load_channels_last(path: Path, channel_axis: str) -> np.ndarray:
+    """Read an image and put it in the engines' channels-last layout."""
+    loaded = read_image(path)
+    return as_channels_last(loaded.data, parse_channel_axis(channel_axis, loaded.rgb))
+
+
+def output_path(args: argparse.Namespace, suffix: str) -> Path:
+    if args.output is not None:
+        return Path(args.output)
+    return args.image.with_name(f"{args.image.stem}_{suffix}.tif")
+
+
+def run_with_bar(run: EngineRun, description: str, quiet: bool = False) -> Result:
+    """Drive an engine with a tqdm bar showing loss and label count."""
+    from tqdm import tqdm
+
+    with tqdm(desc=description, disable=quiet, unit="step", leave=True) as bar:
+
+        def show(event: Progress) -> None:
+            bar.total = event.total
+            bar.n = event.step
+            postfix = {}
+            if event.loss is not None:
+                postfix["loss"] = f"{event.loss:.3f}"
+            if event.n_labels is not None:
+                postfix["labels"] = event.n_labels
+            bar.set_postfix(postfix, refresh=False)
+            bar.refresh()
+
+        return run_to_end(run, show)
+
+
+def write_result(result: Result, path: Path, source: Path) -> None:
+    """Labels plus JSON sidecar, and a one-line summary of where they went."""
+    metadata = {**result.metadata, "source": str(source)}
+    sidecar = write_labels(path, result.labels, metadata)
+    n = len(np.unique(result.labels[result.labels > 0]))
+    print(f"wrote {path} ({n} labels, {result.labels.dtype}, shape {result.labels.shape}) "
+          f"and {sidecar}")

@@ -1,0 +1,102 @@
+"""Reading images and writing results for the command line (no Qt, no napari)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .engine import to_jsonable
+from .errors import InputError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+@dataclass
+class LoadedImage:
+    """Pixels as stored, and whether the file itself says the last axis holds colours."""
+
+    data: np.ndarray
+    rgb: bool
+    path: Path
+
+
+def read_image(path: str | Path) -> LoadedImage:
+    """Read a TIFF, PNG or JPEG file; every failure is an :class:`InputError`."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"The file {path} does not exist.")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an image file.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in TIFF_SUFFIXES:
+            return _read_tiff(path)
+        if suffix in PICTURE_SUFFIXES:
+            from PIL import Image
+
+            with Image.open(path) as picture:
+                if picture.mode in ("I;16", "I;16B", "I;16L"):
+                    data = np.asarray(picture, dtype=np.uint16)
+                elif picture.mode in ("1", "L", "I", "F", "RGB", "RGBA"):
+                    data = np.asarray(picture)
+                else:
+                    data = np.asarray(picture.convert("RGB"))
+            return LoadedImage(data, rgb=data.ndim == 3, path=path)
+    except InputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any decoder failure means "unreadable"
+        raise InputError(f"{path} could not be read as an image ({error}).") from error
+    raise InputError(
+        f"{path.name}: unsupported file type '{suffix}'; use TIFF, PNG or JPEG."
+    )
+
+
+def _read_tiff(path: Path) -> LoadedImage:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        data = series.asarray()
+        rgb = series.axes.endswith("S") and data.shape[-1] in (3, 4)
+    return LoadedImage(np.asarray(data), rgb=bool(rgb), path=path)
+
+
+def write_labels(path: str | Path, labels: np.ndarray, metadata: dict[str, Any]) -> Path:
+    """Write labels as a compressed TIFF and the metadata as a JSON sidecar beside it.
+
+    Returns the sidecar's path (``LABELS.tif`` -> ``LABELS.json``).
+    """
+    import tifffile
+
+    path = Path(path)
+    if path.suffix.lower() not in TIFF_SUFFIXES:
+        raise InputError(f"Labels are written as TIFF: give a .tif output name, not {path.name}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tifffile.imwrite(path, labels, compression="zlib")
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(json.dumps(to_jsonable(metadata), indent=2))
+    return sidecar
+
+
+def write_picture(path: str | Path, rgb: np.ndarray) -> Path:
+    """Write a uint8 RGB picture (PNG or JPEG by suffix)."""
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(rgb)).save(path)
+    return path
+
+
+def overlay(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Region boundaries drawn in yellow over a uint8 RGB picture."""
+    from skimage.segmentation import find_boundaries
+
+    out = rgb.copy()
+    out[find_boundaries(labels, mode="inner")] = (255, 220, 0)
+    return out
