@@ -1,0 +1,135 @@
+"""Make the README screenshots of the napari widgets.
+
+Run with a display, or a virtual one::
+
+    xvfb-run -a python docs/make_screenshots.py
+
+(without a display it starts one with pyvirtualdisplay if that is installed).
+Writes to ``docs/images/``:
+
+- ``backprop_widget.png``: napari with the coffee sample and the backprop widget;
+- ``backprop_widget_panel.png``: the widget alone;
+- ``backprop_live_preview.png``: the live preview while the network trains;
+- ``backprop_result_editable.png``: the result, being corrected with the brush;
+- ``preseg_widget.png``: the presegmentation widget with superpixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "images"
+
+
+def _virtual_display():
+    if os.environ.get("DISPLAY") or sys.platform != "linux":
+        return None
+    try:
+        from pyvirtualdisplay import Display
+    except ImportError:
+        sys.exit("No display: run under `xvfb-run -a` or install pyvirtualdisplay.")
+    display = Display(visible=False, size=(1600, 1000))
+    display.start()
+    return display
+
+
+def _wait(app, condition, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise TimeoutError("the run took too long")
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def _save(array, name: str) -> Path:
+    from skimage.io import imsave
+
+    path = OUT / name
+    imsave(path, array, check_contrast=False)
+    print(f"wrote {path}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=40, help="backprop iterations")
+    args = parser.parse_args(argv)
+    display = _virtual_display()
+    try:
+        import napari
+        import numpy as np
+        from qtpy.QtWidgets import QApplication
+
+        OUT.mkdir(parents=True, exist_ok=True)
+        viewer = napari.Viewer(title="napari-unsupseg")
+        viewer.window.resize(1500, 900)
+        viewer.open_sample("napari-unsupseg", "coffee")
+        dock, widget = viewer.window.add_plugin_dock_widget(
+            "napari-unsupseg", "Unsupervised segmentation"
+        )
+        app = QApplication.instance()
+        app.processEvents()
+        viewer.reset_view()
+        widget.form.set_values(
+            {"max_iter": args.iterations, "patience": 0, "min_labels": 4, "seed": 0}
+        )
+        app.processEvents()
+        _save(viewer.screenshot(canvas_only=False, flash=False), "backprop_widget.png")
+        widget.grab().save(str(OUT / "backprop_widget_panel.png"))
+        print(f"wrote {OUT / 'backprop_widget_panel.png'}")
+
+        finished: list[str] = []
+        widget.run_finished.connect(finished.append)
+        widget.run()
+        # Mid-run: wait for a preview a third of the way in.
+        _wait(
+            app,
+            lambda: finished
+            or (
+                widget.result_layer is not None
+                and widget.progress_bar.value() >= args.iterations // 3
+            ),
+            timeout=600,
+        )
+        _save(viewer.screenshot(canvas_only=False, flash=False), "backprop_live_preview.png")
+        _wait(app, lambda: bool(finished), timeout=900)
+
+        # The editable result: paint a correction with the brush.
+        layer = widget.result_layer
+        layer.opacity = 0.6
+        layer.mode = "paint"
+        layer.brush_size = 12
+        layer.selected_label = int(np.asarray(layer.data).max()) + 1
+        for x in range(120, 260, 4):
+            layer.paint((200, x), layer.selected_label)
+        app.processEvents()
+        _save(viewer.screenshot(canvas_only=False, flash=False), "backprop_result_editable.png")
+
+        # The presegmentation widget (in place of the backprop one).
+        viewer.layers.remove(layer)
+        viewer.window.remove_dock_widget(dock)
+        _, preseg = viewer.window.add_plugin_dock_widget("napari-unsupseg", "Presegment")
+        preseg.image_picker.value = viewer.layers["coffee"]
+        preseg.form.set_values({"method": "felzenszwalb", "scale": 100.0, "min_size": 50})
+        preseg.mean_colour.value = True
+        done: list[str] = []
+        preseg.run_finished.connect(done.append)
+        preseg.run()
+        _wait(app, lambda: bool(done), timeout=300)
+        viewer.reset_view()
+        app.processEvents()
+        _save(viewer.screenshot(canvas_only=False, flash=False), "preseg_widget.png")
+        viewer.close()
+    finally:
+        if display is not None:
+            display.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Dock widget: the unsupervised backprop segmenter, live, with optional scribbles."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from magicgui import widgets
+from napari.layers import Labels
+from napari.utils.notifications import show_error
+
+from ..core.backprop import BackpropParams, segment
+from ..core.engine import EngineRun
+from ..core.errors import InputError
+from ._base import EngineWidget, LayerPicker, RunSetup
+from ._layers import transform_for, unique_name
+
+NO_SCRIBBLES = "none"
+
+
+class BackpropWidget(EngineWidget):
+    """Kanezaki's unsupervised segmentation: a small CNN trained on the image itself.
+
+    The label map is shown live while the network trains; Cancel stops it and
+    keeps the last preview as the result. Optional scribbles (any Labels layer:
+    0 = unlabelled, k = class k) guide it: two classes painted apart come out
+    as two labels. "new scribbles layer" adds an empty layer shaped like the image
+    and ready to paint.
+
+    Stacks: the current plane, every plane jointly (one network, labels agree
+    across planes) or plane by plane (one network per plane).
+    """
+
+    params_type: ClassVar[type] = BackpropParams
+    engine_label: ClassVar[str] = "backprop"
+    hidden_params: ClassVar[tuple[str, ...]] = ("stack_mode",)
+    stack_param: ClassVar[str | None] = "stack_mode"
+    stack_modes: ClassVar[dict[str, Any]] = {
+        "every plane, jointly (labels agree)": "joint",
+        "every plane, one by one": "planes",
+    }
+    #: The engine attaches a label map to every n-th step; the base shows at most 4 a second.
+    preview_every: ClassVar[int] = 1
+
+    def extra_controls(self) -> list[widgets.Widget]:
+        self.scribbles = LayerPicker(
+            self.viewer,
+            Labels,
+            label="scribbles",
+            none_label=NO_SCRIBBLES,
+            tooltip="Optional Labels layer of hints: 0 = unlabelled, k = class k. Regions "
+            "painted with different labels end up in different segments.",
+        )
+        self.new_scribbles = widgets.PushButton(
+            text="new scribbles layer",
+            tooltip="Add an empty Labels layer shaped like the image, ready to paint on.",
+        )
+        self.new_scribbles.changed.connect(self.add_scribbles_layer)
+        return [self.scribbles.combo, self.new_scribbles]
+
+    def add_scribbles_layer(self, *_: Any) -> Any:
+        """Add an empty Labels layer over the chosen image, choose it and start painting."""
+        image = self.image_picker.value
+        if image is None:
+            show_error("Choose an image layer first; the scribbles layer takes its shape.")
+            return None
+        lead, spatial = self._axes(image, None if image.rgb else self.channel_axis.value)
+        keep = [*lead, *spatial]
+        data_shape = self._data(image).shape
+        shape = tuple(data_shape[a] for a in keep)
+        layer = self.viewer.add_labels(
+            np.zeros(shape, dtype=np.uint8),
+            name=unique_name(self.viewer, f"{image.name} scribbles"),
+            **transform_for(image, keep),
+        )
+        self.scribbles.value = layer
+        layer.brush_size = max(3, min(shape[-2:]) // 40)
+        layer.selected_label = 1
+        layer.mode = "paint"
+        return layer
+
+    def collect_inputs(self, setup: RunSetup) -> dict[str, Any]:
+        layer = self.scribbles.value
+        if layer is None:
+            return {"scribbles": None}
+        if layer.multiscale:
+            raise InputError(f"The scribbles layer '{layer.name}' is multiscale; use a plain one.")
+        data = setup.select(layer.data, what=f"scribbles layer '{layer.name}'")
+        # A layer used as input is never written over by a later run.
+        self.tracker.mark_edited(layer)
+        if not data.any():
+            return {"scribbles": None}
+        return {"scribbles": data}
+
+    def engine(self, image: np.ndarray, params: Any, inputs: dict[str, Any]) -> EngineRun:
+        return segment(
+            image, params, scribbles=inputs.get("scribbles"), preview_every=self.preview_every
+        )

@@ -1,0 +1,257 @@
+"""The presegmentation and backprop dock widgets in a real viewer, docked via the manifest.
+
+Small images and few iterations keep this quick on a CPU; layers are only
+changed on the main thread (NAPARI_ENSURE_PLUGIN_MAIN_THREAD makes napari check).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from napari.layers import Labels
+from napari.utils.notifications import NotificationSeverity, notification_manager
+from qtpy.QtCore import QThreadPool
+
+from napari_unsupseg.core import samples
+from napari_unsupseg.widgets._base import CURRENT_PLANE
+from napari_unsupseg.widgets.backprop import BackpropWidget
+from napari_unsupseg.widgets.preseg import PresegWidget
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-unsupseg"
+
+
+@pytest.fixture(autouse=True)
+def _main_thread_only(monkeypatch):
+    monkeypatch.setenv("NAPARI_ENSURE_PLUGIN_MAIN_THREAD", "1")
+    notification_manager.records.clear()
+
+
+def _dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    return widget
+
+
+def _run(qtbot, widget, timeout=60_000):
+    with qtbot.waitSignal(widget.run_finished, timeout=timeout) as blocker:
+        widget.run_button.click()
+    assert not widget.is_running and widget.run_button.isEnabled()
+    return blocker.args[0]
+
+
+def _errors():
+    return [n.message for n in notification_manager.records
+            if n.severity == NotificationSeverity.ERROR]
+
+
+def _small_mosaic(viewer, **kwargs):
+    image, truth = samples.mosaic(size=64, n_regions=4)
+    return viewer.add_image(image, name="mosaic", rgb=True, **kwargs), truth
+
+
+def _quick(widget, **values):
+    """Few iterations on the CPU, for tests."""
+    widget.form.set_values({"max_iter": 4, "device": "cpu", **values})
+
+
+def test_manifest_docks_both_widgets(make_napari_viewer):
+    viewer = make_napari_viewer()
+    preseg = _dock(viewer, "Presegment")
+    backprop = _dock(viewer, "Unsupervised segmentation")
+    assert isinstance(preseg, PresegWidget)
+    assert isinstance(backprop, BackpropWidget)
+    # npe2 hands plugins a proxy that refuses layer changes off the main thread.
+    assert type(backprop.viewer).__name__ == "PublicOnlyProxy"
+
+
+def test_manifest_entries_import_the_widget_classes():
+    import importlib
+
+    from npe2 import PluginManifest
+
+    from napari_unsupseg.widgets._base import EngineWidget
+
+    manifest = PluginManifest.from_distribution(PLUGIN)
+    commands = {c.id: c for c in manifest.contributions.commands}
+    widgets = {w.command: w.display_name for w in manifest.contributions.widgets}
+    for command, display in [
+        ("napari-unsupseg.presegment", "Presegment"),
+        ("napari-unsupseg.backprop", "Unsupervised segmentation"),
+    ]:
+        module, attr = commands[command].python_name.split(":")
+        assert issubclass(getattr(importlib.import_module(module), attr), EngineWidget)
+        assert widgets[command] == display
+
+
+def test_preseg_on_the_mosaic_sample(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "mosaic")
+    widget = _dock(viewer, "Presegment")
+    widget.image_picker.value = viewer.layers["mosaic"]
+    widget.form.set_values({"method": "slic", "n_segments": 50})
+    widget.mean_colour.value = True
+    assert _run(qtbot, widget) == "done"
+    layer = viewer.layers["mosaic superpixels"]
+    assert isinstance(layer, Labels)
+    assert layer.data.shape == (256, 256) and layer.data.dtype.kind == "u"
+    assert 20 <= layer.data.max() <= 100
+    assert layer.metadata["engine"] == "preseg"
+    assert layer.metadata["parameters"]["n_segments"] == 50
+    assert viewer.layers["mosaic superpixels mean colour"].rgb
+
+
+def test_preseg_every_plane_of_a_stack(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, _ = samples.cells(size=48, n_cells=4)  # (2, 48, 48): channels first
+    stack = np.stack([image, image[:, ::-1], image[:, :, ::-1]])  # (z=3, c=2, y, x)
+    viewer.add_image(stack, name="cells", scale=(4.0, 1.0, 0.2, 0.2))
+    widget = _dock(viewer, "Presegment")
+    widget.channel_axis.value = 1
+    widget.plane_mode.value = "every plane (one by one)"
+    widget.form.set_values({"method": "felzenszwalb", "min_size": 10})
+    assert _run(qtbot, widget) == "done"
+    layer = viewer.layers["cells superpixels"]
+    assert layer.data.shape == (3, 48, 48)
+    np.testing.assert_allclose(layer.scale, (4.0, 0.2, 0.2))
+    assert layer.metadata["n_planes"] == 3
+    assert layer.metadata["napari"]["channel_axis"] == 1
+
+
+def test_backprop_runs_live_and_writes_an_editable_result(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _small_mosaic(viewer, scale=(0.5, 0.5), translate=(3.0, 4.0))
+    widget = _dock(viewer, "Unsupervised segmentation")
+    _quick(widget, seed=3)
+    previews = []
+    viewer.layers.events.inserted.connect(
+        lambda e: previews.append(e.value.metadata.get("status", "final"))
+    )
+    assert _run(qtbot, widget) == "done"
+    assert previews and previews[0].startswith("live preview")
+    layer = viewer.layers["mosaic backprop"]
+    assert layer.data.shape == (64, 64) and layer.data.dtype.kind == "u"
+    np.testing.assert_allclose(layer.scale, (0.5, 0.5))
+    np.testing.assert_allclose(layer.translate, (3.0, 4.0))
+    meta = layer.metadata
+    assert meta["engine"] == "backprop" and meta["seed"] == 3
+    assert meta["parameters"]["max_iter"] == 4
+    assert "napari_unsupseg_version" in meta and "total" in meta["timings"]
+    assert 2 <= len(np.unique(layer.data)) <= 32
+    # The result is editable: brush, fill, undo.
+    before = np.array(layer.data)
+    layer.paint((10, 10), 99)
+    layer.fill((40, 40), 98)
+    assert (layer.data == 99).any() and (layer.data == 98).any()
+    layer.undo()
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, before)
+    # ... and a rerun leaves the edited layer alone.
+    layer.paint((10, 10), 99)
+    edited = np.array(layer.data)
+    assert _run(qtbot, widget) == "done"
+    np.testing.assert_array_equal(viewer.layers["mosaic backprop"].data, edited)
+    assert widget.result_layer.name == "mosaic backprop [2]"
+
+
+def test_backprop_cancel_mid_run(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _small_mosaic(viewer)
+    widget = _dock(viewer, "Unsupervised segmentation")
+    _quick(widget, max_iter=5000, patience=0, min_labels=1)
+    with qtbot.waitSignal(widget.run_finished, timeout=60_000) as blocker:
+        widget.run_button.click()
+        qtbot.waitUntil(lambda: widget.result_layer is not None, timeout=60_000)
+        widget.cancel_button.click()
+        started = time.monotonic()
+    assert blocker.args == ["stopped"]
+    assert time.monotonic() - started < 5.0  # one iteration at most (a loaded CI machine)
+    qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=5000)
+    layer = viewer.layers["mosaic backprop"]
+    assert layer.metadata["stopped_early"] is True
+    assert layer.data.shape == (64, 64)
+    assert widget.run_button.isEnabled()
+    viewer.add_image(np.zeros((8, 8)), name="still usable")
+
+
+def test_scribbles_separate_two_classes(make_napari_viewer, qtbot):
+    # Two halves of nearly the same grey: without hints the segmenter splits them
+    # into several noisy labels; scribbles of two classes make them two segments.
+    rng = np.random.default_rng(0)
+    image = np.full((48, 48, 3), 0.5, np.float32)
+    image[:, 24:] += 0.03
+    image += rng.normal(0, 0.03, image.shape).astype(np.float32)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="halves", rgb=True)
+    widget = _dock(viewer, "Unsupervised segmentation")
+    _quick(widget, max_iter=8)
+    assert widget.scribbles.value is None  # none by default
+    scribbles = widget.add_scribbles_layer()
+    assert scribbles.data.shape == (48, 48) and scribbles.mode == "paint"
+    assert widget.scribbles.value.name == "halves scribbles"
+    scribbles.data_setitem(np.nonzero(_box(20, 28, 4, 12)), 1)
+    scribbles.data_setitem(np.nonzero(_box(20, 28, 36, 44)), 2)
+    assert _run(qtbot, widget) == "done"
+    labels = np.asarray(viewer.layers["halves backprop"].data)
+    left, right = labels[:, :24], labels[:, 24:]
+    assert np.bincount(left.ravel()).argmax() == 1
+    assert np.bincount(right.ravel()).argmax() == 2
+    assert (left == 1).mean() > 0.75 and (right == 2).mean() > 0.75
+    # The scribbles themselves are untouched.
+    assert set(np.unique(scribbles.data)) == {0, 1, 2}
+
+
+def _box(y0, y1, x0, x1, shape=(48, 48)):
+    mask = np.zeros(shape, bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
+
+
+def test_absent_device_is_a_plain_notification(make_napari_viewer, qtbot):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    viewer = make_napari_viewer()
+    _small_mosaic(viewer)
+    widget = _dock(viewer, "Unsupervised segmentation")
+    _quick(widget, device="cuda")
+    assert _run(qtbot, widget) == "failed"
+    (message,) = _errors()
+    assert "CUDA" in message and "Traceback" not in message
+    assert [layer.name for layer in viewer.layers] == ["mosaic"]
+    _quick(widget)  # back to the CPU: works again
+    assert _run(qtbot, widget) == "done"
+
+
+def test_wrong_layer_and_nan_are_plain_notifications(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((16, 16), np.uint8), name="only labels")
+    widget = _dock(viewer, "Unsupervised segmentation")
+    assert widget.image_picker.value is None  # a Labels layer is not offered
+    assert _run(qtbot, widget) == "failed"
+    assert "Choose an image layer" in _errors()[-1]
+    nan = np.ones((16, 16), np.float32)
+    nan[2, 2] = np.nan
+    viewer.add_image(nan, name="nan")
+    assert widget.image_picker.value.name == "nan"
+    assert _run(qtbot, widget) == "failed"
+    assert "NaN" in _errors()[-1]
+    assert [layer.name for layer in viewer.layers] == ["only labels", "nan"]
+
+
+def test_current_plane_of_a_stack(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image, _ = samples.mosaic(size=32, n_regions=3)
+    stack = np.stack([image, image[::-1], image[:, ::-1]])  # (3, 32, 32, 3) RGB
+    viewer.add_image(stack, name="movie", rgb=True, scale=(7.0, 1.0, 1.0))
+    widget = _dock(viewer, "Unsupervised segmentation")
+    viewer.dims.set_current_step(0, 1)
+    assert widget.plane_mode.value == CURRENT_PLANE
+    _quick(widget, max_iter=2)
+    assert _run(qtbot, widget) == "done"
+    layer = viewer.layers["movie backprop plane 1"]
+    assert layer.data.shape == (32, 32)
+    np.testing.assert_allclose(layer.scale, (1.0, 1.0))
