@@ -46,6 +46,23 @@ def _texture(kind: int, shape: tuple[int, int], rng: np.random.Generator) -> np.
     return speckle / (np.abs(speckle).max() + 1e-6)
 
 
+def _spread_points(
+    rng: np.random.Generator, n: int, size: int, min_gap: float
+) -> list[np.ndarray]:
+    """``n`` random points at least ``min_gap`` apart (so every Voronoi cell is a sizeable blob).
+
+    A layout that leaves no room is abandoned and drawn again.
+    """
+    while True:
+        points: list[np.ndarray] = []
+        for _ in range(10_000):
+            p = rng.uniform(0.1, 0.9, 2) * size
+            if all(np.hypot(*(p - q)) > min_gap for q in points):
+                points.append(p)
+                if len(points) == n:
+                    return points
+
+
 def mosaic(
     size: int = 128, n_regions: int = 6, noise: float = 0.05, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -57,12 +74,7 @@ def mosaic(
     if not 2 <= n_regions <= len(_COLOURS):
         raise ValueError(f"n_regions must be between 2 and {len(_COLOURS)}")
     rng = np.random.default_rng(seed)
-    # Seeds kept apart so that every region is a sizeable blob.
-    points: list[np.ndarray] = []
-    while len(points) < n_regions:
-        p = rng.uniform(0.1, 0.9, 2) * size
-        if all(np.hypot(*(p - q)) > size / (1.2 * np.sqrt(n_regions)) for q in points):
-            points.append(p)
+    points = _spread_points(rng, n_regions, size, min_gap=size / (1.2 * np.sqrt(n_regions)))
     yy, xx = np.mgrid[:size, :size]
     dist = np.stack([np.hypot(yy - py, xx - px) for py, px in points])
     truth = (np.argmin(dist, axis=0) + 1).astype(np.int32)
