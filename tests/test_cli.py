@@ -28,8 +28,9 @@ def mosaic_png(tmp_path_factory):
     return path, truth
 
 
-@pytest.mark.parametrize(("command", "params_type"),
-                         [("backprop", BackpropParams), ("preseg", PresegParams)])
+@pytest.mark.parametrize(
+    ("command", "params_type"), [("backprop", BackpropParams), ("preseg", PresegParams)]
+)
 def test_every_engine_parameter_is_an_option(command, params_type):
     sub = build_parser()._subparsers._group_actions[0].choices[command]
     options = {dest for action in sub._actions for dest in [action.dest]}
@@ -40,8 +41,22 @@ def test_every_engine_parameter_is_an_option(command, params_type):
 def test_preseg_writes_labels_and_sidecar(mosaic_png, tmp_path, capsys):
     path, _ = mosaic_png
     out = tmp_path / "sp.tif"
-    assert main(["preseg", str(path), "-o", str(out), "--method", "slic",
-                 "--n-segments", "200", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "preseg",
+                str(path),
+                "-o",
+                str(out),
+                "--method",
+                "slic",
+                "--n-segments",
+                "200",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     labels = tifffile.imread(out)
     assert labels.shape == (96, 96) and labels.min() == 1
     assert 100 <= labels.max() <= 300
@@ -63,8 +78,12 @@ def test_backprop_recovers_the_mosaic(mosaic_png, tmp_path):
     # Asked for as many labels as there are regions: each region is mostly one label,
     # and distinct regions get distinct labels.
     majority = [np.bincount(labels[truth == k]).argmax() for k in range(1, truth.max() + 1)]
-    purity = np.mean([(labels[truth == k] == m).mean() for k, m in
-                      zip(range(1, truth.max() + 1), majority, strict=True)])
+    purity = np.mean(
+        [
+            (labels[truth == k] == m).mean()
+            for k, m in zip(range(1, truth.max() + 1), majority, strict=True)
+        ]
+    )
     assert purity > 0.8 and len(set(majority)) == truth.max()
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["seed"] == 0 and meta["engine"] == "backprop"
@@ -80,12 +99,29 @@ def _write_tiff(path, data):
     [
         (lambda d, p: ["backprop", str(d / "nope.tif")], "does not exist"),
         (lambda d, p: ["backprop", str(d / "junk.png")], "could not be read"),
-        (lambda d, p: ["backprop", _write_tiff(d / "4d.tif", np.zeros((3, 4, 16, 16), np.uint8))],
-         "Expected a 2-D plane"),
-        (lambda d, p: ["backprop", _write_tiff(d / "nan.tif", np.full((16, 16), np.nan, np.float32))],
-         "NaN"),
-        (lambda d, p: ["backprop", str(p), "--scribbles",
-                       _write_tiff(d / "s.tif", np.ones((10, 10), np.uint8))], "scribble"),
+        (
+            lambda d, p: [
+                "backprop",
+                _write_tiff(d / "4d.tif", np.zeros((3, 4, 16, 16), np.uint8)),
+            ],
+            "Expected a 2-D plane",
+        ),
+        (
+            lambda d, p: [
+                "backprop",
+                _write_tiff(d / "nan.tif", np.full((16, 16), np.nan, np.float32)),
+            ],
+            "NaN",
+        ),
+        (
+            lambda d, p: [
+                "backprop",
+                str(p),
+                "--scribbles",
+                _write_tiff(d / "s.tif", np.ones((10, 10), np.uint8)),
+            ],
+            "scribble",
+        ),
         (lambda d, p: ["backprop", str(p), "--channel-axis", "7"], "does not exist"),
         (lambda d, p: ["backprop", str(p), "--device", "cuda"], "CUDA"),
     ],
@@ -112,7 +148,10 @@ def _cuda_available() -> bool:
 def test_console_script_demo_runs_without_arguments(tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "napari_unsupseg.cli", "demo", "--sample", "mosaic", "--quiet"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr
     folder = tmp_path / "unsupseg-demo"

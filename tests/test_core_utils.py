@@ -140,8 +140,11 @@ def test_files_round_trip(tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "content", "words"),
-    [("missing.tif", None, "does not exist"), ("bad.png", b"not a png", "could not be read"),
-     ("x.bmpx", b"", "unsupported file type")],
+    [
+        ("missing.tif", None, "does not exist"),
+        ("bad.png", b"not a png", "could not be read"),
+        ("x.bmpx", b"", "unsupported file type"),
+    ],
 )
 def test_read_image_errors_are_plain(tmp_path, name, content, words):
     path = tmp_path / name

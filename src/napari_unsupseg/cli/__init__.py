@@ -18,6 +18,8 @@ SUBCOMMANDS: dict[str, str] = {
     "demo": "napari_unsupseg.cli.demo",
     "preseg": "napari_unsupseg.cli.preseg",
     "backprop": "napari_unsupseg.cli.backprop",
+    "predict": "napari_unsupseg.cli.predict",
+    "parts": "napari_unsupseg.cli.parts",
 }
 
 EXIT_BAD_INPUT = 2

@@ -22,21 +22,28 @@ def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_params(parser: argparse.ArgumentParser, params_type: type, skip: tuple[str, ...] = ()) -> None:
+def add_params(
+    parser: argparse.ArgumentParser, params_type: type, skip: tuple[str, ...] = ()
+) -> None:
     """One option per field of ``params_type``, with its help, default, choices and bounds."""
     group = parser.add_argument_group(f"{params_type.__name__} parameters")
     for spec in params_mod.specs(params_type):
         if spec.name in skip:
             continue
         help_text = spec.help
-        bounds = [f">= {spec.min}" if spec.min is not None else "",
-                  f"<= {spec.max}" if spec.max is not None else ""]
+        bounds = [
+            f">= {spec.min}" if spec.min is not None else "",
+            f"<= {spec.max}" if spec.max is not None else "",
+        ]
         if any(bounds):
             help_text += f" ({' and '.join(b for b in bounds if b)})"
         if spec.type is bool:
             group.add_argument(
-                option_name(spec.name), dest=spec.name, default=spec.default,
-                action=argparse.BooleanOptionalAction, help=help_text,
+                option_name(spec.name),
+                dest=spec.name,
+                default=spec.default,
+                action=argparse.BooleanOptionalAction,
+                help=help_text,
             )
             continue
         group.add_argument(
@@ -65,12 +72,16 @@ def params_from_args(params_type: type[P], args: argparse.Namespace) -> P:
 def add_image_arguments(parser: argparse.ArgumentParser, output_suffix: str) -> None:
     parser.add_argument("image", type=Path, help="Input image: TIFF, PNG or JPEG.")
     parser.add_argument(
-        "-o", "--output", type=Path, default=None,
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
         help=f"Label TIFF to write (a JSON sidecar with the metadata goes beside it); "
         f"default: IMAGE_{output_suffix}.tif next to the input.",
     )
     parser.add_argument(
-        "--channel-axis", default="auto",
+        "--channel-axis",
+        default="auto",
         help="Axis of the input that holds channels: an integer, 'none' (a grey image or a "
         "stack of grey planes), or 'auto' (the last axis of an RGB(A) PNG/JPEG/TIFF, else none).",
     )
@@ -128,5 +139,7 @@ def write_result(result: Result, path: Path, source: Path) -> None:
     metadata = {**result.metadata, "source": str(source)}
     sidecar = write_labels(path, result.labels, metadata)
     n = len(np.unique(result.labels[result.labels > 0]))
-    print(f"wrote {path} ({n} labels, {result.labels.dtype}, shape {result.labels.shape}) "
-          f"and {sidecar}")
+    print(
+        f"wrote {path} ({n} labels, {result.labels.dtype}, shape {result.labels.shape}) "
+        f"and {sidecar}"
+    )

@@ -26,7 +26,9 @@ HELP = "Segment an image without training data (Kanezaki's backprop segmenter)."
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_image_arguments(parser, "backprop")
     parser.add_argument(
-        "--scribbles", type=Path, default=None,
+        "--scribbles",
+        type=Path,
+        default=None,
         help="Label image of the same height and width: 0 = unlabelled, k > 0 = class k.",
     )
     add_params(parser, BackpropParams)

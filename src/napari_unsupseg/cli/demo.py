@@ -17,10 +17,19 @@ CHANNEL_AXIS = {"coffee": -1, "mosaic": -1, "cells": 0}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sample", choices=samples.SAMPLE_NAMES, default="coffee",
-                        help="Which embedded sample to segment.")
-    parser.add_argument("-o", "--output-dir", type=Path, default=Path("unsupseg-demo"),
-                        help="Folder for the results.")
+    parser.add_argument(
+        "--sample",
+        choices=samples.SAMPLE_NAMES,
+        default="coffee",
+        help="Which embedded sample to segment.",
+    )
+    parser.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        default=Path("unsupseg-demo"),
+        help="Folder for the results.",
+    )
     parser.add_argument("--quiet", action="store_true", help="No progress bar.")
     add_params(parser, BackpropParams)
 
@@ -33,9 +42,12 @@ def run(args: argparse.Namespace) -> int:
     labels_path = out / f"{args.sample}_labels.tif"
     write_labels(labels_path, result.labels, {**result.metadata, "source": f"sample:{args.sample}"})
     picture = to_display_rgb(image)
-    overlay_path = write_picture(out / f"{args.sample}_overlay.png", overlay(picture, result.labels))
-    means_path = write_picture(out / f"{args.sample}_mean_colour.png",
-                               mean_colour(picture, result.labels))
+    overlay_path = write_picture(
+        out / f"{args.sample}_overlay.png", overlay(picture, result.labels)
+    )
+    means_path = write_picture(
+        out / f"{args.sample}_mean_colour.png", mean_colour(picture, result.labels)
+    )
     n_labels = int(result.labels.max())
     seconds = result.metadata.get("timings", {}).get("total", float("nan"))
     print(f"segmented the '{args.sample}' sample into {n_labels} labels in {seconds:.1f} s")

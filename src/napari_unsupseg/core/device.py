@@ -50,9 +50,13 @@ def resolve_device(name: str = "auto") -> torch.device:
         return device
     if kind == "mps":
         if not _mps_available():
-            raise InputError("Apple MPS was asked for, but it is not available here; choose 'auto' or 'cpu'.")
+            raise InputError(
+                "Apple MPS was asked for, but it is not available here; choose 'auto' or 'cpu'."
+            )
         return torch.device("mps")
-    raise InputError(f"Unknown device '{name}': use one of {', '.join(DEVICE_CHOICES)} (or 'cuda:N').")
+    raise InputError(
+        f"Unknown device '{name}': use one of {', '.join(DEVICE_CHOICES)} (or 'cuda:N')."
+    )
 
 
 def _mps_available() -> bool:

@@ -52,9 +52,7 @@ class Result:
     extras: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def run_to_end(
-    run: EngineRun, on_progress: Callable[[Progress], None] | None = None
-) -> Result:
+def run_to_end(run: EngineRun, on_progress: Callable[[Progress], None] | None = None) -> Result:
     """Drive an engine generator to completion and return its result."""
     while True:
         try:

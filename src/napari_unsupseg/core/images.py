@@ -107,10 +107,16 @@ def mean_colour(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     flat = image.reshape(flat_labels.shape[0], -1).astype(np.float64)
     n = int(flat_labels.max()) + 1
     counts = np.bincount(flat_labels, minlength=n).astype(np.float64)
-    means = np.stack(
-        [np.bincount(flat_labels, weights=flat[:, c], minlength=n) for c in range(flat.shape[1])],
-        axis=1,
-    ) / np.maximum(counts, 1)[:, None]
+    means = (
+        np.stack(
+            [
+                np.bincount(flat_labels, weights=flat[:, c], minlength=n)
+                for c in range(flat.shape[1])
+            ],
+            axis=1,
+        )
+        / np.maximum(counts, 1)[:, None]
+    )
     return means[flat_labels].reshape(image.shape).astype(image.dtype, copy=False)
 
 

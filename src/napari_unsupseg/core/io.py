@@ -51,9 +51,7 @@ def read_image(path: str | Path) -> LoadedImage:
         raise
     except Exception as error:  # noqa: BLE001 - any decoder failure means "unreadable"
         raise InputError(f"{path} could not be read as an image ({error}).") from error
-    raise InputError(
-        f"{path.name}: unsupported file type '{suffix}'; use TIFF, PNG or JPEG."
-    )
+    raise InputError(f"{path.name}: unsupported file type '{suffix}'; use TIFF, PNG or JPEG.")
 
 
 def _read_tiff(path: Path) -> LoadedImage:

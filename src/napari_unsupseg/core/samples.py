@@ -27,8 +27,16 @@ def coffee() -> np.ndarray:
 
 # Distinct colours (RGB in [0, 1]) and textures for the mosaic's classes.
 _COLOURS = np.array(
-    [[0.85, 0.2, 0.2], [0.2, 0.7, 0.25], [0.2, 0.3, 0.85], [0.9, 0.8, 0.2], [0.6, 0.3, 0.7],
-     [0.2, 0.75, 0.8], [0.95, 0.55, 0.2], [0.45, 0.45, 0.45]]
+    [
+        [0.85, 0.2, 0.2],
+        [0.2, 0.7, 0.25],
+        [0.2, 0.3, 0.85],
+        [0.9, 0.8, 0.2],
+        [0.6, 0.3, 0.7],
+        [0.2, 0.75, 0.8],
+        [0.95, 0.55, 0.2],
+        [0.45, 0.45, 0.45],
+    ]
 )
 
 
@@ -46,9 +54,7 @@ def _texture(kind: int, shape: tuple[int, int], rng: np.random.Generator) -> np.
     return speckle / (np.abs(speckle).max() + 1e-6)
 
 
-def _spread_points(
-    rng: np.random.Generator, n: int, size: int, min_gap: float
-) -> list[np.ndarray]:
+def _spread_points(rng: np.random.Generator, n: int, size: int, min_gap: float) -> list[np.ndarray]:
     """``n`` random points at least ``min_gap`` apart (so every Voronoi cell is a sizeable blob).
 
     A layout that leaves no room is abandoned and drawn again.
@@ -114,8 +120,9 @@ def cells(size: int = 256, n_cells: int = 14, seed: int = 0) -> tuple[np.ndarray
         nuclei[nucleus] = placed
         cytoplasm[cell & ~nucleus] = rng.uniform(0.4, 0.7)
     nuclear = (nuclei > 0) * rng.uniform(0.6, 1.0, n_cells + 1)[nuclei]
-    channels = np.stack([ndi.gaussian_filter(nuclear.astype(np.float32), 1.5),
-                         ndi.gaussian_filter(cytoplasm, 2.0)])
+    channels = np.stack(
+        [ndi.gaussian_filter(nuclear.astype(np.float32), 1.5), ndi.gaussian_filter(cytoplasm, 2.0)]
+    )
     channels = channels * 3000 + 300 + rng.normal(0, 60, channels.shape)
     return np.clip(channels, 0, 65535).astype(np.uint16), nuclei
 
