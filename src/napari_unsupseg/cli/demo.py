@@ -48,9 +48,13 @@ def run(args: argparse.Namespace) -> int:
     means_path = write_picture(
         out / f"{args.sample}_mean_colour.png", mean_colour(picture, result.labels)
     )
-    n_labels = int(result.labels.max())
-    seconds = result.metadata.get("timings", {}).get("total", float("nan"))
-    print(f"segmented the '{args.sample}' sample into {n_labels} labels in {seconds:.1f} s")
+    meta = result.metadata
+    seconds = meta.get("timings", {}).get("total", float("nan"))
+    print(
+        f"segmented the '{args.sample}' sample into {int(result.labels.max())} labels in "
+        f"{seconds:.1f} s ({meta.get('stop_reason', 'done')} after "
+        f"{sum(meta.get('iterations', [])) or '?'} iterations); wrote:"
+    )
     for path in (labels_path, labels_path.with_suffix(".json"), overlay_path, means_path):
         print(f"  {path}")
     return 0

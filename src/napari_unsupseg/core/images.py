@@ -121,7 +121,12 @@ def mean_colour(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 
 def to_display_rgb(image: np.ndarray) -> np.ndarray:
-    """A channels-last plane as uint8 RGB for pictures: grey repeated, 2 channels padded."""
+    """A channels-last plane as uint8 RGB for pictures: grey repeated, 2 channels padded.
+
+    8-bit colour pictures are kept as they are; anything else is contrast-stretched.
+    """
+    if image.dtype == np.uint8 and image.shape[-1] in (3, 4):
+        return image[..., :3].copy()
     scaled = (normalize(image, 0.5, 99.5) * 255).astype(np.uint8)
     channels = scaled.shape[-1]
     if channels == 1:
