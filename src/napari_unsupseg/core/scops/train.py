@@ -1,0 +1,346 @@
+"""Training the part-segmentation network over a stack and reading the parts out."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..device import describe, resolve_device, seed_everything
+from ..engine import Progress, Result, Stopwatch, provenance
+from ..errors import InputError
+from ..images import check_image, normalize
+from ..params import validate
+from . import FALLBACK_FEATURES, ScopsParams
+from . import losses as L
+from .features import (
+    TEXTURE_SCALES,
+    kmeans,
+    network_features,
+    scale_features,
+    texture_features,
+    texture_words,
+)
+from .nets import build_part_net, load_feature_extractor
+from .warps import colour_jitter, random_grid, warp
+
+
+def working_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """Longer side ``size`` (never enlarged), both sides multiples of 4, at least 16."""
+    scale = min(1.0, size / max(height, width))
+    return (max(16, int(round(height * scale / 4)) * 4), max(16, int(round(width * scale / 4)) * 4))
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _check_inputs(images: np.ndarray, saliency: np.ndarray | None) -> np.ndarray:
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise InputError(
+            "Part discovery takes a stack of images (N, Y, X, C), the first axis indexing "
+            f"the images; got shape {images.shape}."
+        )
+    check_image(images)
+    if images.shape[0] < 1:
+        raise InputError("Part discovery needs at least one image.")
+    if saliency is not None and np.shape(saliency) != images.shape[:3]:
+        raise InputError(
+            f"The saliency mask has shape {np.shape(saliency)}, but the images are "
+            f"{images.shape[:3]} (N, Y, X): they must match."
+        )
+    return images
+
+
+def read_labels(probs: torch.Tensor) -> torch.Tensor:
+    """Label map from ``(K + 1, H, W)`` probabilities: background where its probability
+    is at least one half, else the most probable part (an argmax over all channels
+    would call a pixel background whenever the parts share it)."""
+    part = probs[1:].argmax(dim=0) + 1
+    return torch.where(probs[0] >= 0.5, torch.zeros_like(part), part)
+
+
+def region_centres(probs: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Each part's centre: the centre of mass of its probability over its own region.
+
+    ``probs`` ``(K + 1, H, W)``, ``labels`` ``(H, W)`` from :func:`read_labels`.
+    Returns ``(K, 2)`` (row, column) pixel coordinates, NaN for a part with no pixel.
+    Restricting to the region keeps the faint probability a part has everywhere
+    else from pulling its centre towards the middle of the image.
+    """
+    k = probs.shape[0] - 1
+    height, width = labels.shape
+    own = F.one_hot(labels.long(), k + 1).permute(2, 0, 1)[1:].to(probs.dtype)
+    centres, mass = L.part_centres((probs[1:] * own)[None])
+    out = L.to_pixels(centres[0], height, width).numpy().astype(np.float32)
+    out[~(own.sum(dim=(1, 2)) > 0).numpy()] = np.nan
+    return out
+
+
+@dataclass
+class PartModel:
+    """A trained part network with the prepared collection it was trained on."""
+
+    net: torch.nn.Module
+    params: ScopsParams
+    device: torch.device
+    inputs: torch.Tensor  # (N, C, h, w) in [0, 1], on the CPU
+    image_shape: tuple[int, int]  # (Y, X) of the original images
+    feature_name: str
+    saliency_name: str
+    loss_history: list[float] = field(default_factory=list)
+    last_losses: dict[str, float] = field(default_factory=dict)
+    stopwatch: Stopwatch = field(default_factory=Stopwatch)
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax part maps ``(B, K + 1, h, w)`` for inputs ``(B, C, h, w)`` in [0, 1]."""
+        was_training = self.net.training
+        self.net.eval()
+        try:
+            with torch.no_grad():
+                return torch.softmax(self.net(x.to(self.device)), dim=1).cpu()
+        finally:
+            self.net.train(was_training)
+
+    def recalibrate(self, chunk: int = 16) -> None:
+        """Re-estimate batch-norm statistics on the (unwarped) collection."""
+        norms = [m for m in self.net.modules()
+                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        if not norms:
+            return
+        saved = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the passes below
+        self.net.train()
+        with torch.no_grad():
+            for start in range(0, self.inputs.shape[0], chunk):
+                self.net(self.inputs[start:start + chunk].to(self.device))
+        for m, momentum in zip(norms, saved, strict=True):
+            m.momentum = momentum
+
+    def segment(self, chunk: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """Labels uint8 ``(N, Y, X)`` at the original size and centres ``(N, K, 2)`` (pixels)."""
+        n_images = self.inputs.shape[0]
+        height, width = self.image_shape
+        k = self.params.n_parts
+        labels = np.zeros((n_images, height, width), np.uint8)
+        centres = np.full((n_images, k, 2), np.nan, np.float32)
+        for start in range(0, n_images, chunk):
+            probs = self.probabilities(self.inputs[start:start + chunk])
+            for j in range(probs.shape[0]):
+                full = F.interpolate(probs[j:j + 1], size=(height, width), mode="bilinear",
+                                     align_corners=False)[0]
+                found = read_labels(full)
+                labels[start + j] = found.numpy().astype(np.uint8)
+                centres[start + j] = region_centres(full, found)
+        return labels, centres
+
+    def result(self) -> Result:
+        labels, centres = self.segment()
+        self.stopwatch.lap("segment")
+        metadata = provenance(
+            "scops",
+            self.params,
+            device=describe(self.device),
+            seed=self.params.seed,
+            features=self.feature_name,
+            saliency=self.saliency_name,
+            n_images=int(self.inputs.shape[0]),
+            working_shape=list(self.inputs.shape[-2:]),
+            label_meaning="0 = background, 1..K = parts",
+            centres="extras['centres']: (image, part, [row, column]) in pixels; NaN = part absent",
+            final_losses=self.last_losses,
+            timings=self.stopwatch.total(),
+        )
+        extras = {"centres": centres, "loss_history": np.asarray(self.loss_history, np.float32)}
+        return Result(labels=labels, metadata=metadata, extras=extras)
+
+
+def _saliency_maps(
+    images01: torch.Tensor, params: ScopsParams, saliency: np.ndarray | None,
+    size: tuple[int, int],
+) -> tuple[torch.Tensor | None, str]:
+    if saliency is not None:
+        mask = torch.as_tensor((np.asarray(saliency) != 0).astype(np.float32))[:, None]
+        return _resize(mask, size).clamp(0, 1), "mask given"
+    if params.saliency_threshold is not None:
+        brightness = images01.mean(dim=1, keepdim=True)
+        if params.saliency_dark:
+            mask = (brightness < params.saliency_threshold).float()
+            return mask, f"normalised brightness below {params.saliency_threshold}"
+        mask = (brightness > params.saliency_threshold).float()
+        return mask, f"normalised brightness above {params.saliency_threshold}"
+    return None, "none"
+
+
+def _initial_bases(features: torch.Tensor, mask: torch.Tensor | None, k: int,
+                   rng: np.random.Generator) -> torch.Tensor:
+    """Part bases started at k-means centres of the features (not in the paper: it
+    lets a few hundred CPU steps suffice). The background basis starts at the mean
+    background feature (zero when a saliency mask masks the features); without a
+    mask, the k-means cluster that touches the image border most is the background.
+    """
+    n, d, h, w = features.shape
+    flat = features.permute(0, 2, 3, 1).reshape(-1, d).numpy().astype(np.float64)
+    if mask is not None:
+        fg = mask.reshape(-1).numpy() > 0.5
+        points = flat[fg] if fg.sum() >= k else flat
+        centres = kmeans(points[rng.choice(len(points), min(len(points), 20000), replace=False)],
+                         k, rng)
+        background = np.zeros((1, d))
+    else:
+        sample = rng.choice(len(flat), min(len(flat), 20000), replace=False)
+        centres = kmeans(flat[sample], k + 1, rng)
+        border = np.zeros((n, h, w), bool)
+        border[:, [0, -1], :] = True
+        border[:, :, [0, -1]] = True
+        nearest = ((flat[border.reshape(-1)][:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+        first = int(np.bincount(nearest, minlength=len(centres)).argmax())
+        background = centres[first:first + 1]
+        centres = np.delete(centres, first, axis=0)
+    if len(centres) < k:  # fewer distinct points than parts
+        extra = rng.uniform(0, centres.max() + 1e-3, (k - len(centres), d))
+        centres = np.concatenate([centres, extra])
+    bases = np.concatenate([background, centres]) + rng.uniform(0, 1e-3, (k + 1, d))
+    return torch.as_tensor(bases, dtype=torch.float32)
+
+
+def fit_parts(
+    images: np.ndarray, params: ScopsParams, *, saliency: np.ndarray | None = None,
+    preview_every: int = 0,
+) -> Generator[Progress, None, PartModel]:
+    """Train the part network on a stack; yields :class:`Progress`, returns a :class:`PartModel`."""
+    validate(params)
+    images = _check_inputs(images, saliency)
+    stopwatch = Stopwatch()
+    device = resolve_device(params.device)
+    rng = seed_everything(params.seed)
+    n_images, height, width, channels = images.shape
+    total = params.iterations
+    yield Progress(0, total, message="preparing images")
+
+    size = working_shape(height, width, params.working_size)
+    unit = normalize(images)
+    inputs = torch.cat([
+        _resize(torch.as_tensor(unit[i:i + 16]).permute(0, 3, 1, 2), size)
+        for i in range(0, n_images, 16)
+    ]).clamp(0, 1).contiguous()
+    mask, saliency_name = _saliency_maps(inputs, params, saliency, size)
+    stopwatch.lap("prepare")
+
+    # Features for the semantic-consistency loss, computed once.
+    if params.feature_weights:
+        extractor, feature_name = load_feature_extractor(params.feature_weights)
+        extractor.to(device)
+        raw = None
+        for done, out in network_features(extractor, inputs.to(device)):
+            yield Progress(0, total, message=f"features {done}/{n_images}")
+            raw = out
+        raw = raw.cpu().numpy()
+        del extractor
+    else:
+        feature_name = FALLBACK_FEATURES
+        # Texture is measured at the images' own resolution (it may not survive the
+        # resizing; at most 4x the working size), then averaged down to half the working size.
+        half = (size[0] // 2, size[1] // 2)
+        raw = np.zeros((n_images, len(TEXTURE_SCALES) * 3, *half), np.float32)
+        texture_size = working_shape(height, width, 4 * params.working_size)
+        for i in range(n_images):
+            plane = unit[i]
+            if texture_size != (height, width):  # very large images: 4x the working size
+                plane = _resize(torch.as_tensor(plane).permute(2, 0, 1)[None], texture_size)
+                plane = plane[0].permute(1, 2, 0).numpy()
+            energy = torch.as_tensor(texture_features(plane))[None]
+            raw[i] = F.interpolate(energy, size=half, mode="area")[0].numpy()
+            if (i + 1) % 8 == 0:
+                yield Progress(0, total, message=f"texture {i + 1}/{n_images}")
+    del unit
+    feat_mask = None if mask is None else _resize(mask, raw.shape[-2:]).numpy()
+    if params.feature_weights:
+        features = torch.as_tensor(scale_features(raw, feat_mask))
+    else:
+        features = torch.as_tensor(texture_words(raw, feat_mask, rng))
+    feat_mask_t = None if feat_mask is None else torch.as_tensor(feat_mask)
+    stopwatch.lap("features")
+
+    k = params.n_parts
+    net = build_part_net(params.backbone, channels, k + 1).to(device)
+    bases = torch.nn.Parameter(_initial_bases(features, feat_mask_t, k, rng).to(device))
+    optimiser = torch.optim.Adam([
+        {"params": net.parameters(), "lr": params.learning_rate},
+        {"params": [bases], "lr": 5 * params.learning_rate},
+    ])
+    model = PartModel(net=net, params=params, device=device, inputs=inputs,
+                      image_shape=(height, width), feature_name=feature_name,
+                      saliency_name=saliency_name, stopwatch=stopwatch)
+    batch = min(params.batch_size, n_images)
+    net.train()
+    for step in range(total):
+        index = rng.choice(n_images, size=batch, replace=False)
+        x = inputs[index].to(device)
+        grid = random_grid(rng, batch, *size, kind=params.warp, max_rotation=params.max_rotation,
+                           device=device)
+        warped, valid = warp(x, grid)
+        if params.colour_jitter:
+            warped = colour_jitter(warped, rng) * valid
+        probs_all = torch.softmax(net(torch.cat([x, warped])), dim=1)
+        probs, probs_of_warped = probs_all[:batch], probs_all[batch:]
+        warped_probs, _ = warp(probs, grid)
+
+        terms: dict[str, torch.Tensor] = {}
+        terms["concentration"] = 0.5 * (L.concentration_loss(probs[:, 1:])
+                                        + L.concentration_loss(probs_of_warped[:, 1:]))
+        terms["equivariance"] = L.equivariance_kl(probs_of_warped, warped_probs, valid)
+        centres_a, _ = L.part_centres(probs_of_warped[:, 1:], valid)
+        centres_b, _ = L.part_centres(warped_probs[:, 1:], valid)
+        terms["centre"] = L.centre_loss(centres_a, centres_b)
+        f = features[index].to(device)
+        fm = None if feat_mask_t is None else feat_mask_t[index].to(device)
+        pooled = F.interpolate(probs, size=f.shape[-2:], mode="area")
+        terms["semantic"] = L.semantic_loss(pooled, f, bases, fm)
+        terms["orthonormal"] = L.orthonormal_loss(bases[1:])
+        fg_weights = None if mask is None else mask[index].to(device)
+        terms["diversity"] = L.diversity_loss(probs, fg_weights)
+        loss = (params.w_concentration * terms["concentration"]
+                + params.w_equivariance * (terms["equivariance"]
+                                           + params.w_equivariance_centre * terms["centre"])
+                + params.w_semantic * terms["semantic"]
+                + params.w_orthonormal * terms["orthonormal"]
+                + params.w_diversity * terms["diversity"])
+        if mask is not None and params.w_saliency > 0:
+            terms["saliency"] = L.saliency_loss(probs, mask[index].to(device))
+            loss = loss + params.w_saliency * terms["saliency"]
+        if not torch.isfinite(loss):
+            raise InputError(
+                f"Training diverged at step {step + 1} (the loss is {loss.item()}); try a smaller "
+                "learning rate or smaller loss weights."
+            )
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+
+        value = float(loss.detach())
+        model.loss_history.append(value)
+        model.last_losses = {name: float(t.detach()) for name, t in terms.items()}
+        preview = None
+        if preview_every and ((step + 1) % preview_every == 0 or step + 1 == total):
+            preview, _ = model.segment()
+        yield Progress(step + 1, total, loss=value, n_labels=k, preview=preview)
+    stopwatch.lap("train")
+    model.recalibrate()
+    return model
+
+
+def discover_parts_impl(
+    images: np.ndarray, params: ScopsParams, *, saliency: np.ndarray | None = None,
+    preview_every: int = 0,
+) -> Generator[Progress, None, Result]:
+    model = yield from fit_parts(images, params, saliency=saliency, preview_every=preview_every)
+    return model.result()
