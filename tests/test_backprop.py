@@ -330,3 +330,12 @@ def test_bad_inputs_raise_input_error(mosaic):
             _run(image, device="cuda")
     with pytest.raises(InputError):
         vote(np.array([0, 1]), np.array([0, 1, 2]))
+
+
+def test_trains_under_a_callers_no_grad(mosaic):
+    """A caller's ``torch.no_grad()`` (a notebook, a reused worker thread) must not stop training."""
+    import torch
+
+    with torch.no_grad():
+        labels = _run(mosaic[0], max_iter=3, patience=0).labels
+    assert labels.shape == mosaic[1].shape

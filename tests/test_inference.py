@@ -243,3 +243,24 @@ def test_cli_predict(tmp_path, monkeypatch, capsys):
                      str(tmp_path / "nope.pth"), "-o", str(out)])
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_paused_run_leaves_its_thread_able_to_train():
+    """Grad modes are per thread: a prediction paused at a yield (as a cancelled worker
+    leaves it, to be closed later from another thread) must not leave its thread in
+    inference mode for the next engine that trains there."""
+    import threading
+
+    seen: list[bool] = []
+
+    def worker() -> None:
+        run = predict(smooth_image((96, 96, 3)), InferenceParams(tile_size=64, overlap=8),
+                      model=sharp_unet())
+        next(run)
+        next(run)
+        seen.append(torch.is_grad_enabled() and not torch.is_inference_mode_enabled())
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    assert seen == [True]

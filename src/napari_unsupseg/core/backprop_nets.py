@@ -125,6 +125,7 @@ class Trainer:
             self.n_labelled = self.labelled.sum().clamp(min=1)
             self.n_unlabelled = (~self.labelled).sum().clamp(min=1)
 
+    @torch.enable_grad()  # training needs gradients whatever the caller's grad mode
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One update; returns (refined target (n, h, w), stats [loss, n_changed, n_labels])."""
         self.model.train()  # batch statistics of this image throughout, as in the reference

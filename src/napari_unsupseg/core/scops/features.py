@@ -145,10 +145,11 @@ def network_features(module, images, chunk: int = 4) -> Iterator[tuple[int, obje
     mean = images.new_tensor(IMAGENET_MEAN)[None, :, None, None]
     std = images.new_tensor(IMAGENET_STD)[None, :, None, None]
     parts = []
-    with torch.no_grad():
-        for start in range(0, n, chunk):
+    for start in range(0, n, chunk):
+        # Grad modes are per thread: never hold one across a yield (see core.inference).
+        with torch.no_grad():
             x = F.interpolate(images[start:start + chunk], size=size, mode="bilinear",
                               align_corners=False)
             parts.append(module((x - mean) / std))
-            done = min(start + chunk, n)
-            yield done, (torch.cat(parts) if done == n else None)
+        done = min(start + chunk, n)
+        yield done, (torch.cat(parts) if done == n else None)

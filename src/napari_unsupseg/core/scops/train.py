@@ -283,48 +283,51 @@ def fit_parts(
     batch = min(params.batch_size, n_images)
     net.train()
     for step in range(total):
-        index = rng.choice(n_images, size=batch, replace=False)
-        x = inputs[index].to(device)
-        grid = random_grid(rng, batch, *size, kind=params.warp, max_rotation=params.max_rotation,
-                           device=device)
-        warped, valid = warp(x, grid)
-        if params.colour_jitter:
-            warped = colour_jitter(warped, rng) * valid
-        probs_all = torch.softmax(net(torch.cat([x, warped])), dim=1)
-        probs, probs_of_warped = probs_all[:batch], probs_all[batch:]
-        warped_probs, _ = warp(probs, grid)
+        # Training needs gradients whatever the caller's grad mode (a notebook's
+        # no_grad, a reused worker thread); the mode is not held across the yield.
+        with torch.enable_grad():
+            index = rng.choice(n_images, size=batch, replace=False)
+            x = inputs[index].to(device)
+            grid = random_grid(rng, batch, *size, kind=params.warp,
+                               max_rotation=params.max_rotation, device=device)
+            warped, valid = warp(x, grid)
+            if params.colour_jitter:
+                warped = colour_jitter(warped, rng) * valid
+            probs_all = torch.softmax(net(torch.cat([x, warped])), dim=1)
+            probs, probs_of_warped = probs_all[:batch], probs_all[batch:]
+            warped_probs, _ = warp(probs, grid)
 
-        terms: dict[str, torch.Tensor] = {}
-        terms["concentration"] = 0.5 * (L.concentration_loss(probs[:, 1:])
-                                        + L.concentration_loss(probs_of_warped[:, 1:]))
-        terms["equivariance"] = L.equivariance_kl(probs_of_warped, warped_probs, valid)
-        centres_a, _ = L.part_centres(probs_of_warped[:, 1:], valid)
-        centres_b, _ = L.part_centres(warped_probs[:, 1:], valid)
-        terms["centre"] = L.centre_loss(centres_a, centres_b)
-        f = features[index].to(device)
-        fm = None if feat_mask_t is None else feat_mask_t[index].to(device)
-        pooled = F.interpolate(probs, size=f.shape[-2:], mode="area")
-        terms["semantic"] = L.semantic_loss(pooled, f, bases, fm)
-        terms["orthonormal"] = L.orthonormal_loss(bases[1:])
-        fg_weights = None if mask is None else mask[index].to(device)
-        terms["diversity"] = L.diversity_loss(probs, fg_weights)
-        loss = (params.w_concentration * terms["concentration"]
-                + params.w_equivariance * (terms["equivariance"]
-                                           + params.w_equivariance_centre * terms["centre"])
-                + params.w_semantic * terms["semantic"]
-                + params.w_orthonormal * terms["orthonormal"]
-                + params.w_diversity * terms["diversity"])
-        if mask is not None and params.w_saliency > 0:
-            terms["saliency"] = L.saliency_loss(probs, mask[index].to(device))
-            loss = loss + params.w_saliency * terms["saliency"]
-        if not torch.isfinite(loss):
-            raise InputError(
-                f"Training diverged at step {step + 1} (the loss is {loss.item()}); try a smaller "
-                "learning rate or smaller loss weights."
-            )
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+            terms: dict[str, torch.Tensor] = {}
+            terms["concentration"] = 0.5 * (L.concentration_loss(probs[:, 1:])
+                                            + L.concentration_loss(probs_of_warped[:, 1:]))
+            terms["equivariance"] = L.equivariance_kl(probs_of_warped, warped_probs, valid)
+            centres_a, _ = L.part_centres(probs_of_warped[:, 1:], valid)
+            centres_b, _ = L.part_centres(warped_probs[:, 1:], valid)
+            terms["centre"] = L.centre_loss(centres_a, centres_b)
+            f = features[index].to(device)
+            fm = None if feat_mask_t is None else feat_mask_t[index].to(device)
+            pooled = F.interpolate(probs, size=f.shape[-2:], mode="area")
+            terms["semantic"] = L.semantic_loss(pooled, f, bases, fm)
+            terms["orthonormal"] = L.orthonormal_loss(bases[1:])
+            fg_weights = None if mask is None else mask[index].to(device)
+            terms["diversity"] = L.diversity_loss(probs, fg_weights)
+            loss = (params.w_concentration * terms["concentration"]
+                    + params.w_equivariance * (terms["equivariance"]
+                                               + params.w_equivariance_centre * terms["centre"])
+                    + params.w_semantic * terms["semantic"]
+                    + params.w_orthonormal * terms["orthonormal"]
+                    + params.w_diversity * terms["diversity"])
+            if mask is not None and params.w_saliency > 0:
+                terms["saliency"] = L.saliency_loss(probs, mask[index].to(device))
+                loss = loss + params.w_saliency * terms["saliency"]
+            if not torch.isfinite(loss):
+                raise InputError(
+                    f"Training diverged at step {step + 1} (the loss is {loss.item()}); "
+                    "try a smaller learning rate or smaller loss weights."
+                )
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
 
         value = float(loss.detach())
         model.loss_history.append(value)
