@@ -333,7 +333,7 @@ def test_bad_inputs_raise_input_error(mosaic):
 
 
 def test_trains_under_a_callers_no_grad(mosaic):
-    """A caller's ``torch.no_grad()`` (a notebook, a reused worker thread) must not stop training."""
+    """A caller's ``torch.no_grad()`` (a notebook, say) must not stop the training."""
     import torch
 
     with torch.no_grad():
