@@ -68,6 +68,7 @@ def smooth_image(size: int, seed: int = 0) -> np.ndarray:
 def plain_forward(loaded, image: np.ndarray, device: str) -> np.ndarray:
     import torch
 
+    from napari_unsupseg.core.memory import keep_heap_mapped
     from napari_unsupseg.core.models.unet import pad_to_multiple
 
     mean = np.float32(loaded.config.mean)
@@ -75,7 +76,8 @@ def plain_forward(loaded, image: np.ndarray, device: str) -> np.ndarray:
     x = (image.astype(np.float32) / 255 - mean) / std
     x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])).to(device)
     net = loaded.model.to(device).eval()
-    with torch.inference_mode():
+    # Same allocator setting as the engine, so that the ratio measures tiling alone.
+    with keep_heap_mapped(device == "cpu"), torch.inference_mode():
         x, (h, w) = pad_to_multiple(x, net.size_multiple)
         logits = net(x)[..., :h, :w]
         return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()

@@ -12,7 +12,6 @@ from scipy.optimize import linear_sum_assignment
 from napari_unsupseg.core import samples
 from napari_unsupseg.core.backprop import (
     BackpropParams,
-    keep_heap_mapped,
     merge_labels,
     segment,
     vote,
@@ -20,6 +19,7 @@ from napari_unsupseg.core.backprop import (
 )
 from napari_unsupseg.core.engine import run_to_end
 from napari_unsupseg.core.errors import InputError
+from napari_unsupseg.core.memory import keep_heap_mapped
 
 SIZE = 112
 N_REGIONS = 6

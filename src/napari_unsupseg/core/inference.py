@@ -39,6 +39,7 @@ from .device import DEVICE_CHOICES
 from .engine import EngineRun, Progress, Result, Stopwatch, provenance
 from .errors import InputError
 from .images import check_image, label_dtype
+from .memory import keep_heap_mapped
 from .models.presets import ARCHITECTURES, resolve_classes
 from .params import param, validate
 
@@ -379,29 +380,32 @@ def predict(image: np.ndarray, params: InferenceParams, model: LoadedModel | Non
     watch.lap("prepare")
     step = 0
     yield Progress(step, total, message=f"{len(tiles)} tile(s) per plane on {device.type}")
-    for plane in range(stack.shape[0]):
-        blender = _Blender(ys, xs, labels[plane],
-                           None if confidence is None else confidence[plane], offset)
-        for batch in _batches(tiles, ys, xs, params.batch_size):
-            x = torch.stack([load_tile(plane, ty, tx) for ty, tx in batch]).to(device)
-            x, (h, w) = pad_to_multiple(x, multiple)
-            # Grad modes are per thread: never hold one across a yield, or a worker
-            # thread that is reused (or a generator closed elsewhere) inherits it.
-            with (torch.inference_mode(),
-                  torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp)):
-                try:
-                    logits = net(x)
-                except torch.OutOfMemoryError as error:
-                    raise InputError(
-                        f"The {device.type} device ran out of memory on tiles of "
-                        f"{tuple(x.shape[-2:])} px; lower the tile size or batch size."
-                    ) from error
-                logits = logits[..., :h, :w].float().cpu()
-            for (ty, tx), tile_logits in zip(batch, logits, strict=True):
-                blender.add(ty, tx, tile_logits)
-            step += 1
-            yield Progress(step, total, preview=shown if previews else None,
-                           message=f"plane {plane + 1}/{stack.shape[0]}")
+    # Tiles reuse the same large buffers: keeping them mapped saves the page faults
+    # of every forward on the CPU (a process-wide setting, restored at the end).
+    with keep_heap_mapped(device.type == "cpu"):
+        for plane in range(stack.shape[0]):
+            blender = _Blender(ys, xs, labels[plane],
+                               None if confidence is None else confidence[plane], offset)
+            for batch in _batches(tiles, ys, xs, params.batch_size):
+                x = torch.stack([load_tile(plane, ty, tx) for ty, tx in batch]).to(device)
+                x, (h, w) = pad_to_multiple(x, multiple)
+                # Grad modes are per thread: never hold one across a yield, or a worker
+                # thread that is reused (or a generator closed elsewhere) inherits it.
+                with (torch.inference_mode(),
+                      torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_amp)):
+                    try:
+                        logits = net(x)
+                    except torch.OutOfMemoryError as error:
+                        raise InputError(
+                            f"The {device.type} device ran out of memory on tiles of "
+                            f"{tuple(x.shape[-2:])} px; lower the tile size or batch size."
+                        ) from error
+                    logits = logits[..., :h, :w].float().cpu()
+                for (ty, tx), tile_logits in zip(batch, logits, strict=True):
+                    blender.add(ty, tx, tile_logits)
+                step += 1
+                yield Progress(step, total, preview=shown if previews else None,
+                               message=f"plane {plane + 1}/{stack.shape[0]}")
     watch.lap("predict")
     if image.ndim == 3:
         labels = labels[0]
