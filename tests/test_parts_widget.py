@@ -93,3 +93,14 @@ def test_missing_weights_file_is_refused(make_napari_viewer, qtbot, tmp_path):
     widget.weights_file.value = tmp_path / "absent.pth"
     assert _run(qtbot, widget) == "failed"
     assert any("does not exist" in message for message in _errors())
+
+
+def test_only_whole_stack_modes_are_offered(make_napari_viewer, qtbot):
+    """Parts are found across the collection, so a stack offers no 'current plane' run."""
+    from napari_unsupseg.widgets._base import CURRENT_PLANE
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((3, 32, 32), np.float32), name="stack")
+    widget = PartsWidget(viewer)
+    assert list(widget.plane_mode.choices) == [EVERY_IMAGE]
+    assert CURRENT_PLANE not in widget.plane_mode.choices

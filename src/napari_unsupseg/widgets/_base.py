@@ -29,6 +29,9 @@ Extension points (class attributes and methods a subclass sets or overrides)
 ``stack_param`` / ``stack_modes``
     How "every plane" runs are offered: ``stack_modes`` maps a label shown to the
     user to the value given to the ``stack_param`` field (``None``: leave it).
+``offer_current_plane``
+    ``False`` for engines that need the whole stack (part discovery): stacks then
+    offer only the ``stack_modes``.
 ``preview_interval``
     Seconds between two previews shown (0.25: at most 4 updates a second).
 ``offer_mean_colour``
@@ -366,6 +369,7 @@ class EngineWidget(QWidget):
     param_overrides: ClassVar[dict[str, Any]] = {}
     stack_param: ClassVar[str | None] = None
     stack_modes: ClassVar[dict[str, Any]] = {"every plane": None}
+    offer_current_plane: ClassVar[bool] = True
     preview_interval: ClassVar[float] = 0.25
     offer_mean_colour: ClassVar[bool] = True
     run_label: ClassVar[str] = "Run"
@@ -576,7 +580,11 @@ class EngineWidget(QWidget):
         lead: list[int] = []
         if layer is not None:
             lead, spatial = self._axes(layer, self.channel_axis.value)
-        modes = [CURRENT_PLANE, *self.stack_modes] if lead else [CURRENT_PLANE]
+        if not lead:
+            modes = [CURRENT_PLANE]
+        else:
+            modes = [CURRENT_PLANE] if self.offer_current_plane else []
+            modes += list(self.stack_modes)
         current = self.plane_mode.value
         self._plane_choices = modes
         with self.plane_mode.changed.blocked():

@@ -12,7 +12,7 @@ from napari.layers import Labels
 from ..core.engine import EngineRun
 from ..core.errors import InputError
 from ..core.scops import FALLBACK_FEATURES, ScopsParams, discover_parts
-from ._base import CURRENT_PLANE, EngineWidget, LayerPicker, RunSetup
+from ._base import EngineWidget, LayerPicker, RunSetup
 from ._layers import unique_name
 
 NO_SALIENCY = "none"
@@ -36,6 +36,7 @@ class PartsWidget(EngineWidget):
     engine_label: ClassVar[str] = "parts"
     stack_modes: ClassVar[dict[str, Any]] = {EVERY_IMAGE: None}
     offer_mean_colour: ClassVar[bool] = False
+    offer_current_plane: ClassVar[bool] = False  # parts are found across the whole collection
     run_label: ClassVar[str] = "Find parts"
     hidden_params: ClassVar[tuple[str, ...]] = ("feature_weights",)  # a file picker instead
     #: A preview label stack every this many training steps (the base shows at most 4 a second).
@@ -90,18 +91,7 @@ class PartsWidget(EngineWidget):
             path = None
         self.features_note.value = self._features_text(path)
 
-    def _update_plane_modes(self, *args: Any) -> None:
-        # Part discovery needs the whole collection: choose "every image" by default
-        # (the base class offers the current plane first).
-        super()._update_plane_modes(*args)
-        if EVERY_IMAGE in self._plane_choices and self.plane_mode.value == CURRENT_PLANE:
-            self.plane_mode.value = EVERY_IMAGE
-
     def collect_inputs(self, setup: RunSetup) -> dict[str, Any]:
-        if setup.plane is not None:
-            raise InputError(
-                f"Part discovery needs the whole stack: choose '{EVERY_IMAGE}' under planes."
-            )
         if not setup.stacked:
             raise InputError(
                 f"'{setup.source_name}' is a single image; part discovery needs a stack whose "
