@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import tifffile
 
 from napari_unsupseg.core import params as P
 from napari_unsupseg.core.engine import Progress, Result, provenance, run_to_end
@@ -129,6 +130,12 @@ def test_files_round_trip(tmp_path):
     back = read_image(tmp_path / "out" / "l.tif")
     np.testing.assert_array_equal(back.data, labels)
     assert not back.rgb
+    # A stack of three label planes is three planes, not an RGB picture.
+    planes = np.arange(3 * 8 * 8, dtype=np.uint8).reshape(3, 8, 8)
+    write_labels(tmp_path / "stack.tif", planes, {})
+    with tifffile.TiffFile(tmp_path / "stack.tif") as tif:
+        assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
+    np.testing.assert_array_equal(read_image(tmp_path / "stack.tif").data, planes)
     rgb = to_display_rgb(np.random.default_rng(0).uniform(size=(6, 5, 3)))
     halves = np.repeat([[1], [2]], [3, 3], axis=0).repeat(5, axis=1)
     drawn = overlay(rgb, halves)

@@ -198,7 +198,8 @@ def test_cli_on_files(tmp_path):
 def test_cli_stacked_tiff_synthetic_and_errors(tmp_path, capsys):
     images, _ = part_collection(3, 40, 2, seed=0)
     stack = tmp_path / "stack.tif"
-    tifffile.imwrite(stack, images.mean(-1).astype(np.uint8))  # grey stack (N, Y, X)
+    # A grey stack (N, Y, X).
+    tifffile.imwrite(stack, images.mean(-1).astype(np.uint8), photometric="minisblack")
     fast = ["--quiet", "--iterations", "2", "--working-size", "32", "--n-parts", "2"]
     assert cli(["parts", str(stack), "-o", str(tmp_path / "a"), *fast]) == 0
     assert tifffile.imread(tmp_path / "a" / "parts.tif").shape == (3, 40, 40)

@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     if truth is not None:
         import tifffile
 
-        tifffile.imwrite(out / "truth.tif", truth.astype(np.uint8), compression="zlib")
+        tifffile.imwrite(out / "truth.tif", truth.astype(np.uint8), compression="zlib",
+                         photometric="minisblack")
         from ..core.scops_samples import part_scores
 
         scores = part_scores(result.labels, truth)

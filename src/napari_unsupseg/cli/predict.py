@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         import tifffile
 
         conf_path = path.with_name(f"{path.stem}_confidence.tif")
-        tifffile.imwrite(conf_path, result.extras["confidence"], compression="zlib")
+        tifffile.imwrite(conf_path, result.extras["confidence"], compression="zlib",
+                         photometric="minisblack")
         print(f"wrote {conf_path} (probability of the chosen class, float16)")
     return 0

@@ -75,7 +75,7 @@ def write_labels(path: str | Path, labels: np.ndarray, metadata: dict[str, Any])
     if path.suffix.lower() not in TIFF_SUFFIXES:
         raise InputError(f"Labels are written as TIFF: give a .tif output name, not {path.name}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, labels, compression="zlib")
+    tifffile.imwrite(path, labels, compression="zlib", photometric="minisblack")
     sidecar = path.with_suffix(".json")
     sidecar.write_text(json.dumps(to_jsonable(metadata), indent=2))
     return sidecar
