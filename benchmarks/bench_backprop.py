@@ -128,36 +128,6 @@ def run_ours(image: np.ndarray, max_iter: int, network: str, variant: str) -> di
 # --------------------------------------------------------------------- quality
 
 
-def _overlaps(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    _, p = np.unique(pred, return_inverse=True)
-    p = p.reshape(-1)
-    n_truth = int(truth.max()) + 1
-    joint = np.bincount(p * n_truth + truth.reshape(-1), minlength=(p.max() + 1) * n_truth)
-    return joint.reshape(-1, n_truth)[:, 1:]
-
-
-def _iou(inter: np.ndarray) -> np.ndarray:
-    union = inter.sum(1, keepdims=True) + inter.sum(0, keepdims=True) - inter
-    return inter / np.maximum(union, 1)
-
-
-def majority_iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    inter = _overlaps(pred, truth)
-    owner = inter.argmax(1)
-    merged = np.stack([inter[owner == k].sum(0) for k in range(inter.shape[1])])
-    return float(np.diag(_iou(merged)).mean())
-
-
-def hungarian_iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    from scipy.optimize import linear_sum_assignment
-
-    iou = _iou(_overlaps(pred, truth))
-    rows, cols = linear_sum_assignment(-iou)
-    scores = np.zeros(iou.shape[1])
-    scores[cols] = iou[rows, cols]
-    return float(scores.mean())
-
-
 def mean_colour_psnr(image: np.ndarray, labels: np.ndarray) -> float:
     from napari_unsupseg.core.images import mean_colour, normalize
 
@@ -183,6 +153,8 @@ def worker(variant: str, image_name: str, max_iter: int, network: str) -> dict:
     out["n_labels"] = int(len(np.unique(labels)))
     out["per_iteration"] = out.get("training", out["seconds"]) / max(out["iterations"], 1)
     if truth is not None:
+        from napari_unsupseg.core.scores import hungarian_iou, majority_iou
+
         out["majority_iou"] = majority_iou(labels, truth)
         out["hungarian_iou"] = hungarian_iou(labels, truth)
     out["psnr"] = mean_colour_psnr(image, labels)

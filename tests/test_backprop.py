@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from scipy.optimize import linear_sum_assignment
 
 from napari_unsupseg.core import samples
 from napari_unsupseg.core.backprop import (
@@ -20,6 +19,7 @@ from napari_unsupseg.core.backprop import (
 from napari_unsupseg.core.engine import run_to_end
 from napari_unsupseg.core.errors import InputError
 from napari_unsupseg.core.memory import keep_heap_mapped
+from napari_unsupseg.core.scores import hungarian_iou, majority_iou
 
 SIZE = 112
 N_REGIONS = 6
@@ -44,47 +44,6 @@ def mosaic() -> tuple[np.ndarray, np.ndarray]:
 
 def _run(image, scribbles=None, **changes):
     return run_to_end(segment(image, BackpropParams(**changes), scribbles=scribbles))
-
-
-def _overlaps(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Pixel counts of (predicted label, true region), ids compacted, truth 1..T."""
-    _, p = np.unique(pred, return_inverse=True)
-    p = p.reshape(-1)
-    n_truth = int(truth.max()) + 1
-    return np.bincount(p * n_truth + truth.reshape(-1), minlength=(p.max() + 1) * n_truth).reshape(
-        -1, n_truth
-    )[:, 1:]
-
-
-def _iou(inter: np.ndarray) -> np.ndarray:
-    union = inter.sum(1, keepdims=True) + inter.sum(0, keepdims=True) - inter
-    return inter / np.maximum(union, 1)
-
-
-def hungarian_iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Mean IoU over true regions with a one-to-one matching (unmatched regions score 0).
-
-    Strict: a region split in two only gets the IoU of its better half, so this is
-    the figure to use when the number of labels is fixed.
-    """
-    iou = _iou(_overlaps(pred, truth))
-    rows, cols = linear_sum_assignment(-iou)
-    scores = np.zeros(iou.shape[1])
-    scores[cols] = iou[rows, cols]
-    return float(scores.mean())
-
-
-def majority_iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Mean IoU over true regions after giving every label to its majority region.
-
-    Fair when the method picks its own number of labels: splitting a region in
-    two is not an error, but merging two regions (or a label leaking over a
-    boundary) is. Over-segmenting would game it, so tests bound the label count too.
-    """
-    inter = _overlaps(pred, truth)
-    owner = inter.argmax(1)
-    merged = np.stack([inter[owner == k].sum(0) for k in range(inter.shape[1])])
-    return float(np.diag(_iou(merged)).mean())
 
 
 # ------------------------------------------------------------------------ vote

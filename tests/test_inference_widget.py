@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from napari.utils.notifications import NotificationSeverity, notification_manager
+from _gui import error_messages as _errors
 from scipy import ndimage as ndi
 
 from napari_unsupseg.core.engine import run_to_end
@@ -21,12 +21,6 @@ pytestmark = pytest.mark.gui
 
 NAMES = ["background", "cell", "membrane"]
 PALETTE = [[0, 0, 0], [255, 0, 0], [0, 0, 255]]
-
-
-@pytest.fixture(autouse=True)
-def _main_thread_only(monkeypatch):
-    monkeypatch.setenv("NAPARI_ENSURE_PLUGIN_MAIN_THREAD", "1")
-    notification_manager.records.clear()
 
 
 @pytest.fixture
@@ -98,8 +92,7 @@ def test_widget_refuses_without_a_checkpoint_and_reports_a_bad_one(
     viewer.add_image(image(), name="cells", rgb=True)
     widget = InferenceWidget(viewer)
     assert _run(qtbot, widget) == "failed"
-    errors = [n.message for n in notification_manager.records
-              if n.severity == NotificationSeverity.ERROR]
+    errors = _errors()
     assert any("Choose a checkpoint" in e for e in errors)
     bad = tmp_path / "bad.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, bad)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _gui import error_messages as _errors
 from napari.layers import Labels, Points
-from napari.utils.notifications import NotificationSeverity, notification_manager
 
 from napari_unsupseg.core.scops_samples import part_collection
 from napari_unsupseg.widgets.parts import EVERY_IMAGE, PartsWidget
@@ -17,17 +17,6 @@ from napari_unsupseg.widgets.parts import EVERY_IMAGE, PartsWidget
 pytestmark = pytest.mark.gui
 
 PLUGIN = "napari-unsupseg"
-
-
-@pytest.fixture(autouse=True)
-def _main_thread_only(monkeypatch):
-    monkeypatch.setenv("NAPARI_ENSURE_PLUGIN_MAIN_THREAD", "1")
-    notification_manager.records.clear()
-
-
-def _errors():
-    return [n.message for n in notification_manager.records
-            if n.severity == NotificationSeverity.ERROR]
 
 
 def _run(qtbot, widget, timeout=90_000):

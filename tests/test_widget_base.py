@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from napari.utils.notifications import NotificationSeverity, notification_manager
+from _gui import error_messages as _errors
 
 from napari_unsupseg.core.engine import Progress, Result, provenance
 from napari_unsupseg.core.errors import InputError
@@ -21,13 +21,6 @@ from napari_unsupseg.widgets._base import CURRENT_PLANE, EngineWidget, error_mes
 from napari_unsupseg.widgets._form import OptionalValue, ParamForm, widget_for
 
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def _main_thread_only(monkeypatch):
-    # napari raises when a plugin changes a layer from another thread.
-    monkeypatch.setenv("NAPARI_ENSURE_PLUGIN_MAIN_THREAD", "1")
-    notification_manager.records.clear()
 
 
 @dataclass
@@ -99,11 +92,6 @@ def _no_thread_running(qtbot):
     from qtpy.QtCore import QThreadPool
 
     qtbot.waitUntil(lambda: QThreadPool.globalInstance().activeThreadCount() == 0, timeout=3000)
-
-
-def _errors():
-    return [n.message for n in notification_manager.records
-            if n.severity == NotificationSeverity.ERROR]
 
 
 # ----------------------------------------------------------------------------- form

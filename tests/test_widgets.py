@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 import pytest
+from _gui import error_messages as _errors
 from napari.layers import Labels
-from napari.utils.notifications import NotificationSeverity, notification_manager
 from qtpy.QtCore import QThreadPool
 
 from napari_unsupseg.core import samples
@@ -24,12 +24,6 @@ pytestmark = pytest.mark.gui
 PLUGIN = "napari-unsupseg"
 
 
-@pytest.fixture(autouse=True)
-def _main_thread_only(monkeypatch):
-    monkeypatch.setenv("NAPARI_ENSURE_PLUGIN_MAIN_THREAD", "1")
-    notification_manager.records.clear()
-
-
 def _dock(viewer, name):
     _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
     return widget
@@ -40,11 +34,6 @@ def _run(qtbot, widget, timeout=60_000):
         widget.run_button.click()
     assert not widget.is_running and widget.run_button.isEnabled()
     return blocker.args[0]
-
-
-def _errors():
-    return [n.message for n in notification_manager.records
-            if n.severity == NotificationSeverity.ERROR]
 
 
 def _small_mosaic(viewer, **kwargs):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .scores import contingency
+
 #: Part names of the synthetic object, in label order (label k = ``PART_NAMES[k - 1]``).
 PART_NAMES = ("head", "front", "upper middle", "lower middle", "back", "tail")
 
@@ -114,23 +116,6 @@ def part_collection(
 
 # ---------------------------------------------------------------------------
 # Scoring discovered parts against the truth (used by the tests and the benchmark).
-
-
-def contingency(
-    found: np.ndarray, truth: np.ndarray, where: np.ndarray | None = None
-) -> np.ndarray:
-    """Pixel counts ``table[f, t]`` of discovered label ``f`` against true label ``t``.
-
-    Counted over every image at once (one global table), over the pixels ``where``
-    selects (default: all).
-    """
-    found = np.asarray(found).ravel().astype(np.int64)
-    truth = np.asarray(truth).ravel().astype(np.int64)
-    if where is not None:
-        keep = np.asarray(where).ravel().astype(bool)
-        found, truth = found[keep], truth[keep]
-    n_f, n_t = int(found.max(initial=0)) + 1, int(truth.max(initial=0)) + 1
-    return np.bincount(found * n_t + truth, minlength=n_f * n_t).reshape(n_f, n_t)
 
 
 def normalized_mutual_information(table: np.ndarray) -> float:
