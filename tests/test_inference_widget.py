@@ -55,7 +55,10 @@ def test_widget_predicts_classes_with_palette_and_names(make_napari_viewer, qtbo
     viewer.window.add_dock_widget(widget, name="inference")
     assert "checkpoint" not in [w.name for w in widget.form.basic]
     widget.checkpoint.value = str(checkpoint)
-    assert widget.model_info.value.startswith("unet: 3 classes")
+    # Read in a worker: the window does not wait for the file.
+    qtbot.waitUntil(lambda: not widget.model_info.value.startswith("reading"), timeout=10_000)
+    info = widget.model_info.value
+    assert "U-Net" in info and "Classes: 3" in info
     widget.form["tile_size"].value = 64
     widget.form["overlap"].value = 16
     widget.form["confidence"].value = True
@@ -84,6 +87,10 @@ def test_widget_predicts_classes_with_palette_and_names(make_napari_viewer, qtbo
     assert confidence.data.shape == data.shape[:2]
     assert 0.3 < float(confidence.data.min()) and float(confidence.data.max()) <= 1.0
     np.testing.assert_allclose(confidence.scale, (0.5, 2.0))
+    # A rerun replaces its extra layers as it replaces its labels: nothing piles up.
+    assert _run(qtbot, widget) == "done"
+    names = [layer.name for layer in viewer.layers]
+    assert names.count("cells classes confidence") == 1 and len(names) == 3
 
 
 def test_widget_refuses_without_a_checkpoint_and_reports_a_bad_one(
@@ -97,7 +104,8 @@ def test_widget_refuses_without_a_checkpoint_and_reports_a_bad_one(
     bad = tmp_path / "bad.pth"
     torch.save({"fc.weight": torch.zeros(2, 2)}, bad)
     widget.checkpoint.value = str(bad)
-    assert "not recognised" in widget.model_info.value
+    qtbot.waitUntil(lambda: not widget.model_info.value.startswith("reading"), timeout=10_000)
+    assert "could not be recognised" in widget.model_info.value
     assert _run(qtbot, widget) == "failed"
     assert "cells classes" not in viewer.layers
 
@@ -105,8 +113,8 @@ def test_widget_refuses_without_a_checkpoint_and_reports_a_bad_one(
 def test_cancel_keeps_the_tiles_done_so_far(make_napari_viewer, qtbot, checkpoint, monkeypatch):
     engine = InferenceWidget.engine
 
-    def slow_engine(self, image, params, inputs):  # a tile takes 50 ms, as on a slow CPU
-        run = engine(self, image, params, inputs)
+    def slow_engine(self, image, params, inputs, control):  # 50 ms a tile, as on a slow CPU
+        run = engine(self, image, params, inputs, control)
         while True:
             try:
                 event = next(run)
@@ -127,8 +135,8 @@ def test_cancel_keeps_the_tiles_done_so_far(make_napari_viewer, qtbot, checkpoin
 
     def stop_early(event):
         steps.append((event.step, event.total))
-        if event.total and event.step >= 2:
-            widget.cancel()
+        if event.total and event.step >= 2 and not widget.runner.stopping:
+            widget.cancel()  # once: a second press would abandon the run
 
     with qtbot.waitSignal(widget.run_finished, timeout=60_000) as blocker:
         widget.run()
@@ -138,5 +146,27 @@ def test_cancel_keeps_the_tiles_done_so_far(make_napari_viewer, qtbot, checkpoin
     assert total > 20 and step < total
     layer = widget.result_layer
     assert layer is not None and layer.metadata.get("stopped_early") is True
+    assert layer.metadata["engine"] == "inference"  # the engine, not the widget's label
     filled = np.asarray(layer.data) > 0
     assert 0 < filled.mean() < 1  # the first tiles are there, the rest is still empty
+    # A finished result: the classes' palette and names, as after a full run.
+    assert "class" in layer.features.columns
+
+
+def test_torchscript_archive_runs_only_when_allowed(make_napari_viewer, qtbot, tmp_path):
+    torch.manual_seed(0)
+    config = ModelConfig("unet", 2, in_channels=3, depth=2, base_channels=8)
+    scripted = torch.jit.script(build_model(config).eval())
+    path = tmp_path / "scripted.pt"
+    scripted.save(str(path))
+    viewer = make_napari_viewer()
+    viewer.add_image(image(), name="cells", rgb=True)
+    widget = InferenceWidget(viewer)
+    widget.checkpoint.value = str(path)
+    assert not widget.allow_code.value
+    assert _run(qtbot, widget) == "failed"
+    assert any("TorchScript archive" in e for e in _errors())
+    assert "cells classes" not in viewer.layers
+    widget.allow_code.value = True
+    assert _run(qtbot, widget) == "done"
+    assert viewer.layers["cells classes"].data.shape == (90, 77)

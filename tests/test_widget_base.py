@@ -36,24 +36,30 @@ class FakeParams:
     seed: int = param(0, "Seed.", min=0)
 
 
-def fake_engine(image, params):
-    """Labels 1/2 by thresholding channel 0; a preview at every step."""
+def fake_engine(image, params, control=None):
+    """Labels 1/2 by thresholding channel 0; previews when due; finishes early on request."""
     if params.fail == "at_start":
         raise RuntimeError("device exploded")
     grey = image[..., 0].astype(float)
     grey = (grey - grey.min()) / max(np.ptp(grey), 1e-9)
     labels = np.where(grey > params.threshold, 2, 1).astype(np.uint16)
+    done = 0
     for i in range(params.n_steps):
+        if control is not None and control.stop_requested:
+            break
+        done = i + 1
         if params.delay:
             time.sleep(params.delay)
         if params.fail == "input" and i == 1:
             raise InputError("That image cannot be used.")
         if params.fail == "runtime" and i == 1:
             raise RuntimeError("CUDA out of memory")
+        due = control is not None and control.preview_due()
         yield Progress(step=i + 1, total=params.n_steps, loss=1.0 / (i + 1), n_labels=2,
-                       preview=labels)
+                       preview=labels if due else None)
     metadata = provenance("fake", params, seed=params.seed, timings={"total": 0.0},
-                          stack_mode=params.stack_mode, image_shape=list(image.shape))
+                          stack_mode=params.stack_mode, image_shape=list(image.shape),
+                          stopped_early=done < params.n_steps, steps=done)
     return Result(labels=labels, metadata=metadata)
 
 
@@ -64,8 +70,8 @@ class FakeWidget(EngineWidget):
     stack_param = "stack_mode"
     stack_modes = {"every plane, jointly": "joint", "every plane, one by one": "planes"}
 
-    def engine(self, image, params, inputs):
-        return fake_engine(image, params)
+    def engine(self, image, params, inputs, control):
+        return fake_engine(image, params, control)
 
 
 def _viewer_and_widget(make_napari_viewer, **image_kwargs):
@@ -267,7 +273,7 @@ def test_previews_are_throttled_and_on_the_main_thread(make_napari_viewer, qtbot
     assert (gaps >= 0.2).all()
 
 
-def test_cancel_keeps_last_preview_and_leaves_viewer_usable(make_napari_viewer, qtbot):
+def test_cancel_finishes_the_result_and_leaves_viewer_usable(make_napari_viewer, qtbot):
     viewer, widget = _viewer_and_widget(make_napari_viewer)
     widget.form["n_steps"].value = 100_000
     widget.form["delay"].value = 0.01
@@ -290,7 +296,7 @@ def test_cancel_keeps_last_preview_and_leaves_viewer_usable(make_napari_viewer, 
     widget.form["n_steps"].value = 3
     widget.form["delay"].value = 0.0
     assert _run(qtbot, widget) == "done"
-    assert viewer.layers["img fake"].metadata.get("stopped_early") is None
+    assert viewer.layers["img fake"].metadata.get("stopped_early") is False
 
 
 # ----------------------------------------------------------------------------- edit safety

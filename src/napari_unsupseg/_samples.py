@@ -22,10 +22,15 @@ def mosaic_sample() -> list[LayerData]:
 
 
 def cells_sample() -> list[LayerData]:
-    # One layer with its channel axis first (as confocal files are), so that the
-    # widgets can segment both channels together; choose channel axis 0 there.
+    # One Image layer per channel, as napari opens multichannel data: the widgets take
+    # the layers opened together as the channels of one image.
     image, nuclei = samples.cells()
+    channels = {
+        "name": ["cells nuclei", "cells cytoplasm"],
+        "channel_axis": 0,
+        "colormap": ["magenta", "green"],
+    }
     return [
-        (image, {"name": "cells (channels on axis 0)", "colormap": "gray"}, "image"),
+        (image, channels, "image"),
         (nuclei, {"name": "cells nuclei truth", "visible": False}, "labels"),
     ]

@@ -4,13 +4,18 @@ loading with an explicit channel axis, a tqdm progress driver, and result files.
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
 from ..core import params as params_mod
-from ..core.engine import EngineRun, Progress, Result, run_to_end
+from ..core.engine import EngineRun, Progress, Result, RunControl, run_to_end
 from ..core.errors import InputError
 from ..core.images import as_channels_last
 from ..core.io import read_image, write_labels
@@ -114,9 +119,42 @@ def output_path(args: argparse.Namespace, suffix: str) -> Path:
     return args.image.with_name(f"{args.image.stem}_{suffix}.tif")
 
 
-def run_with_bar(run: EngineRun, description: str, quiet: bool = False) -> Result:
-    """Drive an engine with a tqdm bar showing loss and label count."""
+@contextmanager
+def finish_on_interrupt(control: RunControl) -> Iterator[None]:
+    """The first Ctrl+C asks the engine to finish with what it has (the same finished
+    result a full run gives, marked ``stopped_early``); a second one interrupts."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        if control.stop_requested:
+            raise KeyboardInterrupt
+        control.request_stop()
+        print("\nnapari-unsupseg: finishing with the result so far "
+              "(Ctrl+C again to abandon it)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def run_with_bar(
+    run: EngineRun | Callable[[RunControl], EngineRun], description: str, quiet: bool = False
+) -> Result:
+    """Drive an engine with a tqdm bar showing loss and label count.
+
+    ``run`` is an engine generator, or a function that starts one with a
+    :class:`RunControl`: then Ctrl+C finishes the run early instead of losing it.
+    """
     from tqdm import tqdm
+
+    control = RunControl()
+    if callable(run) and not hasattr(run, "send"):
+        run = run(control)
 
     with tqdm(desc=description, disable=quiet, unit="step", leave=True) as bar:
 
@@ -131,13 +169,16 @@ def run_with_bar(run: EngineRun, description: str, quiet: bool = False) -> Resul
             bar.set_postfix(postfix, refresh=False)
             bar.refresh()
 
-        return run_to_end(run, show)
+        with finish_on_interrupt(control):
+            return run_to_end(run, show)
 
 
 def write_result(result: Result, path: Path, source: Path) -> None:
     """Labels plus JSON sidecar, and a one-line summary of where they went."""
+    from ..core.geo import carried_georef
+
     metadata = {**result.metadata, "source": str(source)}
-    sidecar = write_labels(path, result.labels, metadata)
+    sidecar = write_labels(path, result.labels, metadata, georef=carried_georef(source))
     n = len(np.unique(result.labels[result.labels > 0]))
     print(
         f"wrote {path} ({n} labels, {result.labels.dtype}, shape {result.labels.shape}) "

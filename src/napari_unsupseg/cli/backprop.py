@@ -53,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     params = params_from_args(BackpropParams, args)
     image = load_channels_last(args.image, args.channel_axis)
     scribbles = read_scribbles(args.scribbles) if args.scribbles else None
-    result = run_with_bar(segment(image, params, scribbles=scribbles), "backprop", args.quiet)
+    result = run_with_bar(
+        lambda control: segment(image, params, scribbles=scribbles, control=control),
+        "backprop",
+        args.quiet,
+    )
     write_result(result, output_path(args, "backprop"), args.image)
     return 0

@@ -37,7 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     params = params_from_args(BackpropParams, args)
     image = as_channels_last(samples.load(args.sample), CHANNEL_AXIS[args.sample])
-    result = run_with_bar(segment(image, params), f"backprop on '{args.sample}'", args.quiet)
+    result = run_with_bar(
+        lambda control: segment(image, params, control=control),
+        f"backprop on '{args.sample}'",
+        args.quiet,
+    )
     out = args.output_dir
     labels_path = out / f"{args.sample}_labels.tif"
     write_labels(labels_path, result.labels, {**result.metadata, "source": f"sample:{args.sample}"})

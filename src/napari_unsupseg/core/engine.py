@@ -8,7 +8,9 @@ same generators.
 
 from __future__ import annotations
 
+import math
 import platform
+import threading
 import time
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -50,6 +52,48 @@ class Result:
     labels: np.ndarray
     metadata: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class RunControl:
+    """What a driver tells a running engine, from any thread.
+
+    - **Finish early**: :meth:`request_stop` asks the engine to end at its next
+      check and return a *finished* result from what it has so far (the same
+      post-processing as a full run), with ``stopped_early: True`` in its metadata.
+      Closing the generator instead abandons the run and returns nothing.
+    - **Previews on demand**: an engine computes a preview only when
+      :meth:`preview_due` says so, so a driver that shows four previews a second
+      does not pay for one at every step. ``preview_interval``: seconds between two
+      previews (``None``: never; ``0``: at every chance).
+    """
+
+    def __init__(self, preview_interval: float | None = None) -> None:
+        self.preview_interval = preview_interval
+        self._stop = threading.Event()
+        self._last_preview = -math.inf
+
+    def request_stop(self) -> None:
+        """Ask the engine to finish with what it has (thread-safe)."""
+        self._stop.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    def preview_due(self) -> bool:
+        """Whether the engine should attach a preview now (and counts it as sent)."""
+        if self.preview_interval is None:
+            return False
+        now = time.monotonic()
+        if now - self._last_preview < self.preview_interval:
+            return False
+        self._last_preview = now
+        return True
+
+
+#: A control that never stops and never wants previews: what engines use when given none.
+def no_control() -> RunControl:
+    return RunControl(preview_interval=None)
 
 
 def run_to_end(run: EngineRun, on_progress: Callable[[Progress], None] | None = None) -> Result:

@@ -62,6 +62,8 @@ def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.nda
     """
     if not 0.0 <= low < high <= 100.0:
         raise InputError(f"Percentiles must satisfy 0 <= low < high <= 100; got {low}, {high}.")
+    if image.dtype == bool:  # a 1-bit picture: percentiles need numbers
+        image = image.view(np.uint8)
     flat = image.reshape(-1, image.shape[-1])
     if flat.shape[0] > 1_000_000:
         # Percentiles from a regular subsample: same result to well under 1%, far less work.

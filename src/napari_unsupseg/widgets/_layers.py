@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.images import label_dtype
+
 #: Labels layer modes in which a mouse press starts an edit.
 EDIT_MODES = frozenset({"paint", "erase", "fill", "polygon"})
 
@@ -99,18 +101,19 @@ def transform_for(layer: Any, keep: Sequence[int]) -> dict[str, Any]:
 
 
 def as_label_data(array: Any) -> np.ndarray:
-    """Labels as a napari-editable array: unsigned integers, at least 16 bits."""
+    """Labels as a napari-editable array: the smallest unsigned type of at least 16 bits
+    that holds them (16 bits, so that painting new labels does not overflow at once)."""
     labels = np.asarray(array)
     if labels.dtype == bool:
         labels = labels.astype(np.uint8)
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"labels must be integers, not {labels.dtype}")
-    if np.issubdtype(labels.dtype, np.signedinteger):
-        if labels.size and labels.min() < 0:
-            raise ValueError("labels must not be negative")
-        labels = labels.astype(np.uint32 if labels.dtype.itemsize <= 4 else np.uint64)
-    if labels.dtype.itemsize < 2:
-        labels = labels.astype(np.uint16)
+    if labels.size and np.issubdtype(labels.dtype, np.signedinteger) and labels.min() < 0:
+        raise ValueError("labels must not be negative")
+    top = int(labels.max()) if labels.size else 0
+    dtype = np.uint64 if top > np.iinfo(np.uint32).max else label_dtype(max(top, 256))
+    if labels.dtype != dtype:
+        labels = labels.astype(dtype)
     return np.ascontiguousarray(labels)
 
 
@@ -142,8 +145,10 @@ class EditTracker:
         if key in self._layers:
             return
         self._layers[key] = weakref.ref(raw, lambda _ref, key=key: self._forget(key))
-        layer.events.paint.connect(self._on_change)
         layer.events.data.connect(self._on_change)
+        if not hasattr(layer.events, "paint"):
+            return  # an image or points layer: a change of its data is the edit
+        layer.events.paint.connect(self._on_change)
         # A brush stroke commits its paint event only on release; a press in an
         # editing mode already counts, so that a live preview landing mid-stroke
         # goes to a new layer instead of over the stroke.

@@ -10,9 +10,9 @@ from napari.layers import Labels
 from napari.utils.notifications import show_error
 
 from ..core.backprop import BackpropParams, segment
-from ..core.engine import EngineRun
+from ..core.engine import EngineRun, RunControl
 from ..core.errors import InputError
-from ._base import EngineWidget, LayerPicker, RunSetup
+from ._base import EngineWidget, LayerPicker, RunSetup, image_axes, layer_data
 from ._layers import transform_for, unique_name
 
 NO_SCRIBBLES = "none"
@@ -22,10 +22,10 @@ class BackpropWidget(EngineWidget):
     """Kanezaki's unsupervised segmentation: a small CNN trained on the image itself.
 
     The label map is shown live while the network trains; Cancel stops it and
-    keeps the last preview as the result. Optional scribbles (any Labels layer:
-    0 = unlabelled, k = class k) guide it: two classes painted apart come out
-    as two labels. "new scribbles layer" adds an empty layer shaped like the image
-    and ready to paint.
+    finishes the result so far (merges, scribble ids) as a full run would. Optional
+    scribbles (any Labels layer: 0 = unlabelled, k = class k) guide it: two classes
+    painted apart come out as two labels. "new scribbles layer" adds an empty layer
+    shaped like the image and ready to paint.
 
     Stacks: the current plane, every plane jointly (one network, labels agree
     across planes) or plane by plane (one network per plane).
@@ -39,8 +39,6 @@ class BackpropWidget(EngineWidget):
         "every plane, jointly (labels agree)": "joint",
         "every plane, one by one": "planes",
     }
-    #: The engine attaches a label map to every n-th step; the base shows at most 4 a second.
-    preview_every: ClassVar[int] = 1
 
     def extra_controls(self) -> list[widgets.Widget]:
         self.scribbles = LayerPicker(
@@ -64,9 +62,10 @@ class BackpropWidget(EngineWidget):
         if image is None:
             show_error("Choose an image layer first; the scribbles layer takes its shape.")
             return None
-        lead, spatial = self._axes(image, None if image.rgb else self.channel_axis.value)
+        channel_axis = None if image.rgb or self.input.extra_channels else self.channel_axis.value
+        lead, spatial = image_axes(image, channel_axis)
         keep = [*lead, *spatial]
-        data_shape = self._data(image).shape
+        data_shape = layer_data(image).shape
         shape = tuple(data_shape[a] for a in keep)
         layer = self.viewer.add_labels(
             np.zeros(shape, dtype=np.uint8),
@@ -92,7 +91,7 @@ class BackpropWidget(EngineWidget):
             return {"scribbles": None}
         return {"scribbles": data}
 
-    def engine(self, image: np.ndarray, params: Any, inputs: dict[str, Any]) -> EngineRun:
-        return segment(
-            image, params, scribbles=inputs.get("scribbles"), preview_every=self.preview_every
-        )
+    def engine(
+        self, image: np.ndarray, params: Any, inputs: dict[str, Any], control: RunControl
+    ) -> EngineRun:
+        return segment(image, params, scribbles=inputs.get("scribbles"), control=control)

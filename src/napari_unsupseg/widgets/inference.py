@@ -13,6 +13,7 @@ output stride, so reruns start at once.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -20,11 +21,10 @@ from typing import Any, ClassVar
 import numpy as np
 from magicgui import widgets
 
-from ..core.engine import EngineRun, Result
+from ..core.engine import EngineRun, Result, RunControl
 from ..core.errors import InputError
 from ..core.inference import InferenceParams, predict
 from ._base import EngineWidget, RunSetup
-from ._layers import unique_name
 
 CHECKPOINT_FILTER = "*.pth *.pt *.pth.tar *.ckpt *.tar"
 
@@ -43,11 +43,17 @@ class InferenceWidget(EngineWidget):
         self.checkpoint = widgets.FileEdit(
             label="checkpoint", mode="r", filter=CHECKPOINT_FILTER,
             tooltip="Model file: a DeepLabV3Plus-Pytorch .pth, a state dict, a TorchScript "
-            "archive or a model saved by this plugin. Only weights are read, never code.")
+            "archive or a model saved by this plugin. Weights files are read without "
+            "running code; a TorchScript archive holds code and runs only if you allow it.")
         self.model_info = widgets.Label(value="no checkpoint chosen")
+        self.allow_code = widgets.CheckBox(
+            value=False, text="allow TorchScript (runs code from the file)", visible=False,
+            tooltip="TorchScript archives contain code that runs when they are loaded: "
+            "tick only for files from a source you trust.")
         self.checkpoint.changed.connect(self._on_checkpoint)
         self._cache: dict[tuple[Any, ...], Any] = {}
-        return [self.checkpoint, self.model_info]
+        self._describing: Any = None
+        return [self.checkpoint, self.model_info, self.allow_code]
 
     # ------------------------------------------------------------------ checkpoint
 
@@ -59,17 +65,26 @@ class InferenceWidget(EngineWidget):
         return Path(text)
 
     def _on_checkpoint(self, *_: Any) -> None:
-        """Describe what the chosen file holds (weights only; the model is built at Run)."""
+        """Describe what the chosen file holds, read in a worker so a large file does not
+        freeze the window (weights only; the model is built at Run)."""
+        from napari.qt.threading import create_worker
+
         path = self._checkpoint_path()
+        self.allow_code.visible = path is not None and is_torchscript(path)
+        self.allow_code.value = False
         if path is None:
             self.model_info.value = "no checkpoint chosen"
             return
-        from ..core.models.checkpoints import describe_checkpoint
+        self.model_info.value = f"reading {path.name}..."
+        worker = create_worker(describe_file, path, _start_thread=False)
+        self._describing = worker
+        worker.returned.connect(lambda text, w=worker: self._show_description(w, text))
+        worker.start()
 
-        try:
-            self.model_info.value = describe_checkpoint(path)
-        except InputError as error:
-            self.model_info.value = f"cannot use this file: {error}"
+    def _show_description(self, worker: Any, text: str) -> None:
+        if worker is self._describing:  # a later choice supersedes this one
+            self.model_info.value = text
+            self._describing = None
 
     def collect_inputs(self, setup: RunSetup) -> dict[str, Any]:
         path = self._checkpoint_path()
@@ -77,11 +92,17 @@ class InferenceWidget(EngineWidget):
             raise InputError("Choose a checkpoint file (.pth / .pt) for the model.")
         if not path.is_file():
             raise InputError(f"The checkpoint file {path} does not exist.")
+        if is_torchscript(path) and not self.allow_code.value:
+            raise InputError(
+                f"{path.name} is a TorchScript archive: loading it runs code stored in the "
+                "file. Tick 'allow TorchScript' if you trust its source.")
         stat = path.stat()
         return {"checkpoint": str(path), "key": (str(path.resolve()), stat.st_mtime_ns,
                                                  stat.st_size)}
 
-    def engine(self, image: np.ndarray, params: Any, inputs: dict[str, Any]) -> EngineRun:
+    def engine(
+        self, image: np.ndarray, params: Any, inputs: dict[str, Any], control: RunControl
+    ) -> EngineRun:
         """Worker thread: load (or reuse) the model, then run the tiled prediction."""
         from ..core.models.checkpoints import load_checkpoint
 
@@ -93,7 +114,7 @@ class InferenceWidget(EngineWidget):
             model = load_checkpoint(params.checkpoint, params.architecture, stride)
             self._cache.clear()  # keep one model: they can be large
             self._cache[key] = model
-        return predict(image, params, model=model, previews=True)
+        return predict(image, params, model=model, control=control)
 
     # ------------------------------------------------------------------ result
 
@@ -122,10 +143,30 @@ class InferenceWidget(EngineWidget):
         confidence = result.extras.get("confidence")
         if confidence is None:
             return
-        name = unique_name(self.viewer, f"{setup.name} confidence")
-        self.viewer.add_image(
-            setup.restore(np.asarray(confidence, dtype=np.float32)), name=name,
-            colormap="magma", contrast_limits=(0.0, 1.0), opacity=0.6, visible=False,
-            metadata={"napari_unsupseg": "probability of the predicted class"},
-            **setup.transform)
+        data = setup.restore(np.asarray(confidence, dtype=np.float32))
+        self.writer.replace_extra(setup, "confidence", lambda name: self.viewer.add_image(
+            data, name=name, colormap="magma", contrast_limits=(0.0, 1.0), opacity=0.6,
+            visible=False, metadata={"napari_unsupseg": "probability of the predicted class"},
+            **setup.transform))
 
+
+
+def describe_file(path: Path) -> str:
+    """What a checkpoint file holds, in words (worker thread); never raises."""
+    from ..core.models.checkpoints import describe_checkpoint
+
+    try:
+        return describe_checkpoint(path)
+    except InputError as error:
+        return f"cannot use this file: {error}"
+    except Exception as error:  # noqa: BLE001 - shown as text, never a traceback
+        return f"cannot read this file: {error}"
+
+
+def is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (a zip with compiled code in it)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False

@@ -9,11 +9,10 @@ import numpy as np
 from magicgui import widgets
 from napari.layers import Labels
 
-from ..core.engine import EngineRun
+from ..core.engine import EngineRun, RunControl
 from ..core.errors import InputError
 from ..core.scops import FALLBACK_FEATURES, ScopsParams, discover_parts
 from ._base import EngineWidget, LayerPicker, RunSetup
-from ._layers import unique_name
 
 NO_SALIENCY = "none"
 EVERY_IMAGE = "every image (the first axis indexes images)"
@@ -39,8 +38,6 @@ class PartsWidget(EngineWidget):
     offer_current_plane: ClassVar[bool] = False  # parts are found across the whole collection
     run_label: ClassVar[str] = "Find parts"
     hidden_params: ClassVar[tuple[str, ...]] = ("feature_weights",)  # a file picker instead
-    #: A preview label stack every this many training steps (the base shows at most 4 a second).
-    preview_every: ClassVar[int] = 10
 
     def extra_controls(self) -> list[widgets.Widget]:
         self.saliency = LayerPicker(
@@ -110,10 +107,11 @@ class PartsWidget(EngineWidget):
             inputs["saliency"] = data if data.any() else None
         return inputs
 
-    def engine(self, image: np.ndarray, params: Any, inputs: dict[str, Any]) -> EngineRun:
+    def engine(
+        self, image: np.ndarray, params: Any, inputs: dict[str, Any], control: RunControl
+    ) -> EngineRun:
         params = replace(params, feature_weights=inputs.get("feature_weights"))
-        return discover_parts(image, params, saliency=inputs.get("saliency"),
-                              preview_every=self.preview_every)
+        return discover_parts(image, params, saliency=inputs.get("saliency"), control=control)
 
     def style_result(self, layer: Any, result: Any, setup: RunSetup) -> None:
         k = int(result.metadata.get("parameters", {}).get("n_parts", layer.data.max()))
@@ -135,13 +133,16 @@ class PartsWidget(EngineWidget):
         colours = None
         if labels_layer is not None:
             colours = np.asarray([labels_layer.get_color(int(p)) for p in part[keep]])
-        self.points_layer = self.viewer.add_points(
-            points,
-            name=unique_name(self.viewer, f"{setup.source_name} part centres"),
-            features={"part": part[keep], "image": image_index[keep]},
-            face_color=colours if colours is not None and len(colours) else "white",
-            border_color="black",
-            size=max(3.0, min(setup.spatial_shape) / 25),
-            metadata={"engine": "scops", "centres": "(image, row, column) of each part"},
-            **setup.transform,
-        )
+        def add(name: str) -> Any:
+            return self.viewer.add_points(
+                points,
+                name=name,
+                features={"part": part[keep], "image": image_index[keep]},
+                face_color=colours if colours is not None and len(colours) else "white",
+                border_color="black",
+                size=max(3.0, min(setup.spatial_shape) / 25),
+                metadata={"engine": "scops", "centres": "(image, row, column) of each part"},
+                **setup.transform,
+            )
+
+        self.points_layer = self.writer.replace_extra(setup, "part centres", add)[0]

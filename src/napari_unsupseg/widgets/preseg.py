@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..core.engine import EngineRun
+from ..core.engine import EngineRun, RunControl
 from ..core.preseg import PresegParams, run_preseg
 from ._base import EngineWidget
 
@@ -23,5 +23,7 @@ class PresegWidget(EngineWidget):
     engine_label: ClassVar[str] = "superpixels"
     stack_modes: ClassVar[dict[str, Any]] = {"every plane (one by one)": None}
 
-    def engine(self, image: np.ndarray, params: Any, inputs: dict[str, Any]) -> EngineRun:
-        return run_preseg(image, params)
+    def engine(
+        self, image: np.ndarray, params: Any, inputs: dict[str, Any], control: RunControl
+    ) -> EngineRun:
+        return run_preseg(image, params, control=control)

@@ -1,0 +1,79 @@
+"""The run controls view: Run / Cancel / Defaults, a progress bar and a status line.
+
+It holds no run state: a widget tells it when a run starts and ends
+(:meth:`RunControls.set_busy`) and hands it each progress event
+(:meth:`RunControls.show_progress`). Main thread only.
+"""
+
+from __future__ import annotations
+
+import time
+
+from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+
+from ..core.engine import Progress
+
+
+class RunControls(QWidget):
+    """Buttons, progress bar and status text of an engine widget."""
+
+    def __init__(self, run_label: str = "Run", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.run_button = QPushButton(run_label)
+        self.run_button.setToolTip("Run on the chosen image.")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip(
+            "Stop the run: the result so far is finished (merges, class ids) and kept. "
+            "Press again to abandon it."
+        )
+        self.cancel_button.setEnabled(False)
+        self.reset_button = QPushButton("Defaults")
+        self.reset_button.setToolTip("Set every parameter back to its default.")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self._last_status = 0.0
+
+        buttons = QHBoxLayout()
+        for button in (self.run_button, self.cancel_button, self.reset_button):
+            buttons.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status)
+
+    def set_busy(self, busy: bool, succeeded: bool = False) -> None:
+        """A run starts (busy) or ends (``succeeded``: whether it left a result)."""
+        self.run_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+        self.reset_button.setEnabled(not busy)
+        if busy:
+            self.progress_bar.setRange(0, 0)
+        else:
+            self.progress_bar.setRange(0, 1)
+            self.progress_bar.setValue(1 if succeeded else 0)
+
+    def set_status(self, text: str) -> None:
+        self.status.setText(text)
+
+    def show_progress(self, event: Progress, *, quiet: bool = False) -> None:
+        """The bar follows every event; the text at most ten times a second (and not while
+        ``quiet``, e.g. when a stop message must stay visible)."""
+        if event.total > 0:
+            self.progress_bar.setRange(0, event.total)
+            self.progress_bar.setValue(min(event.step, event.total))
+        now = time.monotonic()
+        if quiet or (now - self._last_status < 0.1 and event.step < event.total):
+            return
+        self._last_status = now
+        parts = [f"step {event.step}/{event.total}"] if event.total > 0 else []
+        if event.loss is not None:
+            parts.append(f"loss {event.loss:.4g}")
+        if event.n_labels is not None:
+            parts.append(f"{event.n_labels} labels")
+        if event.message:
+            parts.append(event.message)
+        self.set_status(" · ".join(parts))
