@@ -2,7 +2,8 @@
 
 1. Throughput: megapixels per second of ``core.inference.predict`` (tiles, blending,
    labels) against one plain whole-image forward of the same model in the same run
-   (pad to a multiple of 16, forward, arg-max to uint8 labels). Target: tiled >= 0.9x.
+   (forward, unpadded as DeepLab takes any size, arg-max to uint8 labels). Target: tiled
+   >= 0.9x.
    Also the fraction of pixels whose label agrees (random weights: the ASPP image
    pooling and DeepLab's receptive field exceed a tile, see core/inference.py).
 2. Peak memory: each image size runs in a fresh subprocess that reports its peak RSS
@@ -69,6 +70,7 @@ def plain_forward(loaded, image: np.ndarray, device: str) -> np.ndarray:
     import torch
 
     from napari_unsupseg.core.memory import keep_heap_mapped
+    from napari_unsupseg.core.models import ARCHS
     from napari_unsupseg.core.models.unet import pad_to_multiple
 
     mean = np.float32(loaded.config.mean)
@@ -78,7 +80,8 @@ def plain_forward(loaded, image: np.ndarray, device: str) -> np.ndarray:
     net = loaded.model.to(device).eval()
     # Same allocator setting as the engine, so that the ratio measures tiling alone.
     with keep_heap_mapped(device == "cpu"), torch.inference_mode():
-        x, (h, w) = pad_to_multiple(x, net.size_multiple)
+        multiple = ARCHS[loaded.config.architecture].size_multiple(loaded.config)
+        x, (h, w) = pad_to_multiple(x, multiple)  # only architectures that need it
         logits = net(x)[..., :h, :w]
         return logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
 

@@ -224,3 +224,62 @@ def test_bare_weights_with_a_json_sidecar(tmp_path):
     # someone else's JSON beside the weights is ignored, not an error
     (tmp_path / "nuclei.json").write_text('{"architecture": "x", "epochs": 3}')
     assert load_checkpoint(tmp_path / "nuclei.pth").config.class_names == []
+
+
+def test_an_old_pytorch_is_named_not_called_a_damaged_file(tmp_path, monkeypatch):
+    path = save("bare", tmp_path / "m.pth", build_model(SMALL["unet"]), None)
+    monkeypatch.setattr(torch, "__version__", "2.4.1+cpu")
+    with pytest.raises(InputError, match=r"needs PyTorch 2\.6 or newer.*has PyTorch 2\.4\.1"):
+        load_checkpoint(path)
+    monkeypatch.undo()
+    monkeypatch.delattr(torch.serialization, "safe_globals")  # a 2.5 build without it
+    with pytest.raises(InputError, match="needs PyTorch 2.6"):
+        load_checkpoint(path)
+
+
+def test_the_declared_pytorch_floor_is_the_one_checked():
+    import tomllib
+
+    from napari_unsupseg.core.models.checkpoints import TORCH_FLOOR
+
+    pyproject = pathlib.Path(__file__).parents[1] / "pyproject.toml"
+    deps = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    declared = next(d for d in deps if d.replace(" ", "").startswith("torch>="))
+    assert declared.replace(" ", "") == "torch>=" + ".".join(map(str, TORCH_FLOOR))
+
+
+def test_class_count_of_a_transposed_convolution_head(tmp_path):
+    # The MobileNet U-Net ends in a transposed convolution: weight (in, out, k, k). With
+    # keys the detection cannot place, the class count comes from the head's axis 1.
+    config = ModelConfig("unet_mobilenet", 5, in_channels=3)
+    state = randomise(build_model(config)).state_dict()
+    state.pop("encoder.features.0.0.weight")
+    torch.save(state, tmp_path / "pets.pth")
+    with pytest.raises(InputError) as error:
+        load_checkpoint(tmp_path / "pets.pth", architecture="unet_mobilenet")
+    text = str(error.value)
+    assert "Missing keys (1): encoder.features.0.0.weight" in text
+    assert "another shape" not in text  # built with 5 classes, not the head's input width
+    from napari_unsupseg.core.models.layouts import guess_classes
+
+    assert guess_classes(state, "unet_mobilenet") == 5
+    assert guess_classes(build_model(SMALL["unet"]).state_dict(), "unet") == 3
+
+
+def test_describe_says_what_was_recognised(tmp_path):
+    from napari_unsupseg.core.models.checkpoints import describe
+
+    path = save("vainf", tmp_path / "voc.pth", build_model(SMALL["deeplabv3plus_mobilenet"]),
+                None)
+    text = describe(load_checkpoint(path))
+    assert "DeepLabV3+ MobileNetV2 (DeepLabV3Plus-Pytorch layout)" in text
+    assert "Format: deeplabv3plus-pytorch" in text
+    assert "Classes: 21 (background, aeroplane, bicycle, bird, boat, ...)" in text
+    assert "ImageNet mean and std" in text and "Size: any (no padding)" in text
+    unet = describe(load_checkpoint(save("bare", tmp_path / "u.pth",
+                                         build_model(SMALL["unet"]), None)))
+    assert "Size: any (tiles padded to a multiple of 8)" in unet
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1)).eval()
+    torch.jit.save(torch.jit.script(net), str(tmp_path / "scripted.pt"))
+    scripted = describe(load_checkpoint(tmp_path / "scripted.pt"))
+    assert "Runs: its own code" in scripted and "padded to a multiple of 32" in scripted

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
 
-from napari_unsupseg.core.engine import Progress, run_to_end
+from napari_unsupseg.core.engine import Progress, RunControl, run_to_end
 from napari_unsupseg.core.errors import InputError
 from napari_unsupseg.core.inference import InferenceParams, plan_tiles, predict
 from napari_unsupseg.core.models import ModelConfig, build_model
@@ -93,17 +93,19 @@ def test_tiled_equals_untiled_away_from_tile_edges():
     assert (tiled.labels == whole.labels).mean() > 0.97  # blending keeps the rest close
 
 
-def test_deeplab_single_tile_matches_plain_forward():
+def test_deeplab_single_tile_is_the_unpadded_whole_image_forward():
+    # DeepLab takes any size: an image that fits one tile (70 x 90, not a multiple of 16)
+    # is not padded, so ASPP pooling and the final resize see only the image.
     config = ModelConfig("deeplabv3plus_mobilenet", 21)
     model = build_model(config)
     image = smooth_image((70, 90, 3))
     result = run(image, LoadedModel(model, config), tile_size=128, confidence=True)
+    assert result.metadata["padded_to_multiple"] == 1
     x = (image.astype(np.float32) / 255 - np.float32([0.485, 0.456, 0.406])) / np.float32(
         [0.229, 0.224, 0.225])
     x = torch.from_numpy(x.transpose(2, 0, 1)[None].copy())
-    x = torch.nn.functional.pad(x, (0, 6, 0, 10), mode="reflect")  # to 80 x 96
     with torch.inference_mode():
-        probs = model(x)[0, :, :70, :90].softmax(0)
+        probs = model(x)[0].softmax(0)
     np.testing.assert_array_equal(result.labels, probs.argmax(0).numpy())
     np.testing.assert_allclose(result.extras["confidence"], probs.max(0).values.numpy(),
                                atol=1e-3)
@@ -264,3 +266,51 @@ def test_a_paused_run_leaves_its_thread_able_to_train():
     thread.start()
     thread.join()
     assert seen == [True]
+
+
+def test_a_stopped_run_is_a_finished_result_with_the_tiles_done():
+    model = sharp_unet()  # 4 classes, no background: every predicted pixel is >= 1
+    image = smooth_image((100, 100, 3))
+    control = RunControl()
+    engine = predict(image, InferenceParams(tile_size=64, overlap=16), model=model,
+                     control=control)
+    assert next(engine).step == 0
+    first = next(engine)  # one tile done
+    assert first.preview is None  # no preview unless the control asks for one
+    control.request_stop()
+    result = run_to_end(engine)
+    meta = result.metadata
+    assert meta["stopped_early"] is True
+    assert (meta["tiles_done"], meta["tiles_total"]) == (1, 4)
+    assert meta["class_names"] == [f"class {i}" for i in range(4)] and len(meta["palette"]) == 4
+    full = run(image, model, tile_size=64, overlap=16)
+    assert full.metadata["stopped_early"] is False and full.metadata["tiles_done"] == 4
+    plan = plan_tiles(100, 64, 16, 4)
+    end, own = plan.ends[0], plan.starts[1]  # first tile; the part no other tile covers
+    done = result.labels > 0
+    assert done[:end, :end].all() and done.sum() == end * end  # the rest is 0
+    np.testing.assert_array_equal(result.labels[:own, :own], full.labels[:own, :own])
+
+
+def test_previews_only_when_the_control_wants_one():
+    model = sharp_unet()
+    image = smooth_image((100, 100, 3))
+    events = []
+    run_to_end(predict(image, InferenceParams(tile_size=64, overlap=16), model=model,
+                       control=RunControl(preview_interval=0)), events.append)
+    previews = [e.preview for e in events if e.preview is not None]
+    assert len(previews) == 4 and all(p.shape == (100, 100) for p in previews)
+    assert previews[0] is not previews[-1] and (previews[0] == 0).any()  # copies, in order
+    events.clear()
+    run_to_end(predict(image, InferenceParams(tile_size=64, overlap=16), model=model),
+               events.append)
+    assert all(e.preview is None for e in events)
+
+
+def test_only_architectures_that_need_it_are_padded():
+    unet = sharp_unet()  # depth 2: sizes must be multiples of 4
+    result = run(smooth_image((50, 63, 3)), unet)
+    assert result.metadata["padded_to_multiple"] == 4 and result.labels.shape == (50, 63)
+    config = ModelConfig("deeplabv3_mobilenet", 3)
+    deep = run(smooth_image((50, 63, 3)), LoadedModel(build_model(config), config))
+    assert deep.metadata["padded_to_multiple"] == 1

@@ -118,8 +118,10 @@ def test_mobilenetv2_layouts_and_padding():
         assert tv(torch.randn(1, 3, 64, 64)).shape == (1, 1280, 2, 2)
 
 
-SHAPE_CASES = [(arch, channels) for arch in ARCHITECTURES if "resnet" not in arch
-               for channels in (1, 4)] + [("deeplabv3plus_resnet50", 4), ("deeplabv3_resnet50", 1)]
+SHAPE_CASES = [(arch, channels) for arch in ARCHITECTURES
+               if "resnet" not in arch and "vgg16" not in arch for channels in (1, 4)] + [
+    ("deeplabv3plus_resnet50", 4), ("deeplabv3_resnet50", 1), ("fcn32s_vgg16", 4),
+    ("torchvision_fcn_resnet50", 1)]
 
 
 @pytest.mark.parametrize(("arch", "channels"), SHAPE_CASES)

@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     params = params_from_args(InferenceParams, args)
     image = load_channels_last(args.image, args.channel_axis)
-    result = run_with_bar(predict(image, params), "predict", args.quiet)
+    # Ctrl+C finishes early: the tiles done so far are written, the rest 0.
+    result = run_with_bar(lambda control: predict(image, params, control=control), "predict",
+                          args.quiet)
     path = output_path(args, "predict")
     write_result(result, path, args.image)
     names = result.metadata.get("classes", {})

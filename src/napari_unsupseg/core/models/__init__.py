@@ -7,8 +7,20 @@ Importing this package does not import torch; the submodules do:
 * :mod:`.deeplab` - DeepLabV3 / V3+ (MobileNetV2, ResNet-50, ResNet-101), key-compatible
   with VainF/DeepLabV3Plus-Pytorch checkpoints.
 * :mod:`.unet` - classic U-Net and the MobileNetV2 U-Net of the TensorFlow pets tutorial.
-* :mod:`.checkpoints` - loading (VainF dict, bare / ``module.`` state dicts, TorchScript,
-  this project's format), architecture detection, saving.
+* :mod:`.torchvision_seg` - torchvision's FCN / DeepLabV3 / LR-ASPP segmentation models
+  (torchvision state-dict keys) and a MobileNetV3-Large backbone.
+* :mod:`.fcn` - FCN-32s/16s/8s on VGG-16 (wkentaro/pytorch-fcn layout, Caffe inputs).
+* :mod:`.architectures` - the registry of buildable architectures (no torch).
+* :mod:`.layouts` - one adapter per external weight layout: recognises an architecture
+  from a state dict's keys.
+* :mod:`.checkpoints` - loading every file format (VainF dict, bare / ``module.`` state
+  dicts, TorchScript, ONNX, bioimage.io packages, this project's format), saving,
+  :func:`~.checkpoints.describe`.
+* :mod:`.safe_load` - reading pickled weights without running code (PyTorch >= 2.6).
+* :mod:`.summary` - :func:`~.summary.describe`: what a loaded model is, in words.
+* :mod:`.export` - TorchScript and ONNX export.
+* :mod:`.onnx_model` - ONNX models through onnxruntime (optional extra ``onnx``).
+* :mod:`.bioimageio` - reading and writing bioimage.io model packages.
 * :mod:`.presets` - class names, palettes, :class:`~.presets.ModelConfig` (no torch).
 """
 
@@ -16,34 +28,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .presets import ARCHITECTURES, DEEPLAB_ARCHITECTURES, ModelConfig
+from .architectures import ARCHITECTURES, ARCHS, DEEPLAB_ARCHITECTURES
+from .presets import ModelConfig
 
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["ARCHITECTURES", "DEEPLAB_ARCHITECTURES", "ModelConfig", "build_model"]
+__all__ = ["ARCHITECTURES", "ARCHS", "DEEPLAB_ARCHITECTURES", "ModelConfig", "build_model",
+           "build_from_config"]
 
 
 def build_model(config: ModelConfig) -> nn.Module:
     """A randomly initialised network for ``config`` (in eval mode)."""
     from ..errors import InputError
 
-    arch = config.architecture
-    if arch in DEEPLAB_ARCHITECTURES:
-        from .deeplab import deeplab
+    arch = ARCHS.get(config.architecture)
+    if arch is None:
+        raise InputError(f"Unknown architecture '{config.architecture}'; use one of "
+                         f"{', '.join(ARCHITECTURES)}.")
+    return arch.build(config).eval()
 
-        model = deeplab(arch, config.num_classes, config.output_stride, config.in_channels,
-                        config.separable)
-    elif arch == "unet":
-        from .unet import UNet
 
-        model = UNet(config.in_channels, config.num_classes, config.depth,
-                     config.base_channels, config.batch_norm)
-    elif arch == "unet_mobilenet":
-        from .unet import MobileNetUNet
-
-        model = MobileNetUNet(config.in_channels, config.num_classes)
-    else:
-        raise InputError(
-            f"Unknown architecture '{arch}'; use one of {', '.join(ARCHITECTURES)}.")
-    return model.eval()
+def build_from_config(**config: object) -> nn.Module:
+    """:func:`build_model` from the fields of a :class:`ModelConfig` as keywords (what a
+    bioimage.io package written here names as its architecture)."""
+    return build_model(ModelConfig.from_mapping(dict(config)))

@@ -1,33 +1,33 @@
-"""Loading and saving model checkpoints - weights only, never code.
+"""Loading and saving models: one entry point for every file format.
 
-Accepted files:
+:func:`load_checkpoint` reads, through one adapter per file format (:data:`FILE_FORMATS`):
 
-* a VainF/DeepLabV3Plus-Pytorch checkpoint: a dict with ``model_state`` (keys
-  ``backbone.*`` / ``classifier.*``), other entries (optimizer, ...) ignored;
-* a bare state dict, or one under ``state_dict`` / ``model``; keys prefixed
-  ``module.`` (``DataParallel``) or ``model.`` are unprefixed;
-* a TorchScript archive: its weights are read and loaded into the matching
-  architecture here; only an archive whose keys match no known architecture is
-  run as it is (``architecture="torchscript"``);
-* this project's format (:func:`save_checkpoint`): the weights plus a JSON
-  configuration (architecture, classes, class names, palette, normalisation).
+* a pickled PyTorch checkpoint: a DeepLabV3Plus-Pytorch dict (``model_state``), a bare
+  state dict or one under ``state_dict`` / ``model`` (``module.`` / ``model.`` prefixes
+  removed), or this project's format (:func:`save_checkpoint`: the weights plus a JSON
+  configuration). The architecture is recognised from the keys by the weight layouts of
+  :mod:`.layouts` (DeepLabV3Plus-Pytorch, torchvision, wkentaro/pytorch-fcn, this
+  package's U-Nets);
+* a TorchScript archive: its weights are loaded into the matching architecture here;
+  only an archive whose keys match none is run as it is (``architecture="torchscript"``).
+  Running an archive executes its code: only open archives from people you trust;
+* an ONNX model (``.onnx``, optional extra ``onnx``, see :mod:`.onnx_model`);
+* a bioimage.io model package (see :mod:`.bioimageio`).
 
-Every pickle is read with ``torch.load(..., weights_only=True)``: a file that
-would run code when loaded is refused. The architecture, class count, input
-channels and separable head are detected from the keys; the output stride is not
-stored in the weights (VainF's released models use 16). A checkpoint that does
-not fit the architecture is an :class:`InputError` naming the missing and
-unexpected keys - never a silently random model.
+Every pickle is read with ``torch.load(..., weights_only=True)``: a file that would run
+code when loaded is refused; this needs PyTorch 2.6 (an older one is told so). A
+checkpoint that does not fit the architecture is an :class:`InputError` naming the
+missing and unexpected keys - never a silently random model. :func:`describe` says what
+was recognised (architecture, classes, preprocessing, input size).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import zipfile
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,14 @@ from torch import nn
 
 from ..errors import InputError
 from . import build_model
-from .presets import ARCHITECTURES, DEEPLAB_ARCHITECTURES, ModelConfig
+from .architectures import ARCHITECTURES, DEEPLAB_ARCHITECTURES
+from .layouts import detect_config, find_layout, guess_classes
+from .presets import ModelConfig
+from .safe_load import EXPECTED, TORCH_FLOOR, require_torch, torch_load
+
+__all__ = ["LoadedModel", "load_checkpoint", "save_checkpoint", "describe",
+           "describe_checkpoint", "detect_config", "require_torch", "is_torchscript",
+           "FILE_FORMATS", "TORCH_FLOOR"]
 
 FORMAT_NAME = "napari-unsupseg"
 FORMAT_VERSION = 1
@@ -53,6 +60,8 @@ class LoadedModel:
     source: str = ""
     format: str = ""
     sha256: str = ""
+    #: Format-specific facts for :func:`describe` (e.g. an ONNX model's tensor layouts).
+    details: dict[str, str] = field(default_factory=dict)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -63,7 +72,9 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _is_torchscript(path: Path) -> bool:
+def is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (running one executes its code: a driver
+    may ask the user before loading it)."""
     if not zipfile.is_zipfile(path):
         return False
     try:
@@ -72,40 +83,6 @@ def _is_torchscript(path: Path) -> bool:
     except (zipfile.BadZipFile, OSError):
         return False
     return any(n.endswith("/constants.pkl") or "/code/" in n for n in names)
-
-
-def _numpy_safe_globals() -> list[Any]:
-    """numpy scalars and dtypes: DeepLabV3Plus-Pytorch saves ``best_score`` as a numpy
-    float64. Rebuilding a scalar from its dtype and bytes runs no code of the file's choosing;
-    both the numpy 1 and numpy 2 module names are accepted."""
-    import numpy as np
-
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # numpy 1.x
-        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
-    allowed: list[Any] = [(scalar, "numpy.core.multiarray.scalar"),
-                          (scalar, "numpy._core.multiarray.scalar"), np.dtype]
-    dtypes = getattr(np, "dtypes", None)
-    if dtypes is not None:
-        allowed += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
-    return allowed
-
-
-def _torch_load(path: Path) -> Any:
-    try:
-        with torch.serialization.safe_globals(_numpy_safe_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - classified below
-        text = str(error)
-        if "Unsupported global" in text or "GLOBAL" in text:
-            raise InputError(
-                f"{path.name} was refused: it holds Python objects that would run code when "
-                "loaded, and this plugin only loads weights. Re-save the model's state dict "
-                "(torch.save(model.state_dict(), ...)) in a trusted environment.") from error
-        raise InputError(
-            f"{path.name} could not be read as a PyTorch checkpoint: the file is truncated, "
-            f"damaged or not a checkpoint ({type(error).__name__}: {text[:200]}).") from error
 
 
 def unwrap_state_dict(obj: Any) -> tuple[dict[str, torch.Tensor], str, ModelConfig | None]:
@@ -147,52 +124,6 @@ def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 state = {k[len(prefix):]: v for k, v in state.items()}
                 changed = True
     return state
-
-
-def _max_index(keys: set[str], pattern: str) -> int:
-    regex = re.compile(pattern)
-    found = [int(m.group(1)) for k in keys if (m := regex.match(k))]
-    return max(found) if found else -1
-
-
-def detect_config(state: Mapping[str, torch.Tensor]) -> ModelConfig | None:
-    """The architecture and sizes a state dict was made for, or ``None`` if unknown."""
-    keys = set(state)
-    plus = "classifier.project.0.weight" in keys
-    v3 = any(k.startswith("classifier.classifier.0.convs.") for k in keys)
-    if plus or v3:
-        if "backbone.low_level_features.0.0.weight" in keys:
-            backbone = "mobilenet"
-            in_channels = state["backbone.low_level_features.0.0.weight"].shape[1]
-        elif "backbone.conv1.weight" in keys:
-            blocks = _max_index(keys, r"backbone\.layer3\.(\d+)\.") + 1
-            backbone = {6: "resnet50", 23: "resnet101"}.get(blocks)
-            if backbone is None:
-                raise InputError(
-                    f"The checkpoint's ResNet has {blocks} blocks in layer3; only ResNet-50 (6) "
-                    "and ResNet-101 (23) backbones are supported.")
-            in_channels = state["backbone.conv1.weight"].shape[1]
-        else:
-            return None
-        last = "classifier.classifier.3.weight" if plus else "classifier.classifier.4.weight"
-        if last not in keys:
-            return None
-        return ModelConfig(
-            architecture=("deeplabv3plus_" if plus else "deeplabv3_") + backbone,
-            num_classes=int(state[last].shape[0]), in_channels=int(in_channels),
-            separable=any(k.startswith("classifier.") and ".body.0." in k for k in keys))
-    if {"encoder.0.block.0.weight", "head.weight"} <= keys:
-        first = state["encoder.0.block.0.weight"]
-        return ModelConfig(
-            architecture="unet", num_classes=int(state["head.weight"].shape[0]),
-            in_channels=int(first.shape[1]), depth=_max_index(keys, r"up\.(\d+)\.weight") + 1,
-            base_channels=int(first.shape[0]),
-            batch_norm="encoder.0.block.1.running_mean" in keys)
-    if {"encoder.features.0.0.weight", "head.weight"} <= keys:
-        return ModelConfig(
-            architecture="unet_mobilenet", num_classes=int(state["head.weight"].shape[1]),
-            in_channels=int(state["encoder.features.0.0.weight"].shape[1]))
-    return None
 
 
 def _key_list(keys: list[str]) -> str:
@@ -240,36 +171,77 @@ class ScriptedModel(nn.Module):
         return out
 
 
+@dataclass(frozen=True)
+class FileFormat:
+    """One readable file format: ``accepts(path)`` and
+    ``load(path, architecture, output_stride) -> LoadedModel``."""
+
+    name: str
+    accepts: Callable[[Path], bool]
+    load: Callable[[Path, str, int | None], LoadedModel]
+
+
 def load_checkpoint(path: str | Path, architecture: str = "auto",
                     output_stride: int | None = None) -> LoadedModel:
-    """Read a checkpoint file into a ready network (see the module docstring).
+    """Read a model file into a ready network (see the module docstring).
 
-    ``architecture``: ``auto`` (detected from the keys) or one of :data:`ARCHITECTURES`.
+    ``architecture``: ``auto`` (recognised from the keys) or one of :data:`ARCHITECTURES`.
     ``output_stride``: 8 or 16 for DeepLab models; ``None`` keeps the checkpoint's
     (16 unless this project's format says otherwise).
     """
+    require_torch()
     path = Path(path).expanduser()
     if not str(path) or not path.exists():
         raise InputError(f"The checkpoint file {path} does not exist.")
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; choose the checkpoint file (.pth / .pt).")
     if architecture != "auto" and architecture not in ARCHITECTURES:
         raise InputError(
             f"Unknown architecture '{architecture}'; use auto or one of "
             f"{', '.join(ARCHITECTURES)}.")
-    scripted = None
-    if _is_torchscript(path):
-        try:
-            scripted = torch.jit.load(str(path), map_location="cpu")
-        except Exception as error:  # noqa: BLE001
-            raise InputError(f"{path.name} could not be read as a TorchScript archive "
-                             f"({type(error).__name__}: {str(error)[:200]}).") from error
-        state, kind, config = strip_prefixes(dict(scripted.state_dict())), "torchscript", None
-    else:
-        state, kind, config = unwrap_state_dict(_torch_load(path))
-    if config is None:
-        config = _sidecar_config(path)
-    detected = detect_config(state)
+    for fmt in FILE_FORMATS:
+        if fmt.accepts(path):
+            return fmt.load(path, architecture, output_stride)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder without a bioimage.io rdf.yaml; choose a model "
+                         f"file: {EXPECTED}.")
+    raise InputError(f"{path.name} is not a model file this plugin reads; expected {EXPECTED}.")
+
+
+def _load_pickled(path: Path, architecture: str, output_stride: int | None) -> LoadedModel:
+    state, kind, config = unwrap_state_dict(torch_load(path))
+    return model_from_state(state, kind, config or _sidecar_config(path), architecture,
+                            output_stride, path)
+
+
+def _load_torchscript(path: Path, architecture: str, output_stride: int | None) -> LoadedModel:
+    try:
+        scripted = torch.jit.load(str(path), map_location="cpu")
+    except Exception as error:  # noqa: BLE001
+        raise InputError(f"{path.name} could not be read as a TorchScript archive "
+                         f"({type(error).__name__}: {str(error)[:200]}).") from error
+    state = strip_prefixes(dict(scripted.state_dict()))
+    return model_from_state(state, "torchscript", _sidecar_config(path), architecture,
+                            output_stride, path, scripted)
+
+
+def model_from_state(state: Mapping[str, torch.Tensor], kind: str, config: ModelConfig | None,
+                     architecture: str, output_stride: int | None, path: Path,
+                     scripted: Any = None) -> LoadedModel:
+    """Build the architecture that ``state`` fits (or the one asked for) and load it.
+
+    ``config``: a configuration stored with the weights (wins over the keys);
+    ``scripted``: a TorchScript module run as it is when no architecture fits."""
+    found = find_layout(state)
+    detected = None
+    details: dict[str, str] = {}
+    if found is not None:
+        layout, detected = found
+        adapted = layout.adapt(state)
+        if len(adapted) != len(state):
+            details["dropped"] = f"{len(state) - len(adapted)} training-only tensors " \
+                                 "(auxiliary head) not used for prediction"
+        state = adapted
+        if kind == "state_dict":
+            kind = layout.name
     if config is None:
         if architecture == "auto" and detected is None:
             if scripted is not None:
@@ -280,7 +252,8 @@ def load_checkpoint(path: str | Path, architecture: str = "auto",
                 f"(first keys: {sample}). Supported: {', '.join(ARCHITECTURES)}.")
         config = detected
         if architecture != "auto" and (config is None or config.architecture != architecture):
-            base = config or ModelConfig(architecture, num_classes=_guess_classes(state))
+            base = config or ModelConfig(architecture,
+                                         num_classes=guess_classes(state, architecture))
             config = replace(base, architecture=architecture)
     elif architecture != "auto" and architecture != config.architecture:
         config = replace(config, architecture=architecture)
@@ -290,15 +263,7 @@ def load_checkpoint(path: str | Path, architecture: str = "auto",
         config = replace(config, output_stride=int(output_stride))
     model = build_model(config)
     load_weights(model, state, config.architecture, detected)
-    return LoadedModel(model.eval(), config, str(path), kind, file_sha256(path))
-
-
-def _guess_classes(state: Mapping[str, torch.Tensor]) -> int:
-    for key in ("classifier.classifier.3.weight", "classifier.classifier.4.weight",
-                "head.weight"):
-        if key in state:
-            return int(state[key].shape[0])
-    return 21
+    return LoadedModel(model.eval(), config, str(path), kind, file_sha256(path), details)
 
 
 def _as_scripted(scripted: Any, path: Path, kind: str) -> LoadedModel:
@@ -315,7 +280,9 @@ def _as_scripted(scripted: Any, path: Path, kind: str) -> LoadedModel:
         raise InputError(f"The TorchScript model in {path.name} does not return per-pixel "
                          f"class scores (output shape {tuple(probe.shape)}).")
     config = ModelConfig("torchscript", num_classes=int(probe.shape[1]), in_channels=in_channels)
-    return LoadedModel(model, config, str(path), kind, file_sha256(path))
+    return LoadedModel(model, config, str(path), kind, file_sha256(path),
+                       {"runs": "its own code (TorchScript): its architecture matches none "
+                                "known here"})
 
 
 def _sidecar_config(path: Path) -> ModelConfig | None:
@@ -334,32 +301,55 @@ def _sidecar_config(path: Path) -> ModelConfig | None:
         return None
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig) -> Path:
-    """Write this project's format: the state dict plus the configuration as JSON."""
+def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig,
+                    extra: Mapping[str, Any] | None = None) -> Path:
+    """Write this project's format: the state dict plus the configuration as JSON.
+
+    ``extra``: further JSON-serialisable entries (e.g. ``{"training": provenance}``),
+    each stored as a JSON string under its key; loading ignores them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+    entries = {key: json.dumps(value) for key, value in (extra or {}).items()}
+    torch.save({**entries, "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
                 "config": config.to_json(), "state_dict": model.state_dict()}, path)
     return path
 
 
+def _bioimageio_accepts(path: Path) -> bool:
+    from .bioimageio import is_package
+
+    return is_package(path)
+
+
+def _bioimageio_load(path: Path, architecture: str, output_stride: int | None) -> LoadedModel:
+    from .bioimageio import load_package
+
+    return load_package(path, architecture, output_stride)
+
+
+def _onnx_load(path: Path, architecture: str, output_stride: int | None) -> LoadedModel:
+    from .onnx_model import load_onnx
+
+    return load_onnx(path)
+
+
+FILE_FORMATS: tuple[FileFormat, ...] = (
+    FileFormat("bioimage.io package", _bioimageio_accepts, _bioimageio_load),
+    FileFormat("ONNX model", lambda p: p.is_file() and p.suffix.lower() == ".onnx", _onnx_load),
+    FileFormat("TorchScript archive", lambda p: p.is_file() and is_torchscript(p),
+               _load_torchscript),
+    FileFormat("PyTorch checkpoint", lambda p: p.is_file(), _load_pickled),
+)
+
+
+def describe(loaded: LoadedModel) -> str:
+    """What was recognised in a loaded model (see :func:`.summary.describe`)."""
+    from .summary import describe as _describe
+
+    return _describe(loaded)
+
 
 def describe_checkpoint(path: str | Path) -> str:
-    """One line on what a checkpoint holds (format, architecture, classes), without
-    building the model; an :class:`InputError` when the file cannot be used."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InputError(f"{path} is not a file.")
-    if _is_torchscript(path):
-        return "TorchScript archive (its architecture is found when the model is loaded)"
-    state, kind, config = unwrap_state_dict(_torch_load(path))
-    config = config or _sidecar_config(path) or detect_config(state)
-    if config is None:
-        return f"{kind}: {len(state)} tensors, architecture not recognised - choose one"
-    names = ""
-    if config.class_names:
-        names = f"; classes {', '.join(config.class_names[:4])}"
-        names += ", ..." if len(config.class_names) > 4 else ""
-    head = ", separable head" if config.separable else ""
-    return (f"{config.architecture}: {config.num_classes} classes, {config.in_channels} input "
-            f"channel(s){head} ({kind}){names}")
+    """:func:`describe` of the model in ``path`` (reads the whole file: call it off the
+    main thread); an :class:`InputError` when the file cannot be used."""
+    return describe(load_checkpoint(path))

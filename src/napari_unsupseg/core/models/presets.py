@@ -16,15 +16,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import InputError
+from .architectures import ARCHITECTURES, DEEPLAB_ARCHITECTURES  # noqa: F401 - re-exported
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-DEEPLAB_ARCHITECTURES = (
-    "deeplabv3plus_mobilenet", "deeplabv3plus_resnet50", "deeplabv3plus_resnet101",
-    "deeplabv3_mobilenet", "deeplabv3_resnet50", "deeplabv3_resnet101",
-)
-ARCHITECTURES = (*DEEPLAB_ARCHITECTURES, "unet", "unet_mobilenet")
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -86,6 +82,10 @@ class ModelConfig:
     ``architecture``: one of :data:`ARCHITECTURES` (or ``"torchscript"`` for an archive
     run as-is). ``depth`` / ``base_channels`` / ``batch_norm`` only concern ``unet``.
     ``mean`` / ``std``: per-channel normalisation after scaling intensities to [0, 1].
+    ``bgr``: the model takes its colour channels in BGR order (Caffe models).
+    ``intensity``: how the model wants intensities scaled to [0, 1] when the user leaves
+    it on ``auto`` (ONNX models: ``dtype``). ``input_size``: the fixed ``[height, width]``
+    the model takes (empty: any size).
     """
 
     architecture: str
@@ -101,6 +101,9 @@ class ModelConfig:
     background: bool = False
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    bgr: bool = False
+    intensity: str = "auto"
+    input_size: list[int] = field(default_factory=list)
 
     @property
     def label_offset(self) -> int:

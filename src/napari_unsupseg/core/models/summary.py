@@ -1,0 +1,60 @@
+"""What a loaded model is, in words: shown by the inference widget before a run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .architectures import ARCHS, input_geometry
+from .presets import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, resolve_classes
+
+if TYPE_CHECKING:
+    from .checkpoints import LoadedModel
+
+__all__ = ["describe"]
+
+
+def _normalisation_text(config: ModelConfig) -> str:
+    mean = [round(m, 3) for m in config.mean]
+    std = [round(s, 3) for s in config.std]
+    if std and all(abs(s - 1 / 255) < 1e-6 for s in config.std):
+        order = " (BGR)" if config.bgr else ""
+        return f"Caffe style: 0..255 minus the mean{order} {[round(m * 255, 1) for m in mean]}"
+    if mean == [round(m, 3) for m in IMAGENET_MEAN] and std == [round(s, 3) for s in
+                                                                IMAGENET_STD]:
+        return "ImageNet mean and std"
+    if all(m == 0 for m in mean) and all(s == 1 for s in std):
+        return "no further normalisation"
+    return f"mean {mean}, std {std}"
+
+
+def describe(loaded: LoadedModel) -> str:
+    """What was recognised in a loaded model, one fact a line: architecture and format,
+    classes, preprocessing, input size (for showing before a run)."""
+    config = loaded.config
+    arch = ARCHS.get(config.architecture)
+    family = arch.family if arch is not None else {
+        "torchscript": "TorchScript module (run as it is)", "onnx": "ONNX model"}.get(
+        config.architecture, config.architecture)
+    lines = [f"Architecture: {family} [{config.architecture}]",
+             f"Format: {loaded.format or 'in memory'}"]
+    names, _, background = resolve_classes("auto", config.num_classes, config)
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    lines.append(f"Classes: {config.num_classes} ({shown})"
+                 + ("; class 0 is background" if background else ""))
+    order = "BGR" if config.bgr else "RGB" if config.in_channels == 3 else "channels"
+    scaling = {"dtype": "by the image type's range", "percentile": "by percentiles"}.get(
+        config.intensity, "by type for 8-bit images, else by percentiles")
+    lines.append(f"Input: {config.in_channels} channel(s) ({order}), scaled to 0..1 {scaling}, "
+                 f"then {_normalisation_text(config)}")
+    multiple, _, fixed = input_geometry(config, loaded.model)
+    if fixed:
+        lines.append(f"Size: fixed {fixed[0]} x {fixed[1]} px (predicted tile by tile at "
+                     "that size)")
+    elif multiple > 1:
+        lines.append(f"Size: any (tiles padded to a multiple of {multiple})")
+    else:
+        lines.append("Size: any (no padding)")
+    lines += [f"{key.capitalize()}: {value}" for key, value in loaded.details.items()]
+    return "\n".join(lines)
+
+
