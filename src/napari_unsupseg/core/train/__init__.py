@@ -1,0 +1,21 @@
+"""Training a segmentation model on the labels a user painted (0 = unlabelled, k = class k).
+
+- :mod:`.params`: :class:`TrainParams`, shared by the widget and the ``train`` command.
+- :mod:`.data`: input checks, normalisation as prediction does it, the held-out
+  validation blocks, class-balanced augmented crops (numpy only).
+- :mod:`.model`: the network from scratch or from a checkpoint (head replaced when the
+  class count differs), saving in this package's format.
+- :mod:`.loop`: the engine :func:`train` (a generator yielding :class:`TrainProgress`,
+  returning a :class:`TrainResult` whose ``model`` ``predict`` runs directly).
+
+Importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+from .loop import TrainProgress, TrainResult, train
+from .model import check_model_path, save_model
+from .params import TRAIN_ARCHITECTURES, TrainParams
+
+__all__ = ["TRAIN_ARCHITECTURES", "TrainParams", "TrainProgress", "TrainResult",
+           "check_model_path", "save_model", "train"]

@@ -1,0 +1,398 @@
+"""Dock widget: **Train from labels** - a U-Net or DeepLab learns from the labels you painted.
+
+Composed of the shared parts: :class:`~._pickers.ImageInput` (the image, its channels,
+every labelled plane of a stack is used), a :class:`~._pickers.LayerPicker` for the
+labels layer (0 = unlabelled, k = class k), the :class:`~._form.ParamForm` of
+:class:`~napari_unsupseg.core.train.TrainParams`, an :class:`~._runner.EngineRunner`,
+a :class:`~._results.ResultWriter` and a live :class:`~._plot.LossPlot`.
+
+While training, the loss curves grow in the dock and a prediction of the plane shown
+appears every few seconds in a Labels layer (never over a layer you edited). Cancel
+keeps the best model so far; a second Cancel abandons the run. Then **Apply** runs the
+model in memory through the inference engine on the current plane, every plane, or
+another image layer; **Save model** writes it in this plugin's format (the inference
+widget and ``napari-unsupseg predict`` load it). Training again continues from the last
+model unless "continue from the last model" is unticked or a checkpoint is chosen.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from magicgui import widgets
+from napari.layers import Image, Labels
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QCollapsible
+
+from ..core.errors import InputError
+from ..core.train.params import TrainParams
+from ._base import error_message
+from ._form import ParamForm
+from ._layers import as_label_data, same
+from ._pickers import ImageInput, LayerPicker
+from ._results import ResultWriter
+from ._runner import EngineRunner
+from ._setup import CURRENT_PLANE, RunSetup, make_setup
+
+if TYPE_CHECKING:
+    import napari.viewer
+
+logger = logging.getLogger(__name__)
+
+EVERY_PLANE = "every labelled plane"
+APPLY_PLANES = (CURRENT_PLANE, "every plane")
+CHECKPOINT_FILTER = "*.pth *.pt *.pth.tar *.ckpt *.tar"
+
+
+class TrainWidget(QWidget):
+    """Train a segmentation model on painted labels, watch it learn, apply it."""
+
+    #: Seconds between two prediction previews of the plane shown.
+    preview_interval: float = 3.0
+
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.writer = ResultWriter(viewer)
+        self.runner = EngineRunner(self)
+        self.model: Any = None  # the last trained LoadedModel
+        self.metadata: dict[str, Any] = {}
+        self._task = ""
+        self._setup: RunSetup | None = None
+        self._styled: set[int] = set()
+        self._started = time.perf_counter()
+        self._build()
+        self._connect()
+
+    # ----------------------------------------------------------------- building
+
+    def _build(self) -> None:
+        self.input = ImageInput(self.viewer, offer_current_plane=False, stack_modes=[EVERY_PLANE])
+        self.labels_picker = LayerPicker(
+            self.viewer, Labels, label="labels", prefer_active=False,
+            tooltip="The labels you painted: 0 = unlabelled (ignored), k = class k. A few "
+            "strokes per class are enough to start.")
+        self.init_file = widgets.FileEdit(
+            label="start from", mode="r", filter=CHECKPOINT_FILTER,
+            tooltip="Optional checkpoint to start from (a model saved by this plugin, a "
+            "DeepLabV3Plus-Pytorch file or a state dict); empty: from scratch.")
+        self.continue_box = widgets.CheckBox(
+            value=True, text="continue from the last model",
+            tooltip="Train again after more corrections starting from the model trained last.")
+        self.inputs = widgets.Container(
+            widgets=[*self.input.controls, self.labels_picker.combo, self.init_file,
+                     self.continue_box], labels=True)
+        self.form = ParamForm(TrainParams, hidden=("init",))
+        self.train_button = QPushButton("Train")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop training and keep the best model so far. Press "
+                                      "again to abandon the run.")
+        self.cancel_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        from ._plot import LossPlot
+
+        self.plot = LossPlot(self)
+        self.apply_picker = LayerPicker(self.viewer, Image, label="apply to",
+                                        tooltip="The image layer to segment with the model.")
+        self.apply_planes = widgets.ComboBox(label="planes", choices=list(APPLY_PLANES))
+        self.apply_controls = widgets.Container(
+            widgets=[self.apply_picker.combo, self.apply_planes], labels=True)
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setToolTip("Segment the chosen image with the trained model.")
+        self.save_button = QPushButton("Save model")
+        self.model_info = QLabel("no model trained yet")
+        self.model_info.setWordWrap(True)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.inputs.native)
+        layout.addWidget(self.form.basic.native)
+        advanced = QCollapsible("Advanced settings", self)
+        advanced.addWidget(self.form.advanced.native)
+        layout.addWidget(advanced)
+        row = QHBoxLayout()
+        row.addWidget(self.train_button)
+        row.addWidget(self.cancel_button)
+        layout.addLayout(row)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.status)
+        layout.addWidget(self.plot)
+        layout.addWidget(self.apply_controls.native)
+        row = QHBoxLayout()
+        row.addWidget(self.apply_button)
+        row.addWidget(self.save_button)
+        layout.addLayout(row)
+        layout.addWidget(self.model_info)
+        layout.addStretch(1)
+        self._set_busy(False)
+
+    def _connect(self) -> None:
+        self.train_button.clicked.connect(self.train)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.apply_button.clicked.connect(self.apply)
+        self.save_button.clicked.connect(lambda: self.save())
+        self.runner.progressed.connect(self._on_progress)
+        self.runner.previewed.connect(self._on_preview)
+        self.runner.ended.connect(self._on_ended)
+
+    # ----------------------------------------------------------------- training
+
+    def _init_path(self) -> str:
+        value = self.init_file.value
+        text = str(value) if value is not None else ""
+        return "" if not text or text == "." or Path(text).is_dir() else text
+
+    def train(self) -> None:
+        """Start training on the chosen image and labels (main thread reads every choice)."""
+        if self.runner.running:
+            return
+        try:
+            layer = self.input.image
+            extra = self.input.extra_channels
+            axis = None if extra else self.input.channel_axis.value
+            params = self.form.params(init=self._init_path())
+            setup = make_setup(layer, params=params, engine_label="train", channel_axis=axis,
+                               channel_layers=extra, plane_mode=EVERY_PLANE)
+            painted = self.labels_picker.value
+            if painted is None:
+                raise InputError("Choose the labels layer you painted (add one with the "
+                                 "'new labels layer' button and paint each class).")
+            labels = setup.select(painted.data, f"labels layer '{painted.name}'")
+            shown = make_setup(layer, params=params, engine_label="prediction",
+                               channel_axis=axis, channel_layers=extra, plane_mode=CURRENT_PLANE,
+                               current_point=self.viewer.dims.point)
+            plane = 0
+            if shown.plane is not None and setup.lead_shape:
+                plane = int(np.ravel_multi_index(shown.plane, setup.lead_shape))
+            values = [int(v) for v in np.unique(labels) if 0 < v <= 255]
+            colours = {v: np.asarray(painted.get_color(v), float) for v in values}
+        except Exception as exc:  # InputError, or a bug: plain words, window alive
+            self._fail(exc)
+            return
+        start = self.model if (self.continue_box.value and not params.init) else None
+        self._task, self._setup = "train", shown
+        self.writer.begin()
+        self.plot.clear()
+        self._set_busy(True)
+        self._started = time.perf_counter()
+        self._set_status(f"Training on '{layer.name}' with '{painted.name}'...")
+
+        def work(control: Any) -> Any:
+            from ..core.train import train
+
+            image = setup.image()
+            return (yield from train([image], [labels], params, control=control,
+                                     preview=(0, plane), colours=colours, start=start))
+
+        self.runner.start(work, f"train: {layer.name}", preview_interval=self.preview_interval)
+
+    def cancel(self) -> None:
+        """First press: finish with the best model so far. Second press: abandon."""
+        if not self.runner.running:
+            return
+        if self.runner.stopping:
+            self._set_status("Abandoning...")
+            self.runner.abandon()
+        else:
+            self._set_status("Stopping: keeping the best model so far...")
+            self.runner.stop()
+
+    # ----------------------------------------------------------------- applying
+
+    def apply(self) -> None:
+        """Segment the chosen layer with the trained model (inference engine, edit-safe)."""
+        if self.runner.running:
+            return
+        try:
+            if self.model is None:
+                raise InputError("Train a model first: there is none to apply yet.")
+            layer = self.apply_picker.value
+            extra: list[Any] = []
+            axis = None
+            if same(layer, self.input.image):
+                extra = self.input.extra_channels
+                axis = None if extra else self.input.channel_axis.value
+            elif layer is not None and not layer.rgb:
+                axis = self._matching_axis(layer)
+            from ..core.inference import InferenceParams
+
+            setup = make_setup(layer, params=InferenceParams(), engine_label="trained model",
+                               channel_axis=axis, channel_layers=extra,
+                               plane_mode=self.apply_planes.value,
+                               current_point=self.viewer.dims.point)
+        except Exception as exc:
+            self._fail(exc)
+            return
+        model = self.model
+        self._task, self._setup = "apply", setup
+        self.writer.begin()
+        self._set_busy(True)
+        self._set_status(f"Applying the model to '{setup.source_name}'...")
+
+        def work(control: Any) -> Any:
+            from ..core.inference import predict
+
+            return (yield from predict(setup.image(), setup.params, model=model))
+
+        self.runner.start(work, f"apply: {setup.source_name}", preview_interval=None)
+
+    def _matching_axis(self, layer: Any) -> int | None:
+        """The training image's channel axis, if the other layer has it with the model's
+        channel count there; else none (one channel)."""
+        axis = self.input.channel_axis.value
+        shape = layer.data.shape
+        channels = self.model.config.in_channels
+        if axis is not None and -len(shape) <= axis < len(shape) and shape[axis] == channels:
+            return axis
+        return None
+
+    def save(self, path: str | Path | None = None) -> Path | None:
+        """Write the trained model (asks for a file name when none is given)."""
+        if self.model is None:
+            self._fail(InputError("Train a model first: there is none to save yet."))
+            return None
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self, "Save model", "model.pt",
+                                                  "Models (*.pt *.pth)")
+            if not path:
+                return None
+        from ..core.train import save_model
+
+        try:
+            written = save_model(path, self.model, self.metadata)
+        except Exception as exc:  # noqa: BLE001 - plain words, window alive
+            self._fail(exc)
+            return None
+        self._set_status(f"Saved the model to {written}.")
+        return written
+
+    # ----------------------------------------------------------------- runner events
+
+    def _on_progress(self, event: Any) -> None:
+        if event.total > 0:
+            self.progress_bar.setRange(0, event.total)
+            self.progress_bar.setValue(min(event.step, event.total))
+        if self._task != "train":
+            return
+        val_loss = getattr(event, "val_loss", None)
+        if val_loss is not None and not getattr(event, "validated", True):
+            self.plot.set_validation_label("per epoch (too few pixels to hold out)")
+        if val_loss is not None or event.loss is not None:
+            self.plot.add(event.step, loss=event.loss, val_loss=val_loss)
+        if event.message:
+            self._set_status(f"{event.message} ({time.perf_counter() - self._started:.0f} s)")
+
+    def _on_preview(self, event: Any) -> None:
+        if self._task == "train" and self._setup is not None and event.preview is not None:
+            self._write(self._setup, event.preview, {"napari_unsupseg": "training preview"})
+
+    def _on_ended(self, outcome: str, value: Any) -> None:
+        try:
+            self._finish(outcome, value)
+        finally:
+            self._set_busy(False)
+
+    def _finish(self, outcome: str, value: Any) -> None:
+        task, setup = self._task, self._setup
+        self._task = ""
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(1 if outcome in ("done", "stopped") else 0)
+        if outcome == "failed":
+            self._fail(value)
+            return
+        if outcome == "abandoned" or value is None or setup is None:
+            self._set_status("Abandoned: nothing was kept.")
+            return
+        if task == "train":
+            self.model, self.metadata = value.model, value.metadata
+            self.plot.redraw()
+            if value.labels.size:
+                layer = self._write(setup, value.labels, value.metadata)
+                self.writer.finish(setup, layer)
+            self._describe(value.metadata)
+        else:
+            layer = self._write(setup, setup.restore(value.labels), value.metadata)
+            self.writer.finish(setup, layer)
+            self._set_status(f"Applied the model to '{setup.source_name}'.")
+
+    def _write(self, setup: RunSetup, labels: np.ndarray, metadata: dict[str, Any]) -> Any:
+        layer = self.writer.write(setup, as_label_data(labels), metadata)
+        if self.model is not None and id(layer) not in self._styled:
+            self._style(layer)
+        return layer
+
+    def _style(self, layer: Any) -> None:
+        """Class colours (the painted layer's) and names (hover) from the model."""
+        import pandas as pd
+        from napari.utils.colormaps import DirectLabelColormap
+
+        config = self.model.config if self.model is not None else None
+        if config is None:
+            return
+        colours: dict[Any, Any] = {None: np.array([0.5, 0.5, 0.5, 1.0]), 0: np.zeros(4)}
+        for value, rgb in enumerate(config.palette):
+            if value:
+                colours[value] = np.array([*(np.asarray(rgb[:3], float) / 255.0), 1.0])
+        layer.colormap = DirectLabelColormap(color_dict=colours)
+        layer.features = pd.DataFrame({"index": list(range(len(config.class_names))),
+                                       "class": list(config.class_names)})
+        self._styled.add(id(layer))
+
+    def _describe(self, meta: dict[str, Any]) -> None:
+        iou = meta.get("best_val_iou")
+        score = "" if iou is None else f", validation IoU {iou:.3f}"
+        ended = {"stopped": "stopped by you", "time limit": "time limit reached",
+                 "no improvement": "validation loss stopped improving",
+                 "epochs": "all epochs done"}.get(meta.get("stop_reason"), "")
+        names = meta.get("class_names", [])
+        classes = ", ".join(f"{v}={names[v]}" for v in meta.get("class_values", []))
+        text = (f"{meta.get('architecture')} model: classes {classes}; best epoch "
+                f"{meta.get('best_epoch')} of {meta.get('epochs_run')}{score} ({ended}).")
+        self.model_info.setText(text)
+        self._set_status("Training finished. Apply the model or save it.")
+
+    # ----------------------------------------------------------------- state
+
+    def _set_busy(self, busy: bool) -> None:
+        self.train_button.setEnabled(not busy)
+        self.cancel_button.setEnabled(busy)
+        has_model = self.model is not None
+        self.apply_button.setEnabled(not busy and has_model)
+        self.save_button.setEnabled(not busy and has_model)
+
+    def _set_status(self, text: str) -> None:
+        self.status.setText(text)
+
+    def _fail(self, exc: BaseException) -> None:
+        if not isinstance(exc, InputError):
+            logger.error("training widget: %s", exc, exc_info=exc)
+        message = error_message(exc)
+        self._set_status(message)
+        show_error(message)
+
+    def dispose(self) -> None:
+        """Abandon a run and stop following the viewer (the dock is closing)."""
+        if self.runner.running:
+            self.runner.abandon()
+        self.input.disconnect()
+        self.labels_picker.disconnect()
+        self.apply_picker.disconnect()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        self.dispose()
+        super().closeEvent(event)
