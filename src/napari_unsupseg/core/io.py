@@ -59,15 +59,23 @@ def _read_tiff(path: Path) -> LoadedImage:
 
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
-        data = series.asarray()
+        data = np.asarray(series.asarray())
         rgb = series.axes.endswith("S") and data.shape[-1] in (3, 4)
-    return LoadedImage(np.asarray(data), rgb=bool(rgb), path=path)
+        if series.axes in ("YXS", "SYX") and data.shape[series.axes.index("S")] > 4:
+            # More samples per pixel than a colour picture has: the bands of a multiband
+            # image (a GeoTIFF), interleaved or band by band. They are channels.
+            data, rgb = np.moveaxis(data, series.axes.index("S"), -1), True
+    return LoadedImage(data, rgb=bool(rgb), path=path)
 
 
-def write_labels(path: str | Path, labels: np.ndarray, metadata: dict[str, Any]) -> Path:
+def write_labels(
+    path: str | Path, labels: np.ndarray, metadata: dict[str, Any], georef: Any = None
+) -> Path:
     """Write labels as a compressed TIFF and the metadata as a JSON sidecar beside it.
 
-    Returns the sidecar's path (``LABELS.tif`` -> ``LABELS.json``).
+    With ``georef`` (a :class:`~.geo.Georef`, e.g. the input's), a 2-D label image is
+    written as a GeoTIFF with its CRS and transform. Returns the sidecar's path
+    (``LABELS.tif`` -> ``LABELS.json``).
     """
     import tifffile
 
@@ -75,7 +83,13 @@ def write_labels(path: str | Path, labels: np.ndarray, metadata: dict[str, Any])
     if path.suffix.lower() not in TIFF_SUFFIXES:
         raise InputError(f"Labels are written as TIFF: give a .tif output name, not {path.name}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tifffile.imwrite(path, labels, compression="zlib", photometric="minisblack")
+    if georef is not None and np.ndim(labels) == 2:
+        from .geo import write_label_geotiff
+
+        write_label_geotiff(path, labels, georef)
+        metadata = {**metadata, "georeference": georef.to_metadata()}
+    else:
+        tifffile.imwrite(path, labels, compression="zlib", photometric="minisblack")
     sidecar = path.with_suffix(".json")
     sidecar.write_text(json.dumps(to_jsonable(metadata), indent=2))
     return sidecar
