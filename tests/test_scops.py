@@ -3,13 +3,16 @@
 The science test trains once (module fixture) on a synthetic collection whose
 parts are known (:mod:`napari_unsupseg.core.scops_samples`: objects under random
 rotation, scale and translation whose part colours change from image to image)
-and checks that
+with default settings and **no saliency mask**, and checks that
 
+- the foreground is found (estimated from the images);
 - the discovered parts map consistently onto the true parts over the whole
   collection, with ONE mapping for all images (normalised mutual information and
   one-to-one matched accuracy), clearly above two baselines computed in the same
   test: a random partition of the object, and a purely positional partition that
   is given the exact object mask and centre but not its orientation;
+- training does not lose what its own initialisation (each pixel's nearest
+  initial part basis, k-means on the texture features) found;
 - the parts are equivariant on a warp never used in training.
 """
 
@@ -27,11 +30,12 @@ import tifffile
 
 torch = pytest.importorskip("torch")
 
-from napari_unsupseg.core.engine import run_to_end  # noqa: E402
+from napari_unsupseg.core.engine import RunControl, run_to_end  # noqa: E402
 from napari_unsupseg.core.errors import InputError  # noqa: E402
 from napari_unsupseg.core.scops import ScopsParams, discover_parts  # noqa: E402
 from napari_unsupseg.core.scops_samples import (  # noqa: E402
     contingency,
+    landmark_consistency,
     normalized_mutual_information,
     part_collection,
     part_scores,
@@ -72,7 +76,7 @@ TINY = dict(n_parts=3, iterations=3, working_size=32, batch_size=2, device="cpu"
 
 def test_contract_shapes_dtypes_previews_and_metadata():
     images, truth = part_collection(4, 40, 3, seed=0)
-    run = discover_parts(images, ScopsParams(**TINY), preview_every=2)
+    run = discover_parts(images, ScopsParams(**TINY), control=RunControl(preview_interval=0))
     events = []
     result = run_to_end(run, events.append)
     assert result.labels.shape == (4, 40, 40) and result.labels.dtype == np.uint8
@@ -88,11 +92,58 @@ def test_contract_shapes_dtypes_previews_and_metadata():
     steps = [e.step for e in events if e.loss is not None]
     assert steps == [1, 2, 3] and all(e.total == 3 for e in events)
     previews = [e.preview for e in events if e.preview is not None]
-    assert len(previews) == 2 and previews[0].shape == (4, 40, 40)
+    assert len(previews) == 3 and previews[0].shape == (4, 40, 40)
+    assert previews[0].dtype == np.uint8 and previews[-1].max() <= 3
     meta = result.metadata
     assert meta["engine"] == "scops" and meta["parameters"]["n_parts"] == 3
-    assert "texture" in meta["features"] and meta["saliency"] == "none"
+    assert "texture" in meta["features"] and meta["saliency"].startswith("estimated")
+    assert meta["steps"] == 3 and meta["stopped_early"] is False
     json.dumps(meta)
+
+
+def test_previews_only_when_the_driver_wants_one():
+    images, _ = part_collection(3, 40, 2, seed=0)
+    params = ScopsParams(**{**TINY, "n_parts": 2, "iterations": 4})
+    for control in (None, RunControl(preview_interval=None), RunControl(preview_interval=3600)):
+        events = []
+        run_to_end(discover_parts(images, params, control=control), events.append)
+        previews = [e for e in events if e.preview is not None]
+        # None / no interval: never; an hour between previews: only the first is due.
+        assert len(previews) == (1 if control is not None and control.preview_interval else 0)
+
+
+def test_stop_request_gives_a_finished_result():
+    images, truth = part_collection(4, 40, 2, seed=0)
+    control = RunControl()
+    params = ScopsParams(**{**TINY, "n_parts": 2, "iterations": 50})
+    events = []
+
+    def on_progress(event):
+        events.append(event)
+        if event.step == 2:
+            control.request_stop()
+
+    result = run_to_end(discover_parts(images, params, control=control), on_progress)
+    assert max(e.step for e in events) == 2
+    assert result.metadata["stopped_early"] is True and result.metadata["steps"] == 2
+    # Finished as a full run is: full-size labels read out, centres of the parts found.
+    assert result.labels.shape == (4, 40, 40) and result.labels.dtype == np.uint8
+    assert result.extras["centres"].shape == (4, 2, 2)
+    assert len(result.extras["loss_history"]) == 2
+    assert (result.labels > 0).any()
+
+
+def test_estimated_saliency_finds_the_objects():
+    from napari_unsupseg.core.images import normalize
+    from napari_unsupseg.core.scops.saliency import estimate_saliency, foreground_iou
+
+    images, truth = part_collection(8, 96, 4, seed=5)
+    masks = estimate_saliency(normalize(images))
+    assert masks.shape == truth.shape and masks.dtype == np.float32
+    # The object covers about 15% of each image; a mask of everything or nothing
+    # scores about 0.15 or 0.
+    assert foreground_iou(masks, truth) > 0.85
+    assert min(foreground_iou(m, t) for m, t in zip(masks, truth, strict=True)) > 0.5
 
 
 def test_same_seed_same_parts_and_grey_images_work():
@@ -111,6 +162,10 @@ def test_saliency_threshold_and_mask_are_recorded():
     assert "above 0.5" in run_to_end(discover_parts(images, params)).metadata["saliency"]
     result = run_to_end(discover_parts(images, params, saliency=truth > 0))
     assert result.metadata["saliency"] == "mask given"
+    # The background of the labels is the mask given.
+    np.testing.assert_array_equal(result.labels > 0, truth > 0)
+    off = ScopsParams(**{**TINY, "estimate_saliency": False})
+    assert run_to_end(discover_parts(images, off)).metadata["saliency"] == "none"
 
 
 def test_plain_errors():
@@ -227,7 +282,7 @@ def trained():
 
     images, truth = part_collection(N_IMAGES, SIZE, K, seed=1)
     start = time.perf_counter()
-    run = fit_parts(images, ScopsParams(**SCIENCE), saliency=truth > 0)
+    run = fit_parts(images, ScopsParams(**SCIENCE))  # no saliency mask
     while True:
         try:
             next(run)
@@ -240,6 +295,8 @@ def trained():
 
 
 def test_parts_are_consistent_across_the_collection(trained):
+    from napari_unsupseg.core.scops.saliency import foreground_iou
+
     _, truth, _, result, seconds = trained
     found = part_scores(result.labels, truth)
     rng = np.random.default_rng(0)
@@ -247,17 +304,30 @@ def test_parts_are_consistent_across_the_collection(trained):
     radial = part_scores(radial_partition(truth, K), truth)
     print(f"\nSCOPS on {N_IMAGES} x {SIZE}^2, {SCIENCE['iterations']} steps, {seconds:.0f} s: "
           f"found {found}, random {random}, radial {radial}")
-    # The object is found (the saliency mask is given: this checks the read-out).
-    fg = ((result.labels > 0) == (truth > 0)).mean()
-    assert fg > 0.9
-    # One global mapping over all images. Measured when this test was written: found NMI
-    # 0.35, matched 0.64; random 0.00 / 0.25; radial 0.01 / 0.28. The texture features
-    # alone (k-means on the foreground, no network) reach NMI 0.37 at this size, so the
-    # thresholds ask for most of that and for a wide margin over both baselines.
-    assert found["nmi"] > max(random["nmi"], radial["nmi"]) + 0.15
-    assert found["nmi"] > 0.25
-    assert found["matched"] > max(random["matched"], radial["matched"]) + 0.15
-    assert found["matched"] > 0.5
+    # The object is found without a mask (estimated from the border's colours); an
+    # empty or full foreground would score 0 or about 0.15.
+    assert result.metadata["saliency"].startswith("estimated")
+    assert foreground_iou(result.labels, truth) > 0.9
+    # One global mapping over all images. Measured when this test was written: found
+    # NMI 0.52, matched 0.80; random 0.00 / 0.25; radial 0.01 / 0.28.
+    assert found["nmi"] > max(random["nmi"], radial["nmi"]) + 0.35
+    assert found["matched"] > max(random["matched"], radial["matched"]) + 0.35
+
+
+def test_training_keeps_what_its_initialisation_found(trained):
+    _, truth, model, result, _ = trained
+    start = model.initial_partition()
+    found, initial = part_scores(result.labels, truth), part_scores(start, truth)
+    landmarks, initial_landmarks = (landmark_consistency(result.labels, truth),
+                                    landmark_consistency(start, truth))
+    print(f"\ntrained {found} {landmarks}; initialisation {initial} {initial_landmarks}")
+    # Measured when written: NMI 0.52 against 0.49, matched 0.80 against 0.76, part
+    # centres on their matched true part 0.90 against 0.85 (their spread in the
+    # object's frame is wider: 0.078 against 0.050 object sizes). Training adds a
+    # few points, not the 0.10 NMI it should (see benchmarks/bench_scops.py).
+    assert found["nmi"] >= initial["nmi"] - 0.01
+    assert found["matched"] >= initial["matched"]
+    assert landmarks["hits"] >= initial_landmarks["hits"]
 
 
 def test_parts_are_equivariant_on_a_held_out_warp(trained):
@@ -295,8 +365,8 @@ def test_parts_are_equivariant_on_a_held_out_warp(trained):
     still = (cu - cb).norm(dim=-1)[both].mean().item()
     print(f"\nheld-out warp: label agreement {agree:.3f} (unwarped map {chance:.3f}); "
           f"centre error {error:.2f} px (unwarped map {still:.2f} px)")
-    # Measured when this test was written (150 steps, up to 60 degree turns plus a TPS):
-    # agreement 0.75 against 0.56 for a map that ignores the warp; centre error 5.2 px
-    # against 10.1 px (128-pixel images, objects about 70 pixels long).
-    assert agree > 0.7 and agree > chance + 0.12
-    assert error < 0.65 * still and error < 8.0
+    # Measured when this test was written (150 steps, no mask given, up to 60 degree
+    # turns plus a TPS): agreement 0.68 against 0.47 for a map that ignores the warp;
+    # centre error 8.1 px against 10.3 px (128-pixel images, objects about 70 px long).
+    assert agree > chance + 0.15
+    assert error < 0.85 * still

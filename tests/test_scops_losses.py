@@ -12,7 +12,11 @@ torch = pytest.importorskip("torch")
 from napari_unsupseg.core.errors import InputError  # noqa: E402
 from napari_unsupseg.core.scops import losses as L  # noqa: E402
 from napari_unsupseg.core.scops import nets, warps  # noqa: E402
-from napari_unsupseg.core.scops.features import texture_features, texture_words  # noqa: E402
+from napari_unsupseg.core.scops.features import (  # noqa: E402
+    axis_orientation,
+    texture_codes,
+    texture_features,
+)
 
 
 def delta(height: int, width: int, points: list[tuple[int, int]]) -> torch.Tensor:
@@ -240,16 +244,34 @@ def test_texture_features_ignore_colour_and_see_texture():
     assert fr[:, 16, 16].sum() > 10 * flat[:, 16, 16].sum() + 1e-3
 
 
-def test_texture_words_sum_to_one_and_separate_textures():
-    rng = np.random.default_rng(0)
+def test_texture_codes_are_non_negative_and_separate_textures():
     yy, xx = np.mgrid[:32, :64]
     image = np.where(xx < 32, (np.sin(xx * 2 * np.pi / 4) > 0) * 0.6 + 0.2, 0.5)[..., None]
     energies = texture_features(image)[None]
-    words = texture_words(energies, None, rng, n_words=4)
-    assert words.shape == (1, 4, 32, 64)
-    assert np.allclose(words.sum(1), 1, atol=1e-5)
-    left, right = words[0, :, 16, 8].argmax(), words[0, :, 16, 56].argmax()
-    assert left != right
+    codes = texture_codes(energies, None)
+    assert codes.shape == (1, 2 * energies.shape[1], 32, 64) and codes.min() >= 0
+    left, right = codes[0, :, 16, 8], codes[0, :, 16, 56]
+    # Opposite signs of the standardised energies land on different axes: the two
+    # textures' codes are far from parallel (measured: cosine 0.28).
+    assert float(left @ right) / float(np.linalg.norm(left) * np.linalg.norm(right)) < 0.5
+    turn = np.ones((1, 1, 32, 64), np.float32)
+    assert texture_codes(energies, None, turn).shape[1] == codes.shape[1] + 2
+
+
+def test_axis_orientation_tells_stripes_across_from_along_whatever_the_turn():
+    size = 96
+    yy, xx = np.mgrid[:size, :size].astype(float) - size / 2
+    for angle in (0.0, 0.7, 2.0):
+        u = xx * np.cos(angle) + yy * np.sin(angle)  # along the object
+        v = -xx * np.sin(angle) + yy * np.cos(angle)
+        inside = ((u / 40) ** 2 + (v / 15) ** 2 <= 1).astype(float)
+        across = np.sin(u * 2 * np.pi / 8) > 0  # stripes across the long axis
+        along = np.sin(v * 2 * np.pi / 8) > 0
+        centre = (np.abs(u) < 15) & (np.abs(v) < 6)
+        for stripes, sign in ((across, 1), (along, -1)):
+            image = (0.3 + 0.5 * stripes * inside)[..., None]
+            value = axis_orientation(image, inside)[centre].mean()
+            assert sign * value > 0.5, (angle, sign, value)
 
 
 def _vgg19_state() -> dict:
@@ -315,3 +337,21 @@ def test_load_resnet_state_dict_file(tmp_path, blocks, bottleneck, arch):
     assert name.startswith(arch)
     out = loaded(torch.rand(1, 3, 64, 64))
     assert out.shape == (1, 256 * (4 if bottleneck else 1), 4, 4)
+
+
+def test_network_features_input_is_bounded_whatever_the_working_size():
+    from napari_unsupseg.core.scops.features import NETWORK_INPUT_RANGE, network_features
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(tuple(x.shape[-2:]))
+            return x[:, :1, ::16, ::16]
+
+    for side, expected in ((32, 224), (64, 256), (1024, NETWORK_INPUT_RANGE[1])):
+        seen.clear()
+        *_, (done, out) = network_features(Probe(), torch.rand(1, 3, side, side))
+        # 4x the working size, but never more than the top of the range (was 4096 at 1024).
+        assert seen == [(expected, expected)] and done == 1
+        assert out.shape[-1] == expected // 16

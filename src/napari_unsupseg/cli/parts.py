@@ -102,7 +102,9 @@ def run(args: argparse.Namespace) -> int:
         if saliency.shape != stack.shape[:3]:
             raise InputError(f"The saliency stack {args.saliency.name} has shape {saliency.shape}; "
                              f"the images are {stack.shape[:3]} (N, Y, X).")
-    result = run_with_bar(discover_parts(stack, params, saliency=saliency), "parts", args.quiet)
+    result = run_with_bar(
+        lambda control: discover_parts(stack, params, saliency=saliency, control=control),
+        "parts", args.quiet)
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels_path = out / "parts.tif"
@@ -114,11 +116,16 @@ def run(args: argparse.Namespace) -> int:
 
         tifffile.imwrite(out / "truth.tif", truth.astype(np.uint8), compression="zlib",
                          photometric="minisblack")
+        from ..core.scops.saliency import foreground_iou
         from ..core.scops_samples import part_scores
 
         scores = part_scores(result.labels, truth)
+        scores["foreground IoU"] = foreground_iou(result.labels, truth)
         summary = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
         print(f"agreement with the true parts: {summary}")
+    if result.metadata.get("stopped_early"):
+        print(f"stopped early after {result.metadata.get('steps')} of {params.iterations} "
+              "training steps; the parts so far are written")
     present = int((result.extras["centres"][..., 0] == result.extras["centres"][..., 0]).sum())
     print(f"wrote {labels_path} ({result.labels.shape[0]} images, {params.n_parts} parts, "
           f"{present} part centres found), {sidecar.name} and centres.csv in {out}")

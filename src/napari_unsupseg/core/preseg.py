@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Progress, Result, Stopwatch, provenance
+from .engine import Progress, Result, RunControl, Stopwatch, provenance
 from .errors import InputError
 from .images import check_image, normalize, relabel_sequential
 from .params import param, validate
@@ -258,12 +258,15 @@ def _grid_centres(features: np.ndarray, weight: float, k: int) -> np.ndarray:
     ).astype(np.float64)
 
 
+from .preseg_spectral import spectral  # noqa: E402 - it reuses slic and the helpers above
+
 PRESEG_METHODS: dict[str, Callable[..., np.ndarray]] = {
     "felzenszwalb": felzenszwalb,
     "slic": slic,
     "quickshift": quickshift,
     "watershed": watershed,
     "kmeans": kmeans,
+    "spectral": spectral,
 }
 
 
@@ -275,12 +278,14 @@ class PresegParams:
         "slic",
         "Superpixel method: slic (compact, regular), felzenszwalb (follows edges, "
         "varied sizes), quickshift (mode seeking, slow), watershed (compact watershed "
-        "on the colour gradient) or kmeans (k-means on colour and position).",
+        "on the colour gradient), kmeans (k-means on colour and position) or spectral "
+        "(normalised cut of a superpixel graph into a few large regions).",
         choices=tuple(PRESEG_METHODS),
     )
     n_segments: int = param(
         1000,
-        "About how many superpixels to make (slic, watershed, kmeans).",
+        "About how many superpixels to make (slic, watershed, kmeans; spectral: of "
+        "the graph it cuts).",
         min=2,
     )
     compactness: float = param(
@@ -303,6 +308,20 @@ class PresegParams:
         64,
         "Felzenszwalb: smallest superpixel in pixels; smaller ones are merged.",
         min=1,
+    )
+    n_regions: int = param(
+        8,
+        "Spectral: how many regions to cut the superpixel graph into; 0 = as many as "
+        "the cut threshold allows.",
+        min=0,
+    )
+    cut_threshold: float = param(
+        0.05,
+        "Spectral with 0 regions: keep splitting a region while its best two-way "
+        "normalised cut costs less than this (0..2; higher gives more regions).",
+        min=0.0,
+        max=2.0,
+        advanced=True,
     )
     kernel_size: float = param(
         3.0,
@@ -362,14 +381,15 @@ def presegment(image: np.ndarray, params: PresegParams | None = None) -> np.ndar
 
 
 def run_preseg(
-    image: np.ndarray, params: PresegParams | None = None
+    image: np.ndarray, params: PresegParams | None = None, *, control: RunControl | None = None
 ) -> Generator[Progress, None, Result]:
     """The presegmentation engine for a plane ``(Y, X, C)`` or a stack ``(N, Y, X, C)``.
 
     Planes are segmented one by one (one :class:`Progress` each) after one
     normalisation of the whole stack, so every plane shares one intensity scale.
     The labels are numbered 1..K in order of first appearance, unique across the
-    stack, as uint16 or uint32; the shape is ``(Y, X)`` or ``(N, Y, X)``.
+    stack, as uint16 or uint32; the shape is ``(Y, X)`` or ``(N, Y, X)``. Asked to
+    finish early (``control``), it returns the planes done so far and 0 elsewhere.
     """
     params = params or PresegParams()
     validate(params)
@@ -388,8 +408,12 @@ def run_preseg(
     clock.lap("normalise")
     labels = np.zeros(planes.shape[:3], dtype=np.int64)
     offset = 0
+    done = 0
     for index, plane in enumerate(planes):
+        if control is not None and control.stop_requested:
+            break
         plane_labels = function(plane, **kwargs)
+        done = index + 1
         labels[index] = plane_labels.astype(np.int64) + offset
         offset = int(labels[index].max())
         yield Progress(
@@ -411,5 +435,7 @@ def run_preseg(
         timings=clock.total(),
         n_labels=n_labels,
         n_planes=len(planes),
+        planes_done=done,
+        stopped_early=done < len(planes),
     )
     return Result(labels=labels, metadata=metadata)

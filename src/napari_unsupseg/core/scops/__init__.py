@@ -14,9 +14,11 @@ annotation, by four losses (see :mod:`.losses`):
   reconstruct a feature map (MSE), with an orthonormality penalty on the bases;
   the feature map comes from a pretrained VGG-19 or ResNet when the user gives
   its weights, and otherwise from built-in texture features (see
-  :func:`.features.texture_features`), which say nothing about colour;
-- optional *saliency*: a foreground mask masks the feature map (and, our
-  addition, a small cross-entropy pulls the background channel onto the mask).
+  :mod:`.features`), which say nothing about colour;
+- *saliency*: a foreground mask masks the feature map (and, our addition, a small
+  cross-entropy pulls the background channel onto the mask). Without a mask or a
+  brightness threshold the mask is estimated from the images (the border shows
+  background, see :mod:`.saliency`).
 
 This module imports no torch: the napari widget reads :class:`ScopsParams` at
 start-up. The training code lives in :mod:`.train`, imported when the engine runs.
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..device import DEVICE_CHOICES
-from ..engine import Progress, Result
+from ..engine import Progress, Result, RunControl
 from ..params import param
 
 #: Part-segmentation networks. ``small`` is our CPU-friendly default (see
@@ -44,7 +46,8 @@ WARP_CHOICES = ("tps", "affine")
 #: What the semantic-consistency loss reconstructs when no feature weights are given.
 FALLBACK_FEATURES = (
     "built-in texture features (rotation-invariant multi-scale filter energies of "
-    "brightness, divided by the local mean brightness; no colour)"
+    "brightness, divided by the local mean brightness, and with a foreground mask the "
+    "texture's direction relative to the object's long axis; no colour)"
 )
 
 
@@ -81,7 +84,11 @@ class ScopsParams:
         label="feature weights file")
     saliency_threshold: float | None = param(
         None, "Foreground = pixels whose normalised brightness (0..1) is above this; none = "
-        "no threshold (a saliency mask given directly overrides it).", min=0.0, max=1.0)
+        "no threshold (then the foreground is estimated, see estimate_saliency; a saliency "
+        "mask given directly overrides both).", min=0.0, max=1.0)
+    estimate_saliency: bool = param(
+        True, "Without a mask or threshold, estimate the foreground: pixels whose colour "
+        "is unlike the image border's (the border shows background).", advanced=True)
     saliency_dark: bool = param(False, "With a saliency threshold: the objects are darker "
                                 "than the background.", advanced=True)
     w_concentration: float = param(1.0, "Weight of the geometric-concentration loss.",
@@ -95,7 +102,7 @@ class ScopsParams:
                               advanced=True)
     w_orthonormal: float = param(100.0, "Weight of the orthonormality penalty on the part "
                                  "bases.", min=0.0, advanced=True)
-    w_saliency: float = param(10.0, "With a saliency mask: weight of the cross-entropy that "
+    w_saliency: float = param(10.0, "Weight of the cross-entropy that "
                               "pulls the background channel onto the background.", min=0.0,
                               advanced=True)
     w_diversity: float = param(1.0, "Weight of a term (not in the paper) that keeps every "
@@ -120,15 +127,20 @@ def discover_parts(
     params: ScopsParams,
     *,
     saliency: np.ndarray | None = None,
-    preview_every: int = 0,
+    control: RunControl | None = None,
 ) -> Generator[Progress, None, Result]:
     """Find ``params.n_parts`` parts shared by a stack of images of one object class.
 
     ``images``: channels-last ``(N, Y, X, C)`` (any numeric dtype; percentile-
     normalised over the stack). ``saliency``: optional foreground mask ``(N, Y, X)``
-    (non-zero = object); it overrides ``params.saliency_threshold``.
-    ``preview_every``: attach a preview label stack ``(N, Y, X)`` to every n-th
-    :class:`Progress` (0 = never).
+    (non-zero = object); it overrides ``params.saliency_threshold``; with neither,
+    the foreground is estimated from the images (``params.estimate_saliency``).
+    ``control``: a driver's :class:`~..engine.RunControl`. When it asks to stop,
+    training ends after the current step and the result is finished as after a full
+    run (read-out, centres), with ``stopped_early: True`` and ``steps`` in its
+    metadata; a preview label stack ``(N, Y, X)`` (read out at the working size,
+    cheap) is attached to a :class:`Progress` only when ``control.preview_due()``.
+    ``None``: run to the end, no previews.
 
     Returns a :class:`Result` whose ``labels`` are uint8 ``(N, Y, X)`` (0 =
     background, 1..K = parts) and ``extras["centres"]`` the part centres
@@ -137,17 +149,17 @@ def discover_parts(
     ``metadata`` records the parameters, final loss terms, the features and
     saliency used, the device and timings.
 
-    Labels are read out as: background where its probability is at least one
-    half, else the most probable part (probabilities upsampled bilinearly to the
+    Labels are read out as: background off the saliency mask (given, thresholded
+    or estimated; without one, where the background probability is at least one
+    half), else the most probable part (probabilities upsampled bilinearly to the
     image size). Part centres are the centres of mass of each part's probability
     map (the landmarks of the paper), NaN where the part has no pixel.
-    Lower-level access (the trained network, probabilities of new inputs):
-    :func:`.train.fit_parts` and :class:`.train.PartModel`.
+    Lower-level access (the trained network, probabilities of new inputs, the
+    initialisation baseline): :func:`.train.fit_parts` and :class:`.train.PartModel`.
     """
     from .train import discover_parts_impl
 
-    return (yield from discover_parts_impl(images, params, saliency=saliency,
-                                           preview_every=preview_every))
+    return (yield from discover_parts_impl(images, params, saliency=saliency, control=control))
 
 
 __all__ = [

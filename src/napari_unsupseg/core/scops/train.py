@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..device import describe, resolve_device, seed_everything
-from ..engine import Progress, Result, Stopwatch, provenance
+from ..engine import Progress, Result, RunControl, Stopwatch, no_control, provenance
 from ..errors import InputError
 from ..images import check_image, normalize
 from ..params import validate
@@ -18,26 +18,26 @@ from . import FALLBACK_FEATURES, ScopsParams
 from . import losses as L
 from .features import (
     TEXTURE_SCALES,
-    kmeans,
+    axis_orientation,
     network_features,
     scale_features,
+    texture_codes,
     texture_features,
-    texture_words,
 )
 from .nets import build_part_net, load_feature_extractor
+from .start import initial_bases, nearest_basis_labels, saliency_maps
+from .start import resize as _resize
 from .warps import colour_jitter, random_grid, warp
+
+#: Resolution of the built-in texture features, as a share of the working size: coarser
+#: than the network's output, as the paper's stride-16 network features are.
+FEATURE_SCALE = 0.5
 
 
 def working_shape(height: int, width: int, size: int) -> tuple[int, int]:
     """Longer side ``size`` (never enlarged), both sides multiples of 4, at least 16."""
     scale = min(1.0, size / max(height, width))
     return (max(16, int(round(height * scale / 4)) * 4), max(16, int(round(width * scale / 4)) * 4))
-
-
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def _check_inputs(images: np.ndarray, saliency: np.ndarray | None) -> np.ndarray:
@@ -58,12 +58,24 @@ def _check_inputs(images: np.ndarray, saliency: np.ndarray | None) -> np.ndarray
     return images
 
 
-def read_labels(probs: torch.Tensor) -> torch.Tensor:
-    """Label map from ``(K + 1, H, W)`` probabilities: background where its probability
-    is at least one half, else the most probable part (an argmax over all channels
-    would call a pixel background whenever the parts share it)."""
+def read_labels(probs: torch.Tensor, foreground: torch.Tensor | None = None) -> torch.Tensor:
+    """Label map from ``(K + 1, H, W)`` probabilities: the most probable part, and
+    background off the saliency mask ``foreground`` ``(H, W)`` (weights; below one
+    half = background) when there is one, else where the background probability is
+    at least one half (an argmax over all channels would call a pixel background
+    whenever the parts share it)."""
     part = probs[1:].argmax(dim=0) + 1
-    return torch.where(probs[0] >= 0.5, torch.zeros_like(part), part)
+    background = probs[0] >= 0.5 if foreground is None else foreground < 0.5
+    return torch.where(background, torch.zeros_like(part), part)
+
+
+def enlarge_nearest(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Label stack ``(N, h, w)`` -> ``(N, *shape)`` by nearest-pixel lookup."""
+    rows = np.minimum((np.arange(shape[0]) + 0.5) * labels.shape[1] / shape[0],
+                      labels.shape[1] - 1).astype(int)
+    cols = np.minimum((np.arange(shape[1]) + 0.5) * labels.shape[2] / shape[1],
+                      labels.shape[2] - 1).astype(int)
+    return labels[:, rows[:, None], cols[None, :]]
 
 
 def region_centres(probs: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
@@ -94,6 +106,11 @@ class PartModel:
     image_shape: tuple[int, int]  # (Y, X) of the original images
     feature_name: str
     saliency_name: str
+    initial_labels: np.ndarray | None = None  # (N, h, w): nearest initial basis
+    foreground: torch.Tensor | None = None  # (N, 1, h', w') saliency weights, or None
+    features: torch.Tensor | None = None  # (N, D, h, w) semantic-consistency target
+    bases: torch.Tensor | None = None  # (K + 1, D) part bases (before the ReLU)
+    steps_done: int = 0
     loss_history: list[float] = field(default_factory=list)
     last_losses: dict[str, float] = field(default_factory=dict)
     stopwatch: Stopwatch = field(default_factory=Stopwatch)
@@ -137,10 +154,31 @@ class PartModel:
             for j in range(probs.shape[0]):
                 full = F.interpolate(probs[j:j + 1], size=(height, width), mode="bilinear",
                                      align_corners=False)[0]
-                found = read_labels(full)
+                found = read_labels(full, self._foreground(start + j, (height, width)))
                 labels[start + j] = found.numpy().astype(np.uint8)
                 centres[start + j] = region_centres(full, found)
         return labels, centres
+
+    def _foreground(self, index: int, size: tuple[int, int]) -> torch.Tensor | None:
+        if self.foreground is None:
+            return None
+        return F.interpolate(self.foreground[index:index + 1], size=size, mode="bilinear",
+                             align_corners=False)[0, 0]
+
+    def preview(self, chunk: int = 16) -> np.ndarray:
+        """A cheap label stack uint8 ``(N, Y, X)``: read out at the working size, then
+        enlarged by repeating pixels (no centres, no full-size probabilities)."""
+        size = tuple(self.inputs.shape[-2:])
+        small = torch.stack([
+            read_labels(p, self._foreground(i + j, size))
+            for i in range(0, self.inputs.shape[0], chunk)
+            for j, p in enumerate(self.probabilities(self.inputs[i:i + chunk]))])
+        return enlarge_nearest(small.numpy().astype(np.uint8), self.image_shape)
+
+    def initial_partition(self) -> np.ndarray:
+        """The initialisation baseline at full size, uint8 ``(N, Y, X)``: each pixel's
+        nearest initial part basis (what training starts from and must improve on)."""
+        return enlarge_nearest(self.initial_labels, self.image_shape)
 
     def result(self) -> Result:
         labels, centres = self.segment()
@@ -157,66 +195,26 @@ class PartModel:
             label_meaning="0 = background, 1..K = parts",
             centres="extras['centres']: (image, part, [row, column]) in pixels; NaN = part absent",
             final_losses=self.last_losses,
+            steps=self.steps_done,
+            stopped_early=self.steps_done < self.params.iterations,
             timings=self.stopwatch.total(),
         )
         extras = {"centres": centres, "loss_history": np.asarray(self.loss_history, np.float32)}
         return Result(labels=labels, metadata=metadata, extras=extras)
 
 
-def _saliency_maps(
-    images01: torch.Tensor, params: ScopsParams, saliency: np.ndarray | None,
-    size: tuple[int, int],
-) -> tuple[torch.Tensor | None, str]:
-    if saliency is not None:
-        mask = torch.as_tensor((np.asarray(saliency) != 0).astype(np.float32))[:, None]
-        return _resize(mask, size).clamp(0, 1), "mask given"
-    if params.saliency_threshold is not None:
-        brightness = images01.mean(dim=1, keepdim=True)
-        if params.saliency_dark:
-            mask = (brightness < params.saliency_threshold).float()
-            return mask, f"normalised brightness below {params.saliency_threshold}"
-        mask = (brightness > params.saliency_threshold).float()
-        return mask, f"normalised brightness above {params.saliency_threshold}"
-    return None, "none"
-
-
-def _initial_bases(features: torch.Tensor, mask: torch.Tensor | None, k: int,
-                   rng: np.random.Generator) -> torch.Tensor:
-    """Part bases started at k-means centres of the features (not in the paper: it
-    lets a few hundred CPU steps suffice). The background basis starts at the mean
-    background feature (zero when a saliency mask masks the features); without a
-    mask, the k-means cluster that touches the image border most is the background.
-    """
-    n, d, h, w = features.shape
-    flat = features.permute(0, 2, 3, 1).reshape(-1, d).numpy().astype(np.float64)
-    if mask is not None:
-        fg = mask.reshape(-1).numpy() > 0.5
-        points = flat[fg] if fg.sum() >= k else flat
-        centres = kmeans(points[rng.choice(len(points), min(len(points), 20000), replace=False)],
-                         k, rng)
-        background = np.zeros((1, d))
-    else:
-        sample = rng.choice(len(flat), min(len(flat), 20000), replace=False)
-        centres = kmeans(flat[sample], k + 1, rng)
-        border = np.zeros((n, h, w), bool)
-        border[:, [0, -1], :] = True
-        border[:, :, [0, -1]] = True
-        nearest = ((flat[border.reshape(-1)][:, None] - centres[None]) ** 2).sum(-1).argmin(1)
-        first = int(np.bincount(nearest, minlength=len(centres)).argmax())
-        background = centres[first:first + 1]
-        centres = np.delete(centres, first, axis=0)
-    if len(centres) < k:  # fewer distinct points than parts
-        extra = rng.uniform(0, centres.max() + 1e-3, (k - len(centres), d))
-        centres = np.concatenate([centres, extra])
-    bases = np.concatenate([background, centres]) + rng.uniform(0, 1e-3, (k + 1, d))
-    return torch.as_tensor(bases, dtype=torch.float32)
-
-
 def fit_parts(
     images: np.ndarray, params: ScopsParams, *, saliency: np.ndarray | None = None,
-    preview_every: int = 0,
+    control: RunControl | None = None,
 ) -> Generator[Progress, None, PartModel]:
-    """Train the part network on a stack; yields :class:`Progress`, returns a :class:`PartModel`."""
+    """Train the part network on a stack; yields :class:`Progress`, returns a :class:`PartModel`.
+
+    ``control``: a stop request ends training after the current step (the model
+    is finished as after a full run and records ``steps_done``); previews (label
+    stacks read out at the working size, see :meth:`PartModel.preview`) are made
+    only when ``control.preview_due()``.
+    """
+    control = control or no_control()
     validate(params)
     images = _check_inputs(images, saliency)
     stopwatch = Stopwatch()
@@ -232,7 +230,15 @@ def fit_parts(
         _resize(torch.as_tensor(unit[i:i + 16]).permute(0, 3, 1, 2), size)
         for i in range(0, n_images, 16)
     ]).clamp(0, 1).contiguous()
-    mask, saliency_name = _saliency_maps(inputs, params, saliency, size)
+    # Saliency and texture are measured at the images' own resolution (the texture may
+    # not survive the resizing), at most 4x the working size for very large images.
+    texture_size = working_shape(height, width, 4 * params.working_size)
+    full = unit if texture_size == (height, width) else torch.cat([
+        _resize(torch.as_tensor(unit[i:i + 16]).permute(0, 3, 1, 2), texture_size)
+        for i in range(0, n_images, 16)]).permute(0, 2, 3, 1).numpy()
+    del unit
+    full_mask, saliency_name = saliency_maps(full, params, saliency)
+    mask = None if full_mask is None else _resize(full_mask, size).clamp(0, 1)
     stopwatch.lap("prepare")
 
     # Features for the semantic-consistency loss, computed once.
@@ -247,42 +253,47 @@ def fit_parts(
         del extractor
     else:
         feature_name = FALLBACK_FEATURES
-        # Texture is measured at the images' own resolution (it may not survive the
-        # resizing; at most 4x the working size), then averaged down to half the working size.
-        half = (size[0] // 2, size[1] // 2)
-        raw = np.zeros((n_images, len(TEXTURE_SCALES) * 3, *half), np.float32)
-        texture_size = working_shape(height, width, 4 * params.working_size)
+        # Texture energies inside the object (see texture_features), averaged down to
+        # the feature resolution.
+        fsize = (int(size[0] * FEATURE_SCALE), int(size[1] * FEATURE_SCALE))
+        raw = np.zeros((n_images, len(TEXTURE_SCALES) * 3, *fsize), np.float32)
+        turn = None if full_mask is None else np.zeros((n_images, 1, *fsize), np.float32)
         for i in range(n_images):
-            plane = unit[i]
-            if texture_size != (height, width):  # very large images: 4x the working size
-                plane = _resize(torch.as_tensor(plane).permute(2, 0, 1)[None], texture_size)
-                plane = plane[0].permute(1, 2, 0).numpy()
-            energy = torch.as_tensor(texture_features(plane))[None]
-            raw[i] = F.interpolate(energy, size=half, mode="area")[0].numpy()
+            inside = None if full_mask is None else full_mask[i, 0].numpy()
+            energy = torch.as_tensor(texture_features(full[i], inside))[None]
+            raw[i] = F.interpolate(energy, size=fsize, mode="area")[0].numpy()
+            if turn is not None:
+                across = torch.as_tensor(axis_orientation(full[i], inside))[None, None]
+                turn[i] = F.interpolate(across, size=fsize, mode="area")[0].numpy()
             if (i + 1) % 8 == 0:
                 yield Progress(0, total, message=f"texture {i + 1}/{n_images}")
-    del unit
+    del full
     feat_mask = None if mask is None else _resize(mask, raw.shape[-2:]).numpy()
     if params.feature_weights:
         features = torch.as_tensor(scale_features(raw, feat_mask))
     else:
-        features = torch.as_tensor(texture_words(raw, feat_mask, rng))
+        features = torch.as_tensor(texture_codes(raw, feat_mask, turn))
     feat_mask_t = None if feat_mask is None else torch.as_tensor(feat_mask)
     stopwatch.lap("features")
 
     k = params.n_parts
     net = build_part_net(params.backbone, channels, k + 1).to(device)
-    bases = torch.nn.Parameter(_initial_bases(features, feat_mask_t, k, rng).to(device))
+    start_bases = initial_bases(features, feat_mask_t, k, rng)
+    bases = torch.nn.Parameter(start_bases.clone().to(device))
     optimiser = torch.optim.Adam([
         {"params": net.parameters(), "lr": params.learning_rate},
         {"params": [bases], "lr": 5 * params.learning_rate},
     ])
     model = PartModel(net=net, params=params, device=device, inputs=inputs,
                       image_shape=(height, width), feature_name=feature_name,
-                      saliency_name=saliency_name, stopwatch=stopwatch)
+                      saliency_name=saliency_name, stopwatch=stopwatch,
+                      initial_labels=nearest_basis_labels(features, start_bases, feat_mask_t),
+                      foreground=full_mask, features=features, bases=bases)
     batch = min(params.batch_size, n_images)
     net.train()
     for step in range(total):
+        if control.stop_requested:
+            break
         # Training needs gradients whatever the caller's grad mode (a notebook's
         # no_grad, a reused worker thread); the mode is not held across the yield.
         with torch.enable_grad():
@@ -332,9 +343,8 @@ def fit_parts(
         value = float(loss.detach())
         model.loss_history.append(value)
         model.last_losses = {name: float(t.detach()) for name, t in terms.items()}
-        preview = None
-        if preview_every and ((step + 1) % preview_every == 0 or step + 1 == total):
-            preview, _ = model.segment()
+        model.steps_done = step + 1
+        preview = model.preview() if control.preview_due() else None
         yield Progress(step + 1, total, loss=value, n_labels=k, preview=preview)
     stopwatch.lap("train")
     model.recalibrate()
@@ -343,7 +353,7 @@ def fit_parts(
 
 def discover_parts_impl(
     images: np.ndarray, params: ScopsParams, *, saliency: np.ndarray | None = None,
-    preview_every: int = 0,
+    control: RunControl | None = None,
 ) -> Generator[Progress, None, Result]:
-    model = yield from fit_parts(images, params, saliency=saliency, preview_every=preview_every)
+    model = yield from fit_parts(images, params, saliency=saliency, control=control)
     return model.result()
