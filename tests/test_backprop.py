@@ -16,7 +16,7 @@ from napari_unsupseg.core.backprop import (
     vote,
     vote_reference,
 )
-from napari_unsupseg.core.engine import run_to_end
+from napari_unsupseg.core.engine import RunControl, run_to_end
 from napari_unsupseg.core.errors import InputError
 from napari_unsupseg.core.memory import keep_heap_mapped
 from napari_unsupseg.core.scores import hungarian_iou, majority_iou
@@ -25,16 +25,7 @@ SIZE = 112
 N_REGIONS = 6
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small images gain nothing from two threads, and on a busy machine OpenMP's
-    barriers make two threads several times slower; results are the same."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -206,19 +197,23 @@ def test_plane_by_plane_stack_keeps_ids_apart(mosaic):
     labels = result.labels
     assert labels.shape == (2, 64, 64)
     assert not set(np.unique(labels[0])) & set(np.unique(labels[1]))
-    assert events[-1].total == 12 and len(result.metadata["iterations"]) == 2
+    # One entry per training run: each plane's restarts in turn.
+    runs = 2 * BackpropParams().restarts
+    assert events[-1].total == 6 * runs and len(result.metadata["iterations"]) == runs
     assert [e.message for e in events[:2]] == ["superpixels 1/2", "superpixels 2/2"]
 
 
 def test_progress_and_previews(mosaic):
     image = mosaic[0]
     events = []
-    run_to_end(segment(image, BackpropParams(max_iter=6, patience=0), preview_every=2),
-               events.append)
+    # One training run (restarts=1), so that the steps are those of one network.
+    run_to_end(segment(image, BackpropParams(max_iter=6, patience=0, restarts=1),
+                       control=RunControl(preview_interval=0)), events.append)
     assert [e.step for e in events] == list(range(1, 7))
     assert all(e.total == 6 and e.loss is not None and e.n_labels for e in events)
     previews = [e.preview for e in events if e.preview is not None]
-    assert len(previews) == 3 and all(p.shape == image.shape[:2] for p in previews)
+    assert len(previews) == 6 and all(p.shape == image.shape[:2] for p in previews)
+    assert all(p.dtype == np.uint8 for p in previews)  # the smallest type that holds them
 
 
 def test_throttled_statistics_stop_like_every_iteration(mosaic, monkeypatch):

@@ -13,6 +13,12 @@ scripts: the refined map follows the superpixel boundaries, has no speckle, and
 is the map on which the stopping rules were decided. ``labels_from="response"`` gives
 the reference behaviour.
 
+Seed stability and the number of regions: ``restarts`` short runs from different
+seeds are intersected (:mod:`.backprop_consensus`) and the pieces joined again by
+their colour and texture statistics until the closest pair differs by more than
+``merge_threshold`` (:mod:`.backprop_merge`); that threshold decides how many
+regions come back when ``n_labels`` is not given.
+
 This module does not import torch at import time (the napari widgets import the
 parameters at start-up); the torch code is in :mod:`.backprop_nets`.
 """
@@ -20,162 +26,34 @@ parameters at start-up); the torch code is in :mod:`.backprop_nets`.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .device import DEVICE_CHOICES, describe, resolve_device, seed_everything
-from .engine import Progress, Result, Stopwatch, provenance
+from .backprop_consensus import consensus, restart_seed
+from .backprop_merge import merge_labels
+from .backprop_params import (  # noqa: F401 - the parameters are part of this module's API
+    _MERGE_SIGMA,
+    _SYNC_EVERY_GPU,
+    AUTO_SUPERPIXELS,
+    DEFAULT_FEATURES,
+    DEFAULT_LR,
+    NETWORKS,
+    SUPERPIXEL_CHOICES,
+    BackpropParams,
+    default_params,
+)
+from .device import describe, resolve_device, seed_everything
+from .engine import Progress, Result, RunControl, Stopwatch, no_control, provenance
 from .errors import InputError
-from .images import check_image, normalize, relabel_sequential
+from .images import check_image, label_dtype, normalize, relabel_sequential
 from .memory import keep_heap_mapped
-from .params import param, validate
-from .preseg import PRESEG_METHODS, PresegParams, absorb_small_regions, presegment
+from .params import validate
+from .preseg import PRESEG_METHODS, PresegParams, absorb_small_regions, method_kwargs
 
 if TYPE_CHECKING:
     import torch
-
-NETWORKS = ("fast", "kanezaki")
-SUPERPIXEL_CHOICES = ("auto", *PRESEG_METHODS, "none")
-# What 'auto' superpixels are for each network: as in the fast variant and Kanezaki 2018.
-AUTO_SUPERPIXELS = {"fast": "felzenszwalb", "kanezaki": "slic"}
-DEFAULT_FEATURES = {"fast": 32, "kanezaki": 100}
-DEFAULT_LR = {"fast": 0.05, "kanezaki": 0.1}
-# Statistics are brought to the host every iteration on the CPU (free there) and
-# every few iterations on a GPU, so the training loop never waits on the device.
-_SYNC_EVERY_GPU = 8
-# Smoothing (pixels) of the colours compared when merging labels down to n_labels.
-_MERGE_SIGMA = 2.0
-
-
-@dataclass
-class BackpropParams:
-    """Settings of the backprop segmenter; the defaults are fast and work on photos."""
-
-    network: str = param(
-        "fast",
-        "Network: 'fast' (4 small layers, up to 32 labels, quick on a CPU) or "
-        "'kanezaki' (the ICASSP 2018 net: n_conv 3x3 layers of 100 channels).",
-        choices=NETWORKS,
-    )
-    max_iter: int = param(
-        64, "Most training iterations (per plane when stack_mode is 'planes').", min=1
-    )
-    min_labels: int = param(
-        3,
-        "Stop once this many labels or fewer remain (with scribbles: the number of "
-        "scribbled classes).",
-        min=1,
-    )
-    n_labels: int | None = param(
-        None,
-        "Wanted number of labels: training stops when it is reached, and if more remain "
-        "at the end the most similar labels (Ward distance on mean colour) are merged down "
-        "to it (colour smoothed over 2 px, so textures count as one colour). Empty = "
-        "whatever the training gives.",
-        min=1,
-    )
-    min_size: int = param(
-        0,
-        "Merge connected regions smaller than this many pixels into their neighbours "
-        "(0 = keep everything).",
-        min=0,
-    )
-    superpixels: str = param(
-        "auto",
-        "Presegmentation whose superpixels vote on the labels: auto (felzenszwalb for the "
-        "fast network, slic for kanezaki), felzenszwalb, slic, quickshift, watershed, "
-        "kmeans, or 'none' (no vote, TIP 2020 style; use with w_con > 0).",
-        choices=SUPERPIXEL_CHOICES,
-    )
-    superpixel_scale: float = param(
-        64.0,
-        "Felzenszwalb superpixels: larger gives fewer, bigger superpixels.",
-        min=0.0,
-    )
-    superpixel_count: int = param(
-        2000,
-        "About how many superpixels for slic, watershed and kmeans (Kanezaki 2018 used "
-        "10000 slic superpixels with compactness 100).",
-        min=2,
-    )
-    superpixel_compactness: float = param(
-        10.0,
-        "Shape versus colour for slic, watershed and kmeans superpixels (higher = rounder).",
-        min=0.0,
-        advanced=True,
-    )
-    w_con: float = param(
-        0.0,
-        "Weight of the continuity loss (TIP 2020: L1 of neighbouring response "
-        "differences); smooths labels, about 30% slower. 0 = off.",
-        min=0.0,
-    )
-    w_scribble: float = param(
-        0.5,
-        "Weight of the scribble loss (only used when scribbles are given).",
-        min=0.0,
-    )
-    n_features: int | None = param(
-        None,
-        "Output channels of the network, the most labels possible. Empty = the "
-        "network's default (fast 32, kanezaki 100).",
-        min=2,
-        advanced=True,
-    )
-    n_conv: int = param(
-        2, "Number of 3x3 conv blocks in the kanezaki network.", min=1, advanced=True
-    )
-    lr: float | None = param(
-        None,
-        "SGD learning rate. Empty = the network's default (fast 0.05, kanezaki 0.1).",
-        min=0.0,
-        advanced=True,
-    )
-    momentum: float = param(0.9, "SGD momentum.", min=0.0, max=1.0, advanced=True)
-    converge_tol: float = param(
-        0.025,
-        "Convergence: an iteration counts as stable when the number of labels is "
-        "unchanged and fewer than this fraction of pixels change label.",
-        min=0.0,
-        max=1.0,
-        advanced=True,
-    )
-    patience: int = param(
-        3,
-        "Stop after this many stable iterations in a row "
-        "(0 = no convergence stop, run to max_iter or min_labels).",
-        min=0,
-        advanced=True,
-    )
-    labels_from: str = param(
-        "refined",
-        "Which map to return: 'refined' (the superpixel-voted labels of the last "
-        "iteration) or 'response' (the argmax of one more forward pass, as the Kanezaki "
-        "scripts do).",
-        choices=("refined", "response"),
-        advanced=True,
-    )
-    stack_mode: str = param(
-        "planes",
-        "For a stack (z or t): 'planes' trains one network per plane (ids differ between "
-        "planes); 'joint' trains one network on all planes, so a label means the same "
-        "thing in every plane.",
-        choices=("planes", "joint"),
-    )
-    seed: int = param(0, "Random seed; the same seed on the CPU gives identical labels.", min=0)
-    device: str = param(
-        "auto", "Where to train: auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps.",
-        choices=DEVICE_CHOICES,
-    )
-    keep_heap: bool = param(
-        True,
-        "CPU speed-up on Linux: keep freed memory mapped during the run instead of "
-        "returning it to the system every iteration (given back at the end).",
-        advanced=True,
-    )
-
 
 # ----------------------------------------------------------------------------- vote
 
@@ -262,7 +140,11 @@ def superpixel_method(params: BackpropParams) -> str:
 
 
 def plane_superpixels(plane: np.ndarray, params: BackpropParams) -> np.ndarray | None:
-    """The superpixels (int32, 1..n) that vote on one normalised plane; None for 'none'."""
+    """The superpixels (int32, 1..n) that vote on one normalised plane; None for 'none'.
+
+    The plane is used as it is (not normalised again), so that the planes of a stack,
+    normalised together, keep their shared scale.
+    """
     method = superpixel_method(params)
     if method == "none":
         return None
@@ -271,8 +153,9 @@ def plane_superpixels(plane: np.ndarray, params: BackpropParams) -> np.ndarray |
         n_segments=params.superpixel_count,
         compactness=params.superpixel_compactness,
         scale=params.superpixel_scale,
+        min_size=params.superpixel_min_size,
     )
-    return presegment(plane, preseg)
+    return PRESEG_METHODS[method](plane, **method_kwargs(preseg))
 
 
 def _plane_groups(n_planes: int, stack_mode: str) -> list[list[int]]:
@@ -287,13 +170,15 @@ def segment(
     params: BackpropParams | None = None,
     *,
     scribbles: np.ndarray | None = None,
-    preview_every: int = 0,
+    control: RunControl | None = None,
 ) -> Generator[Progress, None, Result]:
     """The backprop segmenter engine for a plane ``(Y, X, C)`` or a stack ``(N, Y, X, C)``.
 
     ``scribbles``: optional label image of the spatial shape (0 = unlabelled, k > 0 =
-    class k); scribbled classes keep their ids in the output. ``preview_every``: attach
-    the current label map to every n-th :class:`Progress` (0 = never).
+    class k); scribbled classes keep their ids in the output. ``control``: previews
+    (the current label map) when the driver wants one, and finishing early: training
+    stops at the next iteration and the result is post-processed as a full run's
+    (planes not reached are 0), with ``stopped_early`` in its metadata.
 
     Returns labels 1..K (uint16 or uint32) of shape ``(Y, X)`` or ``(N, Y, X)``,
     ``extras["superpixels"]`` and provenance metadata (iterations, stop reason,
@@ -301,7 +186,13 @@ def segment(
     """
     params = params or BackpropParams()
     validate(params)
+    control = control or no_control()
     image = np.asarray(image)
+    if scribbles is None and image.ndim in (3, 4):
+        from .backprop_large import needs_crops, segment_large
+
+        if needs_crops(image.shape, params):  # over memory_budget_mb: crops and tiles
+            return (yield from segment_large(image, params, control=control))
     scribbles = _check_inputs(image, scribbles)
     device = resolve_device(params.device)
     clock = Stopwatch()
@@ -312,10 +203,12 @@ def segment(
     if scribbles is not None:
         scribble_planes = scribbles[np.newaxis] if single else scribbles
     groups = _plane_groups(len(planes), params.stack_mode)
-    total = params.max_iter * len(groups)
+    # Scribbles tie outputs to classes; only then is one run enough (and the ids align).
+    restarts = params.restarts if scribbles is None else 1
+    total = params.max_iter * len(groups) * restarts
     superpixels = []
     for index, plane in enumerate(planes):
-        superpixels.append(plane_superpixels(plane, params))
+        superpixels.append(plane_superpixels(plane, params) if not control.stop_requested else None)
         if len(planes) > 1:  # a long stack must stay stoppable before training starts
             yield Progress(0, total, message=f"superpixels {index + 1}/{len(planes)}")
     clock.lap("superpixels")
@@ -332,36 +225,55 @@ def segment(
     min_labels = len(classes) if classes is not None else params.min_labels
 
     raw = np.zeros(planes.shape[:3], dtype=np.int64)
-    shown = np.zeros(planes.shape[:3], dtype=np.int64)  # finished planes, for previews
+    # Finished planes, for previews: the smallest type that holds every network output.
+    shown = np.zeros(planes.shape[:3], dtype=label_dtype(n_features + 1))
     runs: list[dict[str, Any]] = []
+    trained: list[int] = []
     done = 0
     with keep_heap_mapped(params.keep_heap and device.type == "cpu") as heap_kept:
         for group in groups:
-            run = yield from _train_group(
-                planes[group],
-                [superpixels[i] for i in group],
-                None if scribble_planes is None else scribble_planes[group],
-                classes,
-                params,
-                device=device,
-                n_features=n_features,
-                min_labels=min_labels,
-                step_offset=done,
-                total=total,
-                preview_every=preview_every,
-                preview_base=shown,
-                group=group,
-            )
-            raw[group] = run.pop("labels")
+            if control.stop_requested:
+                break
+            maps = []
+            for index in range(restarts):
+                if index and control.stop_requested:
+                    break
+                run = yield from _train_group(
+                    planes[group],
+                    [superpixels[i] for i in group],
+                    None if scribble_planes is None else scribble_planes[group],
+                    classes,
+                    replace(params, seed=restart_seed(params.seed, index)),
+                    device=device,
+                    n_features=n_features,
+                    min_labels=min_labels,
+                    step_offset=done,
+                    total=total,
+                    control=control,
+                    preview_base=shown,
+                    group=group,
+                )
+                maps.append(run.pop("labels"))
+                runs.append(run)
+                done += params.max_iter
+            raw[group] = maps[0] if len(maps) == 1 else consensus(maps)
             shown[group] = raw[group] + 1
-            runs.append(run)
-            done += params.max_iter
+            trained += group
     clock.lap("training")
 
-    labels, n_merged = _postprocess(raw, planes, params, classes, per_plane=len(groups) > 1)
+    # Planes a stopped run never reached stay 0; the others are finished as in a full run.
+    labels = np.zeros(raw.shape, dtype=np.uint16)
+    n_merged = False
+    if trained:
+        done_labels, n_merged = _postprocess(
+            raw[trained], planes[trained], params, classes, per_plane=len(groups) > 1
+        )
+        labels = labels.astype(done_labels.dtype)
+        labels[trained] = done_labels
     clock.lap("postprocess")
 
-    stop_reasons = sorted({run["stop_reason"] for run in runs})
+    stopped = control.stop_requested or len(trained) < len(planes)
+    stop_reasons = sorted({run["stop_reason"] for run in runs}) or ["stopped"]
     metadata = provenance(
         "backprop",
         params,
@@ -369,6 +281,7 @@ def segment(
         device=describe(device),
         timings=clock.total(),
         iterations=[run["iterations"] for run in runs],
+        restarts=restarts,
         stop_reason=stop_reasons[0] if len(stop_reasons) == 1 else stop_reasons,
         n_labels=int(len(np.unique(labels[labels > 0]))),
         n_labels_trained=[run["n_labels"] for run in runs],
@@ -376,6 +289,9 @@ def segment(
         scribble_classes=None if classes is None else classes.tolist(),
         heap_kept_mapped=heap_kept,
         superpixel_method=superpixel_method(params),
+        stopped_early=stopped,
+        planes_done=len(trained),
+        planes_total=len(planes),
     )
     sp_stack = np.stack(
         [sp if sp is not None else np.zeros(planes.shape[1:3], np.int32) for sp in superpixels]
@@ -408,7 +324,7 @@ def _train_group(
     min_labels: int,
     step_offset: int,
     total: int,
-    preview_every: int,
+    control: RunControl,
     preview_base: np.ndarray,
     group: list[int],
 ) -> Generator[Progress, None, dict[str, Any]]:
@@ -448,7 +364,11 @@ def _train_group(
     n_labels = n_features
     iteration = 0
     target = None
-    for iteration in range(1, params.max_iter + 1):
+    for step in range(1, params.max_iter + 1):
+        if control.stop_requested and target is not None:
+            stop_reason = "stopped"  # asked between two iterations: keep the last one
+            break
+        iteration = step
         target, stats = trainer.step()
         pending.append(stats)
         loss_value: float | None = None
@@ -470,7 +390,7 @@ def _train_group(
                 if stop_reason != "max_iter":
                     break
         preview = None
-        if preview_every and iteration % preview_every == 0:
+        if control.preview_due():
             preview = preview_base.copy()
             preview[group] = target.cpu().numpy() + 1
             preview = preview[0] if preview.shape[0] == 1 and len(preview_base) == 1 else preview
@@ -524,13 +444,30 @@ def _postprocess(
     *,
     per_plane: bool,
 ) -> tuple[np.ndarray, bool]:
-    """Small regions absorbed, merged down to ``n_labels``, ids made 1..K (or scribble ids)."""
+    """Labels merged by their statistics (or down to ``n_labels``), small regions absorbed,
+    ids made 1..K (or scribble ids)."""
     labels = raw
-    if params.min_size > 1:
-        labels = np.stack([absorb_small_regions(p, params.min_size, keep_ids=True) for p in labels])
     groups = [np.s_[i : i + 1] for i in range(len(labels))] if per_plane else [np.s_[:]]
     merged = False
-    if params.n_labels is not None:
+    by_statistics = params.merge_threshold > 0 and classes is None
+    if by_statistics:
+        from .backprop_merge import merge_by_statistics
+
+        for where in groups:
+            before = len(np.unique(labels[where]))
+            labels[where] = merge_by_statistics(
+                labels[where],
+                planes[where],
+                scale=params.texture_scale,
+                threshold=params.merge_threshold,
+                n_labels=params.n_labels,
+            )
+            merged = merged or (
+                params.n_labels is not None and len(np.unique(labels[where])) < before
+            )
+    if params.min_size > 1:
+        labels = np.stack([absorb_small_regions(p, params.min_size, keep_ids=True) for p in labels])
+    if params.n_labels is not None and not by_statistics:
         from scipy import ndimage as ndi
 
         protected = None if classes is None else np.arange(len(classes))
@@ -564,53 +501,5 @@ def _scribble_ids(labels: np.ndarray, classes: np.ndarray, groups: list[Any]) ->
         lut[others] = next_id + np.arange(len(others))
         next_id += len(others)
         out[where] = lut[part]
-    return out.astype(np.promote_types(np.uint16, relabel_sequential(out).dtype))
-
-
-def merge_labels(
-    labels: np.ndarray, image: np.ndarray, n_labels: int, protected: np.ndarray | None = None
-) -> np.ndarray:
-    """Merge labels pairwise until ``n_labels`` remain (Ward's criterion on mean colour).
-
-    Ward's cost ``n_a n_b / (n_a + n_b) * |mean_a - mean_b|^2`` is the increase of
-    the within-label colour variance, so it merges the smallest and most similar
-    labels first, whether or not they touch. Labels in ``protected`` (scribbled
-    classes) are never merged with each other. Returns the same ids (a merged
-    pair keeps the protected id, else the larger label's).
-    """
-    values, inverse = np.unique(labels, return_inverse=True)
-    if len(values) <= n_labels:
-        return labels
-    flat = image.reshape(-1, image.shape[-1]).astype(np.float64)
-    inverse = inverse.reshape(-1)
-    counts = np.bincount(inverse).astype(np.float64)
-    sums = np.stack([np.bincount(inverse, flat[:, c]) for c in range(flat.shape[1])], axis=1)
-    alive = np.ones(len(values), bool)
-    keep = np.isin(values, protected) if protected is not None else np.zeros(len(values), bool)
-    parent = np.arange(len(values))
-    while alive.sum() > n_labels:
-        means = sums / counts[:, None]
-        cost = counts[:, None] * counts[None, :] / (counts[:, None] + counts[None, :])
-        cost = cost * ((means[:, None, :] - means[None, :, :]) ** 2).sum(-1)
-        blocked = ~(alive[:, None] & alive[None, :]) | (keep[:, None] & keep[None, :])
-        np.fill_diagonal(blocked, True)
-        cost[blocked] = np.inf
-        a, b = np.unravel_index(np.argmin(cost), cost.shape)
-        if not np.isfinite(cost[a, b]):
-            break  # only protected labels are left
-        # The survivor is the protected label if there is one, else the larger.
-        if (keep[b], counts[b]) > (keep[a], counts[a]):
-            a, b = b, a
-        sums[a] += sums[b]
-        counts[a] += counts[b]
-        keep[a] |= keep[b]
-        alive[b] = False
-        parent[parent == b] = a
-    return values[parent][inverse].reshape(labels.shape)
-
-
-def default_params(**changes: Any) -> BackpropParams:
-    """The default parameters with some changed (validated)."""
-    params = replace(BackpropParams(), **changes)
-    validate(params)
-    return params
+    # The type holds the largest id kept (scribble class ids are not renumbered).
+    return out.astype(np.promote_types(np.uint16, label_dtype(int(out.max(initial=0)))))

@@ -59,3 +59,17 @@ def majority_iou(found: np.ndarray, truth: np.ndarray) -> float:
     owner = inter.argmax(1)
     merged = np.stack([inter[owner == k].sum(0) for k in range(inter.shape[1])])
     return float(np.diag(_iou(merged)).mean())
+
+
+def foreground_iou(found: np.ndarray, truth: np.ndarray) -> float:
+    """IoU of the foreground with the true foreground (``truth > 0``), no oracle involved.
+
+    The background is the label found most often on the image border (as a user
+    would pick it: objects rarely fill the frame); every other label is foreground.
+    """
+    found = np.asarray(found)
+    border = np.concatenate([found[0], found[-1], found[:, 0], found[:, -1]])
+    values, counts = np.unique(border, return_counts=True)
+    foreground = found != values[np.argmax(counts)]
+    true = np.asarray(truth) > 0
+    return float((foreground & true).sum() / max(int((foreground | true).sum()), 1))
