@@ -15,3 +15,16 @@ def _gui_main_thread_only(request, monkeypatch):
 
     monkeypatch.setenv("NAPARI_ENSURE_PLUGIN_MAIN_THREAD", "1")
     notification_manager.records.clear()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small images gain nothing from two threads, and on a busy machine OpenMP's barriers
+    make two threads several times slower; results are the same. Use it with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -10,15 +10,7 @@ from napari_unsupseg.core.backprop import BackpropParams, plane_superpixels, seg
 from napari_unsupseg.core.engine import Progress, RunControl, run_to_end
 from napari_unsupseg.core.images import normalize
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +51,8 @@ def test_stopped_run_is_post_processed_like_a_full_run(mosaic):
 def test_full_run_is_not_marked_stopped(mosaic):
     result = run_to_end(segment(mosaic[0], BackpropParams(max_iter=4, patience=0)))
     assert result.metadata["stopped_early"] is False
-    assert result.metadata["iterations"] == [4]
+    # One entry per training run (the default restarts, one after the other).
+    assert result.metadata["iterations"] == [4] * BackpropParams().restarts
 
 
 def test_stopped_run_keeps_scribble_class_ids(mosaic):
@@ -88,7 +81,8 @@ def test_stopped_plane_by_plane_stack_keeps_ids_apart_and_zeroes_planes_not_reac
     control = RunControl()
     # Ask to stop during the second plane's training: the third is never reached.
     result = run_to_end(
-        segment(stack, BackpropParams(max_iter=5, patience=0, min_labels=1), control=control),
+        segment(stack, BackpropParams(max_iter=5, patience=0, min_labels=1, restarts=1),
+                control=control),
         _stop_after(control, 7),
     )
     labels = result.labels
@@ -101,7 +95,7 @@ def test_stopped_plane_by_plane_stack_keeps_ids_apart_and_zeroes_planes_not_reac
 
 def test_previews_only_when_the_driver_asks(mosaic):
     image = mosaic[0]
-    params = BackpropParams(max_iter=6, patience=0, min_labels=1)
+    params = BackpropParams(max_iter=6, patience=0, min_labels=1, restarts=1)  # one run's steps
     events: list[Progress] = []
     run_to_end(segment(image, params), events.append)
     assert all(e.preview is None for e in events)

@@ -20,6 +20,12 @@ SUBCOMMANDS: dict[str, str] = {
     "backprop": "napari_unsupseg.cli.backprop",
     "predict": "napari_unsupseg.cli.predict",
     "parts": "napari_unsupseg.cli.parts",
+    "train": "napari_unsupseg.cli.train",
+    "batch": "napari_unsupseg.cli.batch",
+    "geojson": "napari_unsupseg.cli.geojson",
+    "measure": "napari_unsupseg.cli.measure",
+    "compare": "napari_unsupseg.cli.compare",
+    "export": "napari_unsupseg.cli.export",
 }
 
 EXIT_BAD_INPUT = 2

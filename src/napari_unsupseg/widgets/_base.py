@@ -49,6 +49,7 @@ from ..core.engine import EngineRun, Progress, Result, RunControl
 from ..core.errors import InputError
 from ..core.images import mean_colour
 from ._controls import RunControls
+from ._folder import FolderApply
 from ._form import ParamForm
 from ._layers import as_label_data
 from ._pickers import ImageInput, LayerPicker
@@ -92,6 +93,8 @@ class EngineWidget(QWidget):
     preview_interval: ClassVar[float] = 0.25
     offer_mean_colour: ClassVar[bool] = True
     run_label: ClassVar[str] = "Run"
+    #: The batch engine that "Apply to a folder" runs with the form's parameters (None: none).
+    batch_engine: ClassVar[str | None] = None
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -147,6 +150,11 @@ class EngineWidget(QWidget):
             layout.addWidget(self.advanced)
         layout.addWidget(self.options.native)
         layout.addWidget(self.controls)
+        if self.batch_engine is not None:
+            self.folder = FolderApply(self.batch_engine, self.batch_params)
+            folder = QCollapsible("Apply to a folder", self)
+            folder.addWidget(self.folder.container.native)
+            layout.addWidget(folder)
         layout.addStretch(1)
 
     def _connect(self) -> None:
@@ -198,6 +206,10 @@ class EngineWidget(QWidget):
         """Start the engine generator. Runs in the worker thread: no Qt, no napari here."""
         raise NotImplementedError
 
+    def batch_params(self) -> Any:
+        """The parameters "Apply to a folder" uses (main thread; may raise InputError)."""
+        return self.form.params()
+
     def write_extras(self, result: Result, setup: RunSetup) -> None:
         """Add layers for ``result.extras`` (default: nothing). Main thread."""
 
@@ -205,9 +217,14 @@ class EngineWidget(QWidget):
         """Dress the result layer (class names in ``layer.features``, a colormap...)."""
 
     def result_metadata(self, setup: RunSetup, metadata: dict[str, Any]) -> dict[str, Any]:
-        """The metadata of a result layer: the engine's plus where the result came from."""
+        """The metadata of a result layer: the engine's, where the result came from, and the
+        source's georeference (so that saving the labels writes a GeoTIFF)."""
+        from ..core.geo import Georef
+
+        georef = Georef.from_metadata(getattr(setup.source, "metadata", None))
         return {
             **metadata,
+            **(georef.to_metadata() if georef is not None else {}),
             "napari": {
                 "source_layer": setup.source_name,
                 "channel_layers": list(setup.channel_names),

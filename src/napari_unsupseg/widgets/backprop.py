@@ -35,6 +35,7 @@ class BackpropWidget(EngineWidget):
     engine_label: ClassVar[str] = "backprop"
     hidden_params: ClassVar[tuple[str, ...]] = ("stack_mode",)
     stack_param: ClassVar[str | None] = "stack_mode"
+    batch_engine: ClassVar[str | None] = "backprop"
     stack_modes: ClassVar[dict[str, Any]] = {
         "every plane, jointly (labels agree)": "joint",
         "every plane, one by one": "planes",

@@ -13,7 +13,6 @@ output stride, so reruns start at once.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,6 +37,7 @@ class InferenceWidget(EngineWidget):
     stack_modes: ClassVar[dict[str, Any]] = {"every plane (one by one)": None}
     offer_mean_colour: ClassVar[bool] = False
     run_label: ClassVar[str] = "Predict"
+    batch_engine: ClassVar[str | None] = "predict"
 
     def extra_controls(self) -> list[widgets.Widget]:
         self.checkpoint = widgets.FileEdit(
@@ -87,6 +87,13 @@ class InferenceWidget(EngineWidget):
             self._describing = None
 
     def collect_inputs(self, setup: RunSetup) -> dict[str, Any]:
+        path = self._checked_checkpoint()
+        stat = path.stat()
+        return {"checkpoint": str(path), "key": (str(path.resolve()), stat.st_mtime_ns,
+                                                 stat.st_size)}
+
+    def _checked_checkpoint(self) -> Path:
+        """The chosen checkpoint file, refused in words when missing or not allowed."""
         path = self._checkpoint_path()
         if path is None:
             raise InputError("Choose a checkpoint file (.pth / .pt) for the model.")
@@ -96,9 +103,11 @@ class InferenceWidget(EngineWidget):
             raise InputError(
                 f"{path.name} is a TorchScript archive: loading it runs code stored in the "
                 "file. Tick 'allow TorchScript' if you trust its source.")
-        stat = path.stat()
-        return {"checkpoint": str(path), "key": (str(path.resolve()), stat.st_mtime_ns,
-                                                 stat.st_size)}
+        return path
+
+    def batch_params(self) -> Any:
+        path = self._checked_checkpoint()
+        return replace(self.form.params(), checkpoint=str(path))
 
     def engine(
         self, image: np.ndarray, params: Any, inputs: dict[str, Any], control: RunControl
@@ -164,9 +173,7 @@ def describe_file(path: Path) -> str:
 
 
 def is_torchscript(path: Path) -> bool:
-    """Whether ``path`` is a TorchScript archive (a zip with compiled code in it)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any("/code/" in name for name in archive.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
+    """Whether ``path`` is a TorchScript archive (imported here: torch is not loaded before)."""
+    from ..core.models.checkpoints import is_torchscript as check
+
+    return check(path)
