@@ -11,7 +11,9 @@ Writes to ``docs/images/``:
 - ``backprop_widget_panel.png``: the widget alone;
 - ``backprop_live_preview.png``: the live preview while the network trains;
 - ``backprop_result_editable.png``: the result, being corrected with the brush;
-- ``preseg_widget.png``: the presegmentation widget with superpixels.
+- ``preseg_widget.png``: the presegmentation widget with superpixels;
+- ``review_widget.png``: the review widget stepping through the cells sample's nuclei;
+- ``train_widget.png``: training from labels on the cells sample, with its loss plot.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ def _save(array, name: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=40, help="backprop iterations")
+    parser.add_argument("--train-seconds", type=float, default=40.0, help="training time")
     args = parser.parse_args(argv)
     display = _virtual_display()
     try:
@@ -125,10 +128,53 @@ def main(argv: list[str] | None = None) -> int:
         app.processEvents()
         _save(viewer.screenshot(canvas_only=False, flash=False), "preseg_widget.png")
         viewer.close()
+        _review_and_train(app, args.train_seconds)
     finally:
         if display is not None:
             display.stop()
     return 0
+
+
+def _review_and_train(app, train_seconds: float) -> None:
+    """The review widget on the cells sample's nuclei, then training from painted labels."""
+    import napari
+    import numpy as np
+
+    viewer = napari.Viewer(title="napari-unsupseg")
+    viewer.window.resize(1500, 900)
+    viewer.open_sample("napari-unsupseg", "cells")
+    truth = viewer.layers["cells nuclei truth"]
+    truth.visible = True
+    dock, review = viewer.window.add_plugin_dock_widget("napari-unsupseg", "Review labels")
+    review.choose_layer(truth)
+    review.measure()
+    review.navigator.go(1)
+    review.navigator.go(1)
+    app.processEvents()
+    _save(viewer.screenshot(canvas_only=False, flash=False), "review_widget.png")
+    viewer.window.remove_dock_widget(dock)
+    viewer.reset_view()
+
+    # What a user paints: background (1) and nuclei (2) on the top half only.
+    data = np.asarray(truth.data)
+    painted = np.where(data > 0, 2, 1).astype(np.uint8)
+    painted[data.shape[0] // 2 :] = 0
+    truth.visible = False
+    labels = viewer.add_labels(painted, name="painted", opacity=0.5)
+    _, train = viewer.window.add_plugin_dock_widget("napari-unsupseg", "Train from labels")
+    train.input.image_picker.value = viewer.layers["cells nuclei"]
+    train.labels_picker.value = labels
+    train.form.set_values({"time_limit": train_seconds})
+    done: list[str] = []
+    train.runner.ended.connect(lambda outcome, _value: done.append(outcome))
+    train.train()
+    _wait(app, lambda: bool(done), timeout=train_seconds + 300)
+    train.apply()
+    _wait(app, lambda: not train.runner.running, timeout=300)
+    labels.visible = False
+    app.processEvents()
+    _save(viewer.screenshot(canvas_only=False, flash=False), "train_widget.png")
+    viewer.close()
 
 
 if __name__ == "__main__":

@@ -15,15 +15,16 @@ leading axes are flattened into one stack axis for the engine and restored after
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from ..core.engine import EngineRun, Progress, Result
 from ..core.errors import InputError
-from ..core.images import as_channels_last
-from ._layers import transform_for
+from ..core.images import as_channels_last, mean_colour
+from ._layers import as_label_data, transform_for
 
 CURRENT_PLANE = "current plane"
 
@@ -209,3 +210,51 @@ def make_setup(
         channel_data=tuple(layer_data(other) for other in extra),
         channel_names=tuple(other.name for other in extra),
     )
+
+
+@dataclass
+class Outcome:
+    """What the worker hands back: the engine's result, shaped for the layers."""
+
+    result: Result
+    labels: np.ndarray
+    mean: np.ndarray | None
+
+
+def run_in_worker(
+    setup: RunSetup, start_engine: Callable[[np.ndarray], EngineRun]
+) -> Generator[Progress, None, Outcome]:
+    """A run in the worker thread: cut the image, run the engine, shape its labels.
+
+    Previews are copied as napari label data in the image's leading-axes shape (the
+    engine may keep updating the array it lent); the labels are checked against
+    :attr:`RunSetup.result_shape`.
+    """
+    yield Progress(step=0, total=0, message="reading the image")
+    image = setup.image()
+    yield Progress(step=0, total=0, message="starting")
+    run = start_engine(image)
+    try:
+        while True:
+            try:
+                event = next(run)
+            except StopIteration as stop:
+                result = stop.value
+                break
+            if event.preview is not None:
+                preview = as_label_data(np.array(setup.restore(event.preview)))
+                event = replace(event, preview=preview)
+            yield event
+    finally:
+        run.close()
+    if not isinstance(result, Result):
+        raise TypeError("the engine returned no Result")
+    labels = as_label_data(setup.restore(result.labels))
+    if labels.shape != setup.result_shape:
+        raise ValueError(
+            f"the engine returned labels of shape {labels.shape}, expected {setup.result_shape}"
+        )
+    mean = None
+    if setup.options.get("mean_colour"):
+        mean = setup.restore(mean_colour(image, np.asarray(result.labels)))
+    return Outcome(result, labels, mean)
