@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -40,6 +39,7 @@ from superqt import QCollapsible
 from ..core.errors import InputError
 from ..core.train.params import TrainParams
 from ._base import error_message
+from ._controls import RunControls
 from ._form import ParamForm
 from ._layers import as_label_data, same
 from ._pickers import ImageInput, LayerPicker
@@ -96,15 +96,13 @@ class TrainWidget(QWidget):
             widgets=[*self.input.controls, self.labels_picker.combo, self.init_file,
                      self.continue_box], labels=True)
         self.form = ParamForm(TrainParams, hidden=("init",))
-        self.train_button = QPushButton("Train")
-        self.cancel_button = QPushButton("Cancel")
+        self.controls = RunControls("Train", self)
+        self.train_button = self.controls.run_button
+        self.cancel_button = self.controls.cancel_button
         self.cancel_button.setToolTip("Stop training and keep the best model so far. Press "
                                       "again to abandon the run.")
-        self.cancel_button.setEnabled(False)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        self.progress_bar = self.controls.progress_bar
+        self.status = self.controls.status
         from ._plot import LossPlot
 
         self.plot = LossPlot(self)
@@ -125,12 +123,7 @@ class TrainWidget(QWidget):
         advanced = QCollapsible("Advanced settings", self)
         advanced.addWidget(self.form.advanced.native)
         layout.addWidget(advanced)
-        row = QHBoxLayout()
-        row.addWidget(self.train_button)
-        row.addWidget(self.cancel_button)
-        layout.addLayout(row)
-        layout.addWidget(self.progress_bar)
-        layout.addWidget(self.status)
+        layout.addWidget(self.controls)
         layout.addWidget(self.plot)
         layout.addWidget(self.apply_controls.native)
         row = QHBoxLayout()
@@ -144,6 +137,7 @@ class TrainWidget(QWidget):
     def _connect(self) -> None:
         self.train_button.clicked.connect(self.train)
         self.cancel_button.clicked.connect(self.cancel)
+        self.controls.reset_button.clicked.connect(self.form.reset)
         self.apply_button.clicked.connect(self.apply)
         self.save_button.clicked.connect(lambda: self.save())
         self.runner.progressed.connect(self._on_progress)
@@ -284,9 +278,7 @@ class TrainWidget(QWidget):
     # ----------------------------------------------------------------- runner events
 
     def _on_progress(self, event: Any) -> None:
-        if event.total > 0:
-            self.progress_bar.setRange(0, event.total)
-            self.progress_bar.setValue(min(event.step, event.total))
+        self.controls.show_progress(event, quiet=True)  # the text is this widget's own
         if self._task != "train":
             return
         val_loss = getattr(event, "val_loss", None)
@@ -305,13 +297,11 @@ class TrainWidget(QWidget):
         try:
             self._finish(outcome, value)
         finally:
-            self._set_busy(False)
+            self._set_busy(False, succeeded=outcome in ("done", "stopped"))
 
     def _finish(self, outcome: str, value: Any) -> None:
         task, setup = self._task, self._setup
         self._task = ""
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(1 if outcome in ("done", "stopped") else 0)
         if outcome == "failed":
             self._fail(value)
             return
@@ -368,15 +358,14 @@ class TrainWidget(QWidget):
 
     # ----------------------------------------------------------------- state
 
-    def _set_busy(self, busy: bool) -> None:
-        self.train_button.setEnabled(not busy)
-        self.cancel_button.setEnabled(busy)
+    def _set_busy(self, busy: bool, succeeded: bool = False) -> None:
+        self.controls.set_busy(busy, succeeded)
         has_model = self.model is not None
         self.apply_button.setEnabled(not busy and has_model)
         self.save_button.setEnabled(not busy and has_model)
 
     def _set_status(self, text: str) -> None:
-        self.status.setText(text)
+        self.controls.set_status(text)
 
     def _fail(self, exc: BaseException) -> None:
         if not isinstance(exc, InputError):
