@@ -160,3 +160,16 @@ def test_removing_the_dock_abandons_the_run_and_stops_following_the_viewer(
     n_layers = len(viewer.layers)
     qtbot.wait(300)
     assert len(viewer.layers) == n_layers
+
+
+@pytest.mark.parametrize("name", ["Unsupervised segmentation", "Train from labels",
+                                  "Review labels"])
+def test_every_dock_stops_following_the_viewer_when_removed(make_napari_viewer, name):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((16, 16)), name="img")
+    inserted = viewer.layers.events.inserted
+    before = len(inserted.callbacks)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unsupseg", name)
+    assert len(inserted.callbacks) > before
+    viewer.window.remove_dock_widget(widget)
+    assert len(inserted.callbacks) == before

@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from magicgui import widgets
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, Signal
+from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from ..core.engine import EngineRun, Progress, Result, RunControl
 from ..core.errors import InputError
 from ._controls import RunControls
+from ._dock import DockLifetime
 from ._folder import FolderApply
 from ._form import ParamForm
 from ._pickers import ImageInput, LayerPicker
@@ -65,7 +66,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-class EngineWidget(QWidget):
+class EngineWidget(DockLifetime, QWidget):
     """Base dock widget: pick an image, set parameters, run an engine, get layers."""
 
     #: Emitted when a run has ended and the widget is idle: "done", "stopped", "failed".
@@ -194,6 +195,15 @@ class EngineWidget(QWidget):
     ) -> EngineRun:
         """Start the engine generator. Runs in the worker thread: no Qt, no napari here."""
         raise NotImplementedError
+
+    def read_input_labels(self, layer: Any, setup: RunSetup, what: str) -> np.ndarray | None:
+        """A Labels layer the engine takes as input (scribbles, saliency), cut like the image;
+        None when it is empty. A layer used as input is never written over by a later run."""
+        if layer.multiscale:
+            raise InputError(f"The {what} '{layer.name}' is multiscale; use a plain one.")
+        data = setup.select(layer.data, what=f"{what} '{layer.name}'")
+        self.tracker.mark_edited(layer)
+        return data if data.any() else None
 
     def batch_params(self) -> Any:
         """The parameters "Apply to a folder" uses (main thread; may raise InputError)."""
@@ -384,18 +394,6 @@ class EngineWidget(QWidget):
         for picker in vars(self).values():
             if isinstance(picker, LayerPicker):
                 picker.disconnect()
-
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
-        self.dispose()
-        super().closeEvent(event)
-
-    def event(self, event: Any) -> bool:
-        # napari removes a dock widget by taking it out of its dock (no close event).
-        if event.type() == QEvent.Type.ParentChange:
-            if self.parent() is None and getattr(self, "_docked", False):
-                self.dispose()
-            self._docked = self.parent() is not None
-        return super().event(event)
 
 
 def error_message(exc: BaseException) -> str:

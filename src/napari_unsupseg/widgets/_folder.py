@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from magicgui import widgets
@@ -19,6 +18,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
 from ..core.errors import InputError
+from ._form import chosen_path
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class FolderApply:
     def _plan(self) -> tuple[list[Any], Any]:
         from ..core.batch import plan_jobs
 
-        source, target = _folder(self.source.value), _folder(self.target.value)
+        source, target = chosen_path(self.source.value), chosen_path(self.target.value)
         if source is None or not source.is_dir():
             raise InputError("Choose an input folder that exists.")
         if target is None:
@@ -111,7 +111,3 @@ class FolderApply:
         self.worker = None
         self.button.enabled = True
 
-
-def _folder(value: Any) -> Path | None:
-    text = "" if value is None else str(value)
-    return None if text in ("", ".") else Path(text)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import math
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from magicgui import widgets
@@ -28,6 +29,16 @@ from ..core.params import ParamSpec, from_mapping, specs
 # Qt spin boxes need finite bounds; these are "unbounded" for any sensible parameter.
 _INT_LIMIT = 2**31 - 1
 _FLOAT_LIMIT = 1e12
+
+
+def chosen_path(value: Any, *, file: bool = False) -> Path | None:
+    """The path a magicgui ``FileEdit`` holds, or None when nothing is chosen (its empty
+    value reads as ".") or, with ``file``, when the choice is a folder."""
+    text = "" if value is None else str(value)
+    if text in ("", "."):
+        return None
+    path = Path(text)
+    return None if file and path.is_dir() else path
 
 
 def _float_step(spec: ParamSpec) -> float:

@@ -11,7 +11,6 @@ from napari.utils.notifications import show_error
 
 from ..core.backprop import BackpropParams, segment
 from ..core.engine import EngineRun, RunControl
-from ..core.errors import InputError
 from ._base import EngineWidget, LayerPicker, RunSetup, image_axes, layer_data
 from ._layers import transform_for, unique_name
 
@@ -83,14 +82,7 @@ class BackpropWidget(EngineWidget):
         layer = self.scribbles.value
         if layer is None:
             return {"scribbles": None}
-        if layer.multiscale:
-            raise InputError(f"The scribbles layer '{layer.name}' is multiscale; use a plain one.")
-        data = setup.select(layer.data, what=f"scribbles layer '{layer.name}'")
-        # A layer used as input is never written over by a later run.
-        self.tracker.mark_edited(layer)
-        if not data.any():
-            return {"scribbles": None}
-        return {"scribbles": data}
+        return {"scribbles": self.read_input_labels(layer, setup, "scribbles layer")}
 
     def engine(
         self, image: np.ndarray, params: Any, inputs: dict[str, Any], control: RunControl

@@ -24,6 +24,7 @@ from ..core.engine import EngineRun, Result, RunControl
 from ..core.errors import InputError
 from ..core.inference import InferenceParams, predict
 from ._base import EngineWidget, RunSetup
+from ._form import chosen_path
 
 CHECKPOINT_FILTER = "*.pth *.pt *.pth.tar *.ckpt *.tar"
 
@@ -57,19 +58,12 @@ class InferenceWidget(EngineWidget):
 
     # ------------------------------------------------------------------ checkpoint
 
-    def _checkpoint_path(self) -> Path | None:
-        value = self.checkpoint.value
-        text = str(value) if value is not None else ""
-        if not text or text == "." or Path(text).is_dir():
-            return None
-        return Path(text)
-
     def _on_checkpoint(self, *_: Any) -> None:
         """Describe what the chosen file holds, read in a worker so a large file does not
         freeze the window (weights only; the model is built at Run)."""
         from napari.qt.threading import create_worker
 
-        path = self._checkpoint_path()
+        path = chosen_path(self.checkpoint.value, file=True)
         self.allow_code.visible = path is not None and is_torchscript(path)
         self.allow_code.value = False
         if path is None:
@@ -94,7 +88,7 @@ class InferenceWidget(EngineWidget):
 
     def _checked_checkpoint(self) -> Path:
         """The chosen checkpoint file, refused in words when missing or not allowed."""
-        path = self._checkpoint_path()
+        path = chosen_path(self.checkpoint.value, file=True)
         if path is None:
             raise InputError("Choose a checkpoint file (.pth / .pt) for the model.")
         if not path.is_file():

@@ -13,6 +13,7 @@ from ..core.engine import EngineRun, RunControl
 from ..core.errors import InputError
 from ..core.scops import FALLBACK_FEATURES, ScopsParams, discover_parts
 from ._base import EngineWidget, LayerPicker, RunSetup
+from ._form import chosen_path
 
 NO_SALIENCY = "none"
 EVERY_IMAGE = "every image (the first axis indexes images)"
@@ -68,14 +69,8 @@ class PartsWidget(EngineWidget):
 
     def weights_path(self) -> str | None:
         """The chosen feature-weights file, or None (an empty or folder choice)."""
-        value = self.weights_file.value
-        text = "" if value is None else str(value)
-        if text in ("", "."):
-            return None
-        from pathlib import Path
-
-        path = Path(text)
-        if path.is_dir():
+        path = chosen_path(self.weights_file.value, file=True)
+        if path is None:
             return None
         if not path.is_file():
             raise InputError(f"The feature weights file {path} does not exist.")
@@ -102,9 +97,7 @@ class PartsWidget(EngineWidget):
         inputs: dict[str, Any] = {"feature_weights": self.weights_path(), "saliency": None}
         layer = self.saliency.value
         if layer is not None:
-            data = setup.select(layer.data, what=f"saliency layer '{layer.name}'")
-            self.tracker.mark_edited(layer)  # an input is never written over by a later run
-            inputs["saliency"] = data if data.any() else None
+            inputs["saliency"] = self.read_input_labels(layer, setup, "saliency layer")
         return inputs
 
     def engine(

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 from magicgui import widgets
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QEvent, QTimer
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from ..core.errors import InputError
+from ._dock import DockLifetime
 from ._layers import same
 from ._pickers import LayerPicker
 from .review_actions import Actions
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 REFRESH_DELAY_MS = 150
 
 
-class ReviewWidget(QWidget):
+class ReviewWidget(DockLifetime, QWidget):
     """Review, curate and compare the objects of a Labels layer."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -64,8 +65,6 @@ class ReviewWidget(QWidget):
         self.actions = Actions(viewer, self.model)
         self.comparison = ComparePanel(viewer, self.model, self.review_layer)
         self._watched: Any = None
-        self._closed = False
-        self._docked = False
         self._step_seen: tuple[int, ...] | None = None
         self._refresh = QTimer(self)
         self._refresh.setSingleShot(True)
@@ -182,11 +181,8 @@ class ReviewWidget(QWidget):
     def show_message(self, text: str) -> None:
         self.status.setText(text)
 
-    def release(self) -> None:
-        """Leave the layer as it was: keys, mouse modes and listeners go (once)."""
-        if self._closed:
-            return
-        self._closed = True
+    def dispose(self) -> None:
+        """Leave the layer as it was: keys, mouse modes and listeners go."""
         self._refresh.stop()
         self.actions.close_modes()
         self.navigator.unbind_keys()
@@ -197,16 +193,3 @@ class ReviewWidget(QWidget):
         for signal in (layers.events.inserted, layers.events.removed, layers.events.reordered):
             signal.disconnect(self._reset_images)
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
-        self.release()
-        super().closeEvent(event)
-
-    def event(self, event: QEvent) -> bool:
-        # napari takes a closed dock widget out of its dock (parent set to None)
-        # without closing it: that is when the widget goes away.
-        if event.type() == QEvent.Type.ParentChange:
-            if self.parent() is not None:
-                self._docked = True
-            elif self._docked:
-                self.release()
-        return super().event(event)

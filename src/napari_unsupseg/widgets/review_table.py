@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 
 from ..core.errors import InputError
 from ..core.review import STATUSES, write_csv
+from ._form import chosen_path
 from .review_model import STATUS, ReviewModel, guarded
 
 ALL_STATUSES = "any status"
@@ -187,7 +188,7 @@ class ObjectTable(QWidget):
         if self.model.table is None:
             raise InputError("Measure the objects first; there is no table to export.")
         path = self.csv_path.value
-        if not str(path) or str(path) == ".":
+        if chosen_path(path) is None:
             raise InputError("Choose a CSV file to write the table to.")
         written = write_csv(self.model.table, path)
         self.message(f"Wrote {self.model.table['label'].size} objects to {written}.")

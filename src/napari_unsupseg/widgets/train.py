@@ -40,7 +40,8 @@ from ..core.errors import InputError
 from ..core.train.params import TrainParams
 from ._base import error_message
 from ._controls import RunControls
-from ._form import ParamForm
+from ._dock import DockLifetime
+from ._form import ParamForm, chosen_path
 from ._layers import as_label_data, same
 from ._pickers import ImageInput, LayerPicker
 from ._results import ResultWriter
@@ -57,7 +58,7 @@ APPLY_PLANES = (CURRENT_PLANE, "every plane")
 CHECKPOINT_FILTER = "*.pth *.pt *.pth.tar *.ckpt *.tar"
 
 
-class TrainWidget(QWidget):
+class TrainWidget(DockLifetime, QWidget):
     """Train a segmentation model on painted labels, watch it learn, apply it."""
 
     #: Seconds between two prediction previews of the plane shown.
@@ -147,9 +148,8 @@ class TrainWidget(QWidget):
     # ----------------------------------------------------------------- training
 
     def _init_path(self) -> str:
-        value = self.init_file.value
-        text = str(value) if value is not None else ""
-        return "" if not text or text == "." or Path(text).is_dir() else text
+        path = chosen_path(self.init_file.value, file=True)
+        return "" if path is None else str(path)
 
     def train(self) -> None:
         """Start training on the chosen image and labels (main thread reads every choice)."""
@@ -376,12 +376,7 @@ class TrainWidget(QWidget):
 
     def dispose(self) -> None:
         """Abandon a run and stop following the viewer (the dock is closing)."""
-        if self.runner.running:
-            self.runner.abandon()
+        self.runner.abandon()
         self.input.disconnect()
         self.labels_picker.disconnect()
         self.apply_picker.disconnect()
-
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
-        self.dispose()
-        super().closeEvent(event)

@@ -1,0 +1,37 @@
+"""When a dock widget goes away: one rule for every widget of the plugin.
+
+napari closes a dock widget in two ways: a close event, or (the dock's close button,
+``remove_dock_widget``) by taking the widget out of its dock, setting its parent to
+``None`` without closing it. :class:`DockLifetime` calls the widget's ``dispose()``
+once in either case, so that a run is abandoned and viewer connections are undone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qtpy.QtCore import QEvent
+
+
+class DockLifetime:
+    """Mixin placed before ``QWidget``: ``dispose()`` once when the dock goes away."""
+
+    def dispose(self) -> None:
+        """Abandon work and stop following the viewer (override; called once)."""
+
+    def _dispose_once(self) -> None:
+        if not getattr(self, "_disposed", False):
+            self._disposed = True
+            self.dispose()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        self._dispose_once()
+        super().closeEvent(event)  # type: ignore[misc]
+
+    def event(self, event: Any) -> bool:
+        if event.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:  # type: ignore[attr-defined]
+                self._docked = True
+            elif getattr(self, "_docked", False):
+                self._dispose_once()
+        return super().event(event)  # type: ignore[misc]
