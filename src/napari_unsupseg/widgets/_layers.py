@@ -223,3 +223,21 @@ def write_labels(
     )
     tracker.adopt(layer)
     return layer
+
+
+def show_classes(
+    layer: Any, names: Sequence[str], palette: Sequence[Sequence[int]], offset: int = 0
+) -> None:
+    """Colour a class-label layer with the model's palette (RGB 0..255 per class) and put
+    the class names in ``layer.features`` (hover shows them). ``offset``: the label of
+    class 0 (1 when the model has no background class: label 0 then means unlabelled)."""
+    import pandas as pd
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colours: dict[Any, Any] = {None: np.array([0.5, 0.5, 0.5, 1.0]), 0: np.zeros(4)}
+    for index, colour in enumerate(palette):
+        if index + offset:
+            colours[index + offset] = np.array([*(np.asarray(colour[:3], float) / 255.0), 1.0])
+    layer.colormap = DirectLabelColormap(color_dict=colours)
+    layer.features = pd.DataFrame({"index": list(range(len(names) + offset)),
+                                   "class": ["unlabelled"] * offset + list(names)})

@@ -25,6 +25,7 @@ from ..core.errors import InputError
 from ..core.inference import InferenceParams, predict
 from ._base import EngineWidget, RunSetup
 from ._form import chosen_path
+from ._layers import show_classes
 
 CHECKPOINT_FILTER = "*.pth *.pt *.pth.tar *.ckpt *.tar"
 
@@ -123,24 +124,9 @@ class InferenceWidget(EngineWidget):
 
     def style_result(self, layer: Any, result: Result, setup: RunSetup) -> None:
         """Palette colours and class names (hover shows them) on the result layer."""
-        import pandas as pd
-        from napari.utils.colormaps import DirectLabelColormap
-
         meta = result.metadata
-        offset = int(meta.get("label_offset", 0))
-        names = list(meta.get("class_names", []))
-        palette = list(meta.get("palette", []))
-        colours: dict[Any, Any] = {None: np.array([0.5, 0.5, 0.5, 1.0]),
-                                   0: np.zeros(4)}
-        for index, colour in enumerate(palette):
-            label = index + offset
-            if label == 0:
-                continue
-            colours[label] = np.array([*(np.asarray(colour[:3], float) / 255.0), 1.0])
-        layer.colormap = DirectLabelColormap(color_dict=colours)
-        values = list(range(len(names) + offset))
-        table = ["unlabelled"] * offset + names
-        layer.features = pd.DataFrame({"index": values, "class": table})
+        show_classes(layer, meta.get("class_names", []), meta.get("palette", []),
+                     int(meta.get("label_offset", 0)))
 
     def write_extras(self, result: Result, setup: RunSetup) -> None:
         confidence = result.extras.get("confidence")

@@ -42,11 +42,11 @@ from ._base import error_message
 from ._controls import RunControls
 from ._dock import DockLifetime
 from ._form import ParamForm, chosen_path
-from ._layers import as_label_data, same
+from ._layers import as_label_data, same, show_classes
 from ._pickers import ImageInput, LayerPicker
 from ._results import ResultWriter
 from ._runner import EngineRunner
-from ._setup import CURRENT_PLANE, RunSetup, make_setup
+from ._setup import CURRENT_PLANE, RunSetup, make_setup, run_in_worker
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -241,7 +241,8 @@ class TrainWidget(DockLifetime, QWidget):
         def work(control: Any) -> Any:
             from ..core.inference import predict
 
-            return (yield from predict(setup.image(), setup.params, model=model))
+            return (yield from run_in_worker(
+                setup, lambda image: predict(image, setup.params, model=model)))
 
         self.runner.start(work, f"apply: {setup.source_name}", preview_interval=None)
 
@@ -316,7 +317,7 @@ class TrainWidget(DockLifetime, QWidget):
                 self.writer.finish(setup, layer)
             self._describe(value.metadata)
         else:
-            layer = self._write(setup, setup.restore(value.labels), value.metadata)
+            layer = self._write(setup, value.labels, value.result.metadata)
             self.writer.finish(setup, layer)
             self._set_status(f"Applied the model to '{setup.source_name}'.")
 
@@ -328,19 +329,10 @@ class TrainWidget(DockLifetime, QWidget):
 
     def _style(self, layer: Any) -> None:
         """Class colours (the painted layer's) and names (hover) from the model."""
-        import pandas as pd
-        from napari.utils.colormaps import DirectLabelColormap
-
         config = self.model.config if self.model is not None else None
         if config is None:
             return
-        colours: dict[Any, Any] = {None: np.array([0.5, 0.5, 0.5, 1.0]), 0: np.zeros(4)}
-        for value, rgb in enumerate(config.palette):
-            if value:
-                colours[value] = np.array([*(np.asarray(rgb[:3], float) / 255.0), 1.0])
-        layer.colormap = DirectLabelColormap(color_dict=colours)
-        layer.features = pd.DataFrame({"index": list(range(len(config.class_names))),
-                                       "class": list(config.class_names)})
+        show_classes(layer, config.class_names, config.palette)
         self._styled.add(id(layer))
 
     def _describe(self, meta: dict[str, Any]) -> None:
