@@ -218,10 +218,10 @@ def test_progress_and_previews(mosaic):
 
 def test_throttled_statistics_stop_like_every_iteration(mosaic, monkeypatch):
     """The GPU path reads the statistics back every few iterations; run it on the CPU."""
-    from napari_unsupseg.core import backprop
+    from napari_unsupseg.core import backprop_train
 
     expected = _run(mosaic[0]).metadata
-    monkeypatch.setattr(backprop, "_sync_interval", lambda device: 4)
+    monkeypatch.setattr(backprop_train, "sync_interval", lambda device: 4)
     events = []
     result = run_to_end(segment(mosaic[0], BackpropParams()), events.append)
     assert result.metadata["stop_reason"] == expected["stop_reason"]

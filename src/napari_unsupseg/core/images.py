@@ -103,6 +103,17 @@ def relabel_sequential(labels: np.ndarray, min_dtype: type = np.uint16) -> np.nd
     return lut[index].reshape(labels.shape)
 
 
+def offset_per_plane(stack: np.ndarray) -> np.ndarray:
+    """Per-plane ids made unique across the stack by adding the previous planes' maxima."""
+    out = stack.astype(np.int64)
+    offset = 0
+    for index in range(len(out)):
+        plane_max = int(out[index].max())
+        out[index] += offset * (out[index] > 0)
+        offset += plane_max
+    return out
+
+
 def mean_colour(image: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Each label's pixels painted with the label's mean colour (channels-last in, same out)."""
     flat_labels = labels.reshape(-1)
