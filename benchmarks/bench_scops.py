@@ -9,8 +9,10 @@ The collection's part colours are redrawn for every image (see
 ``napari_unsupseg.core.scops_samples``), and no saliency mask is given unless
 ``--saliency`` (then the true object mask). For each collection seed it prints,
 side by side for the trained network and for its own initialisation (each pixel's
-nearest initial part basis: k-means on the texture features), a random partition
-of the object and a purely positional (radial) one:
+nearest initial part basis: k-means on the texture features), that initialisation
+with a majority vote inside each colour region that training uses (``init + vote``:
+what those regions give without training), a random partition of the object and
+a purely positional (radial) one:
 
 - ``nmi``: normalised mutual information with the true parts over object pixels,
   one mapping for the whole collection; ``matched``: one-to-one matched accuracy;
@@ -46,6 +48,23 @@ def _train(images: np.ndarray, params, saliency):
             next(run)
         except StopIteration as stop:
             return stop.value
+
+
+def _region_vote(model) -> np.ndarray:
+    """The initialisation with every colour region of the training (a superpixel of its
+    image at the working size) given its majority label: how much a plain vote over the
+    regions the region-consistency loss uses would add without any training."""
+    from napari_unsupseg.core.scops.start import colour_regions
+    from napari_unsupseg.core.scops.train import enlarge_nearest
+
+    regions = colour_regions(model.inputs, model.params.region_scale).numpy()
+    initial = enlarge_nearest(model.initial_labels, regions.shape[1:])
+    voted = np.zeros_like(initial)
+    for i, (plane, ids) in enumerate(zip(initial, regions, strict=True)):
+        table = np.zeros((ids.max() + 1, int(initial.max()) + 1), np.int64)
+        np.add.at(table, (ids.ravel(), plane.ravel()), 1)
+        voted[i] = table.argmax(1)[ids]
+    return enlarge_nearest(voted, model.image_shape)
 
 
 def _scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -102,6 +121,7 @@ def main() -> None:
         rows = {
             "trained": _scores(result.labels, truth),
             "initialisation": _scores(model.initial_partition(), truth),
+            "init + vote": _scores(_region_vote(model), truth),
             "random": _scores(rng.integers(1, args.parts + 1, truth.shape) * (truth > 0), truth),
             "radial": _scores(radial_partition(truth, args.parts), truth),
         }

@@ -138,13 +138,59 @@ def test_saliency_loss_prefers_the_right_background():
     assert L.saliency_loss(right, fg) < 0.02 < L.saliency_loss(wrong, fg)
 
 
+def two_colour_image() -> torch.Tensor:
+    """``(1, 3, 4, 6)``: red on the left three columns, blue on the right three."""
+    image = torch.zeros(1, 3, 4, 6)
+    image[:, 0, :, :3] = 1
+    image[:, 2, :, 3:] = 1
+    return image
+
+
+def hard_parts(columns: list[int], k: int = 3) -> torch.Tensor:
+    """``(1, k, 4, len(columns))``: every column of pixels wholly in one part."""
+    index = torch.tensor(columns)[None, None, :].expand(1, 4, len(columns))
+    return torch.nn.functional.one_hot(index, k).permute(0, 3, 1, 2).float()
+
+
+def test_colour_affinity_prefers_boundaries_on_colour_edges():
+    image = two_colour_image()
+    on_edge = hard_parts([1, 1, 1, 2, 2, 2])
+    off_edge = hard_parts([1, 1, 2, 2, 2, 2])
+    # Pairs across the colour edge still weigh a little (the weight adapts to the
+    # image's contrast), so a boundary on the edge costs a little, one beside it a lot.
+    on, off = L.colour_affinity_loss(on_edge, image).item(), L.colour_affinity_loss(
+        off_edge, image).item()
+    assert off > 4 * on
+    # One part everywhere also costs nothing: the term only places boundaries.
+    assert L.colour_affinity_loss(hard_parts([1] * 6), image).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_region_consistency_is_zero_on_constant_regions_and_known_otherwise():
+    regions = (torch.arange(6) >= 3).long()[None, None].expand(1, 4, 6)
+    assert L.region_consistency_loss(hard_parts([1, 1, 1, 2, 2, 2]), regions).item() == (
+        pytest.approx(0.0, abs=1e-6))
+    # Soft parts: column 0 says (0.9, 0.1), the rest (0.5, 0.5). Region 0 (columns
+    # 0-2) has the mean (1.9 / 3, 1.1 / 3) and every pixel of it differs from that
+    # mean; region 1 is constant and costs nothing.
+    soft = torch.full((1, 2, 4, 6), 0.5)
+    soft[0, 0, :, 0], soft[0, 1, :, 0] = 0.9, 0.1
+    mean = torch.tensor([(0.9 + 1.0) / 3, (0.1 + 1.0) / 3])
+
+    def kl(p):
+        return float((mean * (mean.log() - torch.tensor(p).log())).sum())
+
+    expected = (kl([0.9, 0.1]) + 2 * kl([0.5, 0.5])) / 6
+    assert L.region_consistency_loss(soft, regions).item() == pytest.approx(expected, rel=1e-4)
+
+
 def test_losses_have_gradients():
     logits = torch.randn(2, 4, 8, 8, requires_grad=True)
     probs = torch.softmax(logits, 1)
     bases = torch.rand(4, 5, requires_grad=True)
     total = (L.concentration_loss(probs[:, 1:]) + L.equivariance_kl(probs, probs.flip(3))
              + L.semantic_loss(probs, torch.rand(2, 5, 8, 8), bases)
-             + L.orthonormal_loss(bases[1:]))
+             + L.orthonormal_loss(bases[1:])
+             + L.colour_affinity_loss(probs, torch.rand(2, 3, 8, 8)))
     total.backward()
     assert logits.grad.abs().sum() > 0 and bases.grad.abs().sum() > 0
 

@@ -20,6 +20,15 @@ annotation, by four losses (see :mod:`.losses`):
   brightness threshold the mask is estimated from the images (the border shows
   background, see :mod:`.saliency`).
 
+Our additions place the boundaries between parts, which the (blurred,
+colour-blind) texture features cannot: the semantic loss reconstructs the
+features averaged over each colour region (a superpixel of its own image),
+neighbouring pixels of like colour share a part (the pairwise term of a dense
+CRF), and each pixel is pulled towards the mean parts of its colour region, a
+pull that grows over the first half of training. Part colours may change from
+image to image; what these use is that within one image a part's edges are
+colour edges.
+
 This module imports no torch: the napari widget reads :class:`ScopsParams` at
 start-up. The training code lives in :mod:`.train`, imported when the engine runs.
 """
@@ -60,10 +69,11 @@ class ScopsParams:
     ResNet and 100k GPU steps. Our losses are means over pixels in normalised
     coordinates with unit-length features (see :mod:`.losses`), so the numbers do
     not carry over one to one; the equivariance (10) and orthonormality (100)
-    weights are the paper's, the concentration (1) and semantic (100) weights are
+    weights are the paper's, the concentration (1) and semantic (300) weights are
     raised so that a network trained from scratch for a few hundred CPU steps
-    splits the object into parts instead of giving it to one part, and the two
-    terms that are not in the paper (saliency 10, diversity 1) can be set to 0.
+    splits the object into parts instead of giving it to one part, and the four
+    terms that are not in the paper (saliency 10, diversity 1, colour affinity 30,
+    colour regions 300) can be set to 0.
     """
 
     n_parts: int = param(4, "How many parts (K) to find; label 0 is the background.",
@@ -98,7 +108,7 @@ class ScopsParams:
                                   min=0.0, advanced=True)
     w_equivariance_centre: float = param(1.0, "Weight of the part-centre term of the "
                                          "equivariance loss.", min=0.0, advanced=True)
-    w_semantic: float = param(100.0, "Weight of the semantic-consistency loss.", min=0.0,
+    w_semantic: float = param(300.0, "Weight of the semantic-consistency loss.", min=0.0,
                               advanced=True)
     w_orthonormal: float = param(100.0, "Weight of the orthonormality penalty on the part "
                                  "bases.", min=0.0, advanced=True)
@@ -108,6 +118,20 @@ class ScopsParams:
     w_diversity: float = param(1.0, "Weight of a term (not in the paper) that keeps every "
                                "part in use: the gap between the parts' average shares of the "
                                "foreground and an even split.", min=0.0, advanced=True)
+    w_colour_affinity: float = param(30.0, "Weight of a term (not in the paper) that gives "
+                                     "neighbouring pixels of like colour the same part, so "
+                                     "that boundaries between parts follow the colour edges "
+                                     "of each image.", min=0.0, advanced=True)
+    w_region: float = param(300.0, "Weight of a term (not in the paper) that pulls each "
+                            "pixel's parts towards their mean over its colour region (a "
+                            "superpixel of its own image); it grows over the first half of "
+                            "the steps.", min=0.0, advanced=True)
+    pool_features: bool = param(True, "Reconstruct, in the semantic-consistency loss, the "
+                                "features averaged over each colour region (sharp at the "
+                                "image's colour edges) rather than per pixel.", advanced=True)
+    region_scale: float = param(16.0, "Size of the colour regions: the Felzenszwalb scale "
+                                "at the working size (larger = fewer, larger regions).",
+                                min=1.0, advanced=True)
     warp: str = param("tps", "Random deformation for the equivariance loss: thin-plate "
                       "spline (plus an affine part) or affine only.", choices=WARP_CHOICES,
                       advanced=True)

@@ -150,3 +150,63 @@ def diversity_loss(parts: torch.Tensor, weights: torch.Tensor | None = None) -> 
     pixel_entropy = -(r * r.clamp_min(EPS).log()).sum(dim=1, keepdim=True)
     decisiveness = (pixel_entropy * weights).sum() / (weights.sum() + EPS)
     return balance + decisiveness
+
+
+#: Pixel offsets (dy, dx) compared by :func:`colour_affinity_loss`: the 8 neighbours at
+#: distances 1 and 2 (each unordered pair once).
+AFFINITY_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1), (0, 2), (2, 0), (2, 2), (2, -2))
+
+
+def colour_affinity_loss(
+    parts: torch.Tensor, image: torch.Tensor,
+    offsets: tuple[tuple[int, int], ...] = AFFINITY_OFFSETS,
+) -> torch.Tensor:
+    """Neighbours of like colour share a part: ``sum w_ij (1 - r_i . r_j) / sum w_ij``.
+
+    Not in the paper: the pairwise term of a dense CRF used as a loss. ``parts``:
+    ``(B, K + 1, H, W)`` probabilities; ``image``: ``(B, C, H, W)`` in [0, 1]. The
+    weight of a pixel pair is ``exp(-beta |x_i - x_j|^2)`` with ``beta`` set per
+    image from the mean squared colour difference of neighbours (as in GrabCut), so
+    it adapts to the image's contrast. The texture features that the semantic loss
+    reconstructs are colour-blind and blurred over several pixels; this term lets
+    the colour edges inside each image (parts of one object differ in colour even
+    when no colour is shared between images) place the boundaries between parts.
+    """
+    pairs = []
+    for dy, dx in offsets:
+        ys, yt = slice(0, parts.shape[2] - dy), slice(dy, None)
+        xs, xt = (slice(0, parts.shape[3] - dx), slice(dx, None)) if dx >= 0 else (
+            slice(-dx, None), slice(0, parts.shape[3] + dx))
+        diff = (image[:, :, ys, xs] - image[:, :, yt, xt]).pow(2).sum(dim=1)
+        agree = (parts[:, :, ys, xs] * parts[:, :, yt, xt]).sum(dim=1)
+        pairs.append((diff.flatten(1), (1 - agree).flatten(1)))
+    diffs = torch.cat([d for d, _ in pairs], dim=1)
+    beta = 1.0 / (2 * diffs.mean(dim=1, keepdim=True) + EPS)
+    weight = torch.exp(-beta * diffs)
+    disagree = torch.cat([a for _, a in pairs], dim=1)
+    return ((weight * disagree).sum(dim=1) / (weight.sum(dim=1) + EPS)).mean()
+
+
+def region_means(values: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """``(N, D, h, w)`` values replaced by their mean over each region of ``(N, h, w)``."""
+    n, d = values.shape[:2]
+    offsets = torch.arange(n, device=regions.device)[:, None, None] * (int(regions.max()) + 1)
+    ids = (regions + offsets).reshape(-1)  # region ids unique over the whole stack
+    flat = values.permute(0, 2, 3, 1).reshape(-1, d)
+    count = torch.bincount(ids).to(values.dtype).clamp_min(1)[:, None]
+    sums = values.new_zeros(len(count), d).index_add_(0, ids, flat)
+    return (sums / count)[ids].reshape(n, *values.shape[2:], d).permute(0, 3, 1, 2)
+
+
+def region_consistency_loss(parts: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """KL(region mean || parts) per pixel: the pixels of one colour region share a part.
+
+    Not in the paper. ``parts``: ``(B, K + 1, H, W)`` probabilities; ``regions``:
+    ``(B, H, W)`` integer region ids of each image (superpixels that follow its colour
+    edges). Each pixel is pulled towards the mean part distribution of its region
+    (held fixed for the step), so the network learns parts whose boundaries follow
+    the images' own edges, which the blurred, colour-blind texture features do not
+    locate. Zero when the parts are constant over every region.
+    """
+    target = region_means(parts.detach(), regions).clamp_min(EPS)
+    return (target * (target.log() - parts.clamp_min(EPS).log())).sum(dim=1).mean()

@@ -50,6 +50,17 @@ def saliency_maps(
     return None, "none"
 
 
+def colour_regions(inputs: torch.Tensor, scale: float) -> torch.Tensor:
+    """Colour regions ``(N, h, w)`` int64 (ids from 0 per image) of the working images
+    ``(N, C, h, w)`` in [0, 1]: Felzenszwalb-Huttenlocher superpixels, whose edges are
+    the images' own colour edges (the region-consistency loss pulls the parts onto them)."""
+    from ..preseg import felzenszwalb
+
+    planes = inputs.permute(0, 2, 3, 1).numpy()
+    return torch.as_tensor(np.stack([
+        felzenszwalb(plane, scale=scale, min_size=8) - 1 for plane in planes]).astype(np.int64))
+
+
 def initial_bases(features: torch.Tensor, mask: torch.Tensor | None, k: int,
                   rng: np.random.Generator) -> torch.Tensor:
     """``(K + 1, D)`` part bases at k-means centres of the (foreground) features.

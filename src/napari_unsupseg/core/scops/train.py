@@ -25,13 +25,17 @@ from .features import (
     texture_features,
 )
 from .nets import build_part_net, load_feature_extractor
-from .start import initial_bases, nearest_basis_labels, saliency_maps
+from .start import colour_regions, initial_bases, nearest_basis_labels, saliency_maps
 from .start import resize as _resize
 from .warps import colour_jitter, random_grid, warp
 
 #: Resolution of the built-in texture features, as a share of the working size: coarser
 #: than the network's output, as the paper's stride-16 network features are.
 FEATURE_SCALE = 0.5
+#: The region-consistency weight grows linearly from 0 over this share of the steps: the
+#: region means of an untrained network are noise, and pulling towards them early locks
+#: the parts in before the semantic and equivariance losses have shaped them.
+REGION_RAMP = 0.5
 
 
 def working_shape(height: int, width: int, size: int) -> tuple[int, int]:
@@ -276,6 +280,8 @@ def fit_parts(
     feat_mask_t = None if feat_mask is None else torch.as_tensor(feat_mask)
     stopwatch.lap("features")
 
+    regions = (colour_regions(inputs, params.region_scale)
+               if params.w_region > 0 or params.pool_features else None)
     k = params.n_parts
     net = build_part_net(params.backbone, channels, k + 1).to(device)
     start_bases = initial_bases(features, feat_mask_t, k, rng)
@@ -289,6 +295,14 @@ def fit_parts(
                       saliency_name=saliency_name, stopwatch=stopwatch,
                       initial_labels=nearest_basis_labels(features, start_bases, feat_mask_t),
                       foreground=full_mask, features=features, bases=bases)
+    # The initialisation above clusters the per-pixel features; what the semantic loss
+    # reconstructs may be their means over the colour regions instead: sharp where the
+    # images' colour edges are, where the per-pixel texture energies are blurred.
+    # One image at a time: network features at the working size can be large.
+    target = features if not params.pool_features else torch.cat([F.interpolate(
+        L.region_means(F.interpolate(features[i:i + 1], size=size, mode="nearest"),
+                       regions[i:i + 1]), size=features.shape[-2:], mode="area")
+        for i in range(n_images)])
     batch = min(params.batch_size, n_images)
     net.train()
     for step in range(total):
@@ -315,19 +329,26 @@ def fit_parts(
             centres_a, _ = L.part_centres(probs_of_warped[:, 1:], valid)
             centres_b, _ = L.part_centres(warped_probs[:, 1:], valid)
             terms["centre"] = L.centre_loss(centres_a, centres_b)
-            f = features[index].to(device)
+            f = target[index].to(device)
             fm = None if feat_mask_t is None else feat_mask_t[index].to(device)
             pooled = F.interpolate(probs, size=f.shape[-2:], mode="area")
             terms["semantic"] = L.semantic_loss(pooled, f, bases, fm)
             terms["orthonormal"] = L.orthonormal_loss(bases[1:])
             fg_weights = None if mask is None else mask[index].to(device)
             terms["diversity"] = L.diversity_loss(probs, fg_weights)
+            terms["colour_affinity"] = L.colour_affinity_loss(probs, x)
+            if params.w_region > 0:
+                terms["region"] = L.region_consistency_loss(probs, regions[index].to(device))
             loss = (params.w_concentration * terms["concentration"]
                     + params.w_equivariance * (terms["equivariance"]
                                                + params.w_equivariance_centre * terms["centre"])
                     + params.w_semantic * terms["semantic"]
                     + params.w_orthonormal * terms["orthonormal"]
-                    + params.w_diversity * terms["diversity"])
+                    + params.w_diversity * terms["diversity"]
+                    + params.w_colour_affinity * terms["colour_affinity"])
+            if params.w_region > 0:
+                ramp = min(1.0, step / max(1.0, REGION_RAMP * total))
+                loss = loss + ramp * params.w_region * terms["region"]
             if mask is not None and params.w_saliency > 0:
                 terms["saliency"] = L.saliency_loss(probs, mask[index].to(device))
                 loss = loss + params.w_saliency * terms["saliency"]
