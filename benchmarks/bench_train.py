@@ -65,7 +65,8 @@ def make_case(case: str, seed: int = 100) -> tuple[np.ndarray, np.ndarray, np.nd
         painted = np.zeros(truth.shape, np.uint8)
         yy, xx = np.mgrid[: truth.shape[0], : truth.shape[1]]
         for k in range(1, int(truth.max()) + 1):
-            inside = ndi.distance_transform_edt(truth == k)
+            # Padded: the image's edge is outside the region, so the disc lies inside it.
+            inside = ndi.distance_transform_edt(np.pad(truth == k, 1))[1:-1, 1:-1]
             cy, cx = np.unravel_index(np.argmax(inside), inside.shape)
             painted[(yy - cy) ** 2 + (xx - cx) ** 2 <= 36] = k
         return image, painted, truth.astype(np.int32), painted == 0
@@ -151,8 +152,8 @@ def run_rf(image, painted) -> dict:
             "pred": pred, "first_preview_s": None, "note": f"{features.shape[-1]} features"}
 
 
-def child(case: str, method: str, time_limit: float | None) -> None:
-    image, painted, truth, scored = make_case(case)
+def child(case: str, method: str, time_limit: float | None, seed: int) -> None:
+    image, painted, truth, scored = make_case(case, seed)
     out = run_unet(image, painted, time_limit) if method == "unet" else run_rf(image, painted)
     pred = out.pop("pred")
     out.update(case=case, method=method, score=score(case, pred, truth, scored),
@@ -167,16 +168,19 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--time-limit", type=float, default=None,
                         help="Training time limit in seconds (default: TrainParams').")
+    parser.add_argument("--seed", type=int, default=100,
+                        help="Generator seed of the images (default 100, one of the held-out "
+                             "seeds of core.synthetic; the defaults were chosen on seeds 0-3).")
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(*args.child, args.time_limit)
+        child(*args.child, args.time_limit, args.seed)
         return
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     rows = []
     for case in args.cases:
         for method in args.methods:
-            command = [sys.executable, __file__, "--child", case, method]
+            command = [sys.executable, __file__, "--child", case, method, "--seed", str(args.seed)]
             if args.time_limit is not None:
                 command += ["--time-limit", str(args.time_limit)]
             proc = subprocess.run(command, capture_output=True, text=True)

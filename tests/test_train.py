@@ -187,3 +187,22 @@ def test_checkpoint_with_other_channels_is_refused(tmp_path, trained):
     labels[:4], labels[-4:] = 1, 2
     with pytest.raises(InputError, match="takes 1 channel"):
         next(train([image], [labels], TrainParams(**FAST, init=str(path))))
+
+
+def test_crops_stay_inside_the_image_and_reach_its_edges():
+    """Prediction meets the image's own edge, not a mirrored one: training crops lie in
+    the image, and a labelled pixel may sit anywhere in its crop (near the crop's edge
+    too), so the network learns to label pixels there (a ring of wrong labels along the
+    image's edge otherwise)."""
+    from napari_unsupseg.core.train.data import crop_start
+
+    rng = np.random.default_rng(0)
+    for centre in (0, 5, 50, 94, 99):
+        starts = np.array([crop_start(centre, 32, 100, rng) for _ in range(400)])
+        assert starts.min() >= 0 and starts.max() <= 100 - 32
+        inside = centre - starts
+        assert inside.min() >= 0 and inside.max() < 32
+    offsets = 50 - np.array([crop_start(50, 32, 100, rng) for _ in range(400)])
+    assert offsets.min() <= 2 and offsets.max() >= 29
+    # An image smaller than the crop: the crop holds it, mirrored around.
+    assert all(-31 <= crop_start(10, 32, 20, rng) <= 10 for _ in range(100))

@@ -281,8 +281,8 @@ def sample_batch(data: TrainingSet, batch: int, rng: np.random.Generator
             plane = data.planes[pool[rng.integers(len(pool))]]
             centre = plane.centres[value][rng.integers(plane.centres[value].size)]
         cy, cx = divmod(int(centre), plane.train.shape[1])
-        y0 = cy - int(rng.integers(size // 4, size - size // 4))
-        x0 = cx - int(rng.integers(size // 4, size - size // 4))
+        y0 = crop_start(cy, size, plane.train.shape[0], rng)
+        x0 = crop_start(cx, size, plane.train.shape[1], rng)
         image = scale(window(plane.image, y0, x0, size, True), plane.low, plane.span)
         target = window(plane.train, y0, x0, size, False)
         # Mild: the classes are often told apart by brightness alone (dim nuclei).
@@ -295,6 +295,14 @@ def sample_batch(data: TrainingSet, batch: int, rng: np.random.Generator
         xs.append(standardise(image, data))
         ys.append(target)
     return np.stack(xs), np.stack(ys).astype(np.int64)
+
+
+def crop_start(centre: int, size: int, length: int, rng: np.random.Generator) -> int:
+    """A crop's first row (or column) holding ``centre`` anywhere in it, kept inside the
+    image when it fits: prediction sees the image's own edge there (not a mirrored
+    one), and the network must learn to label pixels near a crop's edge."""
+    start = centre - int(rng.integers(size))
+    return min(max(start, 0), length - size) if length >= size else start
 
 
 def standardise(scaled: np.ndarray, data: TrainingSet) -> np.ndarray:
