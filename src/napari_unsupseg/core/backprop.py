@@ -17,7 +17,9 @@ Seed stability and the number of regions: ``restarts`` short runs from different
 seeds are intersected (:mod:`.backprop_consensus`) and the pieces joined again by
 their colour and texture statistics until the closest pair differs by more than
 ``merge_threshold`` (:mod:`.backprop_merge`); that threshold decides how many
-regions come back when ``n_labels`` is not given.
+regions come back when ``n_labels`` is not given. The boundaries are then placed
+by colour, half-way across each edge, not where one run drew them
+(:mod:`.backprop_boundaries`).
 
 This module does not import torch at import time (the napari widgets import the
 parameters at start-up); the torch code is in :mod:`.backprop_nets` and the

@@ -41,17 +41,25 @@ def intersect(maps: list[np.ndarray]) -> np.ndarray:
 
 
 def absorb_rare(labels: np.ndarray, min_fraction: float) -> np.ndarray:
-    """Labels covering less than ``min_fraction`` of the pixels (in one plane or a stack)
-    are given, pixel by pixel, to the nearest pixel of a kept label (in the same plane
-    of a stack ``(N, Y, X)``); ids 0..K-1.
+    """The slivers of labels covering less than ``min_fraction`` of the pixels (in one plane
+    or a stack) are given, pixel by pixel, to the nearest pixel of a kept label (in the
+    same plane of a stack ``(N, Y, X)``); ids 0..K-1.
 
     Intersection leaves slivers where runs disagree on a boundary by a pixel or two;
-    they carry no region of their own.
+    they carry no region of their own. A rare label's pieces wider than a sliver are
+    kept: a nucleus of a few dozen pixels that all runs set apart from its
+    surroundings is a region, however small (absorbed, it went to the background in
+    some seeds' results and not in others').
     """
     from scipy import ndimage as ndi
 
+    from .backprop_merge import wide_pieces
+
     counts = np.bincount(labels.ravel())
     rare = counts[labels] < min_fraction * labels.size
+    if rare.any():
+        plane_stack = labels.reshape((-1,) + labels.shape[-2:])
+        rare &= ~wide_pieces(plane_stack, rare.reshape(plane_stack.shape)).reshape(rare.shape)
     if rare.any() and not rare.all():
         # Across planes a step costs more than any distance inside one plane.
         sampling = (float(labels.size),) * (labels.ndim - 2) + (1.0, 1.0)

@@ -1,5 +1,9 @@
 """The backprop segmenter's parameters (one dataclass, read by the CLI and the widget),
-and the per-network defaults. No torch here: the widgets import it at start-up."""
+and the per-network defaults. No torch here: the widgets import it at start-up.
+
+The final merge (``merge_threshold``, ``texture_scale``) joins labels by their colour and
+texture statistics, then places the boundaries by colour, half-way across each edge
+(:mod:`.backprop_merge`, :mod:`.backprop_boundaries`)."""
 
 from __future__ import annotations
 
