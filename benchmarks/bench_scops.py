@@ -40,31 +40,24 @@ import numpy as np
 
 
 def _train(images: np.ndarray, params, saliency):
+    from napari_unsupseg.core.engine import drive
     from napari_unsupseg.core.scops.train import fit_parts
 
-    run = fit_parts(images, params, saliency=saliency)
-    while True:
-        try:
-            next(run)
-        except StopIteration as stop:
-            return stop.value
+    return drive(fit_parts(images, params, saliency=saliency))
 
 
 def _region_vote(model) -> np.ndarray:
     """The initialisation with every colour region of the training (a superpixel of its
     image at the working size) given its majority label: how much a plain vote over the
     regions the region-consistency loss uses would add without any training."""
+    from napari_unsupseg.core.backprop import vote
     from napari_unsupseg.core.scops.start import colour_regions
     from napari_unsupseg.core.scops.train import enlarge_nearest
 
     regions = colour_regions(model.inputs, model.params.region_scale).numpy()
     initial = enlarge_nearest(model.initial_labels, regions.shape[1:])
-    voted = np.zeros_like(initial)
-    for i, (plane, ids) in enumerate(zip(initial, regions, strict=True)):
-        table = np.zeros((ids.max() + 1, int(initial.max()) + 1), np.int64)
-        np.add.at(table, (ids.ravel(), plane.ravel()), 1)
-        voted[i] = table.argmax(1)[ids]
-    return enlarge_nearest(voted, model.image_shape)
+    voted = np.stack([vote(ids, plane) for plane, ids in zip(initial, regions, strict=True)])
+    return enlarge_nearest(voted.astype(initial.dtype), model.image_shape)
 
 
 def _scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:

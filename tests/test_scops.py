@@ -30,7 +30,7 @@ import tifffile
 
 torch = pytest.importorskip("torch")
 
-from napari_unsupseg.core.engine import RunControl, run_to_end  # noqa: E402
+from napari_unsupseg.core.engine import RunControl, drive, run_to_end  # noqa: E402
 from napari_unsupseg.core.errors import InputError  # noqa: E402
 from napari_unsupseg.core.scops import ScopsParams, discover_parts  # noqa: E402
 from napari_unsupseg.core.scops_samples import (  # noqa: E402
@@ -283,13 +283,7 @@ def trained():
 
     images, truth = part_collection(N_IMAGES, SIZE, K, seed=1)
     start = time.perf_counter()
-    run = fit_parts(images, ScopsParams(**SCIENCE))  # no saliency mask
-    while True:
-        try:
-            next(run)
-        except StopIteration as stop:
-            model = stop.value
-            break
+    model = drive(fit_parts(images, ScopsParams(**SCIENCE)))  # no saliency mask
     seconds = time.perf_counter() - start
     result = model.result()
     return images, truth, model, result, seconds

@@ -123,20 +123,18 @@ def test_stop_returns_the_best_model_so_far_and_previews_on_demand(blobs):
     labels = np.where(fg, 2, 1).astype(np.uint8)
     labels[48:] = 0
     control = RunControl(preview_interval=0)
-    run = train([image[np.newaxis]], [labels[np.newaxis]],
-                TrainParams(**{**FAST, "epochs": 100}), control=control)
     previews = 0
-    while True:
-        try:
-            event = next(run)
-        except StopIteration as stop:
-            result = stop.value
-            break
+
+    def watch(event: TrainProgress) -> None:
+        nonlocal previews
         if event.preview is not None:
             previews += 1
             assert event.preview.shape == (96, 96)
         if event.step >= 12:
             control.request_stop()
+
+    result = run_to_end(train([image[np.newaxis]], [labels[np.newaxis]],
+                              TrainParams(**{**FAST, "epochs": 100}), control=control), watch)
     assert previews >= 5
     assert result.metadata["stopped_early"] is True
     assert result.metadata["stop_reason"] == "stopped"

@@ -96,18 +96,25 @@ def no_control() -> RunControl:
     return RunControl(preview_interval=None)
 
 
-def run_to_end(run: EngineRun, on_progress: Callable[[Progress], None] | None = None) -> Result:
-    """Drive an engine generator to completion and return its result."""
+def drive(run: Generator[Progress, None, Any],
+          on_progress: Callable[[Progress], None] | None = None) -> Any:
+    """Drive a generator of :class:`Progress` to its end and return what it returns
+    (an engine's :class:`Result`, or a lower-level object such as a trained model)."""
     while True:
         try:
             event = next(run)
         except StopIteration as stop:
-            result = stop.value
-            if not isinstance(result, Result):
-                raise TypeError("an engine must return a Result") from None
-            return result
+            return stop.value
         if on_progress is not None:
             on_progress(event)
+
+
+def run_to_end(run: EngineRun, on_progress: Callable[[Progress], None] | None = None) -> Result:
+    """Drive an engine generator to completion and return its result."""
+    result = drive(run, on_progress)
+    if not isinstance(result, Result):
+        raise TypeError("an engine must return a Result")
+    return result
 
 
 def to_jsonable(value: Any) -> Any:
