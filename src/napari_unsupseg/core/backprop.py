@@ -51,7 +51,14 @@ from .backprop_train import train_network
 from .device import describe, resolve_device
 from .engine import Progress, Result, RunControl, Stopwatch, no_control, provenance
 from .errors import InputError
-from .images import check_image, label_dtype, normalize, offset_per_plane, relabel_sequential
+from .images import (
+    check_image,
+    check_rank,
+    label_dtype,
+    normalize,
+    offset_per_plane,
+    relabel_sequential,
+)
 from .memory import keep_heap_mapped
 from .params import validate
 from .preseg import PRESEG_METHODS, PresegParams, absorb_small_regions, method_kwargs
@@ -109,11 +116,7 @@ def vote(superpixels: Any, labels: Any, n_classes: int | None = None) -> Any:
 
 
 def _check_inputs(image: np.ndarray, scribbles: np.ndarray | None) -> np.ndarray | None:
-    if image.ndim not in (3, 4):
-        raise InputError(
-            "The segmenter takes a channels-last plane (Y, X, C) or stack (N, Y, X, C); "
-            f"got shape {image.shape}."
-        )
+    check_rank(image, "The segmenter takes")
     check_image(image)
     if scribbles is None:
         return None

@@ -32,7 +32,7 @@ import numpy as np
 from .device import describe, resolve_device, seed_everything
 from .engine import Progress, Result, RunControl, Stopwatch, no_control, provenance
 from .errors import InputError
-from .images import check_image, label_dtype
+from .images import check_image, check_rank, label_dtype
 from .memory import keep_heap_mapped
 
 if TYPE_CHECKING:
@@ -140,11 +140,7 @@ def segment_large(
 
     control = control or no_control()
     image = np.asarray(image)
-    if image.ndim not in (3, 4):
-        raise InputError(
-            "The segmenter takes a channels-last plane (Y, X, C) or stack (N, Y, X, C); "
-            f"got shape {image.shape}."
-        )
+    check_rank(image, "The segmenter takes")
     _check_large(image)
     single = image.ndim == 3
     planes = image[np.newaxis] if single else image

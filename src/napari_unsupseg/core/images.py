@@ -39,6 +39,14 @@ def as_channels_last(data: np.ndarray, channel_axis: int | None) -> np.ndarray:
     return array
 
 
+def check_rank(image: np.ndarray, opening: str) -> None:
+    """Refuse anything but a channels-last plane or stack; the sentence starts with
+    ``opening`` (e.g. "The segmenter takes")."""
+    if image.ndim not in (3, 4):
+        raise InputError(f"{opening} a channels-last plane (Y, X, C) or stack "
+                         f"(N, Y, X, C); got shape {image.shape}.")
+
+
 def check_image(image: np.ndarray) -> None:
     """Refuse empty, tiny, non-numeric and non-finite images in plain words."""
     if image.dtype == bool:

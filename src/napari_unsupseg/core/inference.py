@@ -46,7 +46,7 @@ import numpy as np
 from .device import DEVICE_CHOICES
 from .engine import EngineRun, Progress, Result, RunControl, Stopwatch, provenance
 from .errors import InputError
-from .images import check_image, label_dtype
+from .images import check_image, check_rank, label_dtype
 from .inference_tiles import Blender, TilePlan, batches, count_batches, plan_tiles
 from .memory import keep_heap_mapped
 from .models.architectures import ARCHITECTURES, input_geometry
@@ -191,9 +191,7 @@ def predict(image: np.ndarray, params: InferenceParams, model: LoadedModel | Non
     validate(params)
     if not (hasattr(image, "shape") and hasattr(image, "dtype")):
         image = np.asarray(image)
-    if image.ndim not in (3, 4):
-        raise InputError(f"Expected a channels-last plane (Y, X, C) or stack (N, Y, X, C); "
-                         f"got shape {image.shape}.")
+    check_rank(image, "Expected")
     if image.dtype != np.bool_ and not np.issubdtype(image.dtype, np.number):
         raise InputError(f"The image must hold numbers; its type is {image.dtype}.")
     if min(image.shape[-3:-1]) < 2:

@@ -27,7 +27,7 @@ import numpy as np
 
 from .engine import Progress, Result, RunControl, Stopwatch, provenance
 from .errors import InputError
-from .images import check_image, normalize, relabel_sequential
+from .images import check_image, check_rank, normalize, relabel_sequential
 from .params import param, validate
 
 #: CIELAB lightness spans 0..100; non-RGB channels are scaled to the same span.
@@ -394,11 +394,7 @@ def run_preseg(
     params = params or PresegParams()
     validate(params)
     image = np.asarray(image)
-    if image.ndim not in (3, 4):
-        raise InputError(
-            "Presegmentation takes a channels-last plane (Y, X, C) or stack (N, Y, X, C); "
-            f"got shape {image.shape}."
-        )
+    check_rank(image, "Presegmentation takes")
     check_image(image)
     clock = Stopwatch()
     stack = normalize(image, params.norm_low, params.norm_high)
