@@ -27,9 +27,19 @@ COLOUR_SMOOTH = 1.0
 _BAND_WINDOW = 5.0
 
 
-def place_boundaries(labels: np.ndarray, planes: np.ndarray) -> np.ndarray:
+def smoothed_colour(planes: np.ndarray) -> np.ndarray:
+    """The colour that boundaries are placed by: ``planes`` ``(N, Y, X, C)`` smoothed in each
+    plane over :data:`COLOUR_SMOOTH` pixels against the noise (float32)."""
+    from scipy import ndimage as ndi
+
+    return ndi.gaussian_filter(planes.astype(np.float32), (0, COLOUR_SMOOTH, COLOUR_SMOOTH, 0))
+
+
+def place_boundaries(labels: np.ndarray, colour: np.ndarray) -> np.ndarray:
     """The pixels near a boundary of ``labels`` ``(N, Y, X)`` given to the label nearby whose
-    interior colour there is closest (see the module docstring); ids 0..K-1.
+    interior colour there is closest (see the module docstring); ids 0..K-1. ``colour``:
+    the planes as :func:`smoothed_colour` gives them (made once by the caller, which
+    places the boundaries several times).
 
     Each label's filters run on its bounding box grown by their reach (the Gaussian's
     truncation at 4 sigma), not on the whole image: the same numbers, at a cost that
@@ -37,15 +47,12 @@ def place_boundaries(labels: np.ndarray, planes: np.ndarray) -> np.ndarray:
     """
     from scipy import ndimage as ndi
 
-    colour = ndi.gaussian_filter(
-        planes.astype(np.float32), (0, COLOUR_SMOOTH, COLOUR_SMOOTH, 0)
-    )
     struct = np.zeros((3, 3, 3), bool)
     struct[1] = ndi.generate_binary_structure(2, 1)  # within each plane only
     window = (0, _BAND_WINDOW, _BAND_WINDOW)
     reach = int(4.0 * _BAND_WINDOW + 0.5) + _BAND + 2
     _, labels = np.unique(labels, return_inverse=True)
-    labels = labels.reshape(planes.shape[:3])
+    labels = labels.reshape(colour.shape[:3])
     for _ in range(_BAND_ROUNDS):
         # Label k's box (None where a round gave all of label k away).
         boxes = [

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backprop_merge import wide_pieces
+
 #: Each run's seed is the user's seed plus this step times the run's index, so that
 #: runs never share a seed with the runs of a neighbouring user seed.
 SEED_STEP = 7919
@@ -53,7 +55,6 @@ def absorb_rare(labels: np.ndarray, min_fraction: float) -> np.ndarray:
     """
     from scipy import ndimage as ndi
 
-    from .backprop_merge import wide_pieces
 
     counts = np.bincount(labels.ravel())
     rare = counts[labels] < min_fraction * labels.size

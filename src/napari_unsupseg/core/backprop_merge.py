@@ -52,7 +52,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .backprop_boundaries import COLOUR_SMOOTH, grown_box, place_boundaries
+from .backprop_boundaries import grown_box, place_boundaries, smoothed_colour
 
 #: Variance floor (squared share of the normalised range): two flat, noise-free
 #: labels of almost the same colour are then close, not infinitely far apart.
@@ -136,20 +136,18 @@ def merge_by_statistics(
     then the closest pair first until that many remain, whatever their distance.
     Returns ids 0..K-1 in the shape of ``labels``.
     """
-    from scipy import ndimage as ndi
-
     looks = _Looks(
         texture=texture_features(planes, scale),
         coarse=texture_features(planes, _COARSE * scale),
-        colour=ndi.gaussian_filter(planes.astype(np.float32), (0, COLOUR_SMOOTH, COLOUR_SMOOTH, 0)),
+        colour=smoothed_colour(planes),
         scale=scale,
     )
     merged = labels
     for _ in range(_MERGE_PASSES):
         merged = _merge_closest(merged, looks, threshold, n_labels or 1)
-        merged = place_boundaries(absorb_thin(merged), planes)
+        merged = place_boundaries(absorb_thin(merged), looks.colour)
     if n_labels is not None:
-        merged = place_boundaries(_merge_closest(merged, looks, np.inf, n_labels), planes)
+        merged = place_boundaries(_merge_closest(merged, looks, np.inf, n_labels), looks.colour)
     return merged
 
 
@@ -169,8 +167,8 @@ def _merge_closest(
     ``keep_at_least`` labels remain; ids 0..K-1."""
     _, compact = np.unique(labels, return_inverse=True)
     compact = compact.reshape(labels.shape)
-    tables = [_LabelStats(compact, looks.texture), _LabelStats(compact, looks.coarse)]
-    tables.append(_LabelStats(compact, looks.colour))
+    tables = [_LabelStats(compact, looks.texture), _LabelStats(compact, looks.coarse),
+              _LabelStats(compact, looks.colour)]
     texture, coarse, colour = tables
     shares = _window_shares(compact, looks.scale)
     owner = np.arange(len(texture.count))
