@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from _models import randomise
 
 from napari_unsupseg.core.errors import InputError
 from napari_unsupseg.core.models import ModelConfig, build_model
@@ -17,18 +18,6 @@ from napari_unsupseg.core.models.checkpoints import (
     save_checkpoint,
 )
 from napari_unsupseg.core.models.deeplab import deeplab
-
-
-def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights *and* BatchNorm statistics, so a wrongly loaded tensor shows."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for tensor in model.state_dict().values():
-            if tensor.dtype.is_floating_point:
-                tensor.copy_(torch.rand(tensor.shape, generator=gen) * 0.2 + 0.9
-                             if tensor.ndim == 1 else torch.randn(tensor.shape, generator=gen)
-                             * 0.1)
-    return model.eval()
 
 
 def logits(model: torch.nn.Module, channels: int = 3, size: tuple[int, int] = (67, 58)):

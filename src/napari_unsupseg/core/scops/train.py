@@ -336,7 +336,8 @@ def fit_parts(
             terms["orthonormal"] = L.orthonormal_loss(bases[1:])
             fg_weights = None if mask is None else mask[index].to(device)
             terms["diversity"] = L.diversity_loss(probs, fg_weights)
-            terms["colour_affinity"] = L.colour_affinity_loss(probs, x)
+            if params.w_colour_affinity > 0:
+                terms["colour_affinity"] = L.colour_affinity_loss(probs, x)
             if params.w_region > 0:
                 terms["region"] = L.region_consistency_loss(probs, regions[index].to(device))
             loss = (params.w_concentration * terms["concentration"]
@@ -344,8 +345,9 @@ def fit_parts(
                                                + params.w_equivariance_centre * terms["centre"])
                     + params.w_semantic * terms["semantic"]
                     + params.w_orthonormal * terms["orthonormal"]
-                    + params.w_diversity * terms["diversity"]
-                    + params.w_colour_affinity * terms["colour_affinity"])
+                    + params.w_diversity * terms["diversity"])
+            if params.w_colour_affinity > 0:
+                loss = loss + params.w_colour_affinity * terms["colour_affinity"]
             if params.w_region > 0:
                 ramp = min(1.0, step / max(1.0, REGION_RAMP * total))
                 loss = loss + ramp * params.w_region * terms["region"]
