@@ -15,13 +15,14 @@ Cases (synthetic images with exact ground truth, ``core.synthetic``):
 
 Methods: ``unet`` - :func:`napari_unsupseg.core.train.train` with its defaults (the time
 limit included), then :func:`~napari_unsupseg.core.inference.predict` with the trained
-model; ``rf`` - ``skimage.feature.multiscale_basic_features`` (intensity, edges, texture,
-sigma 1-16) and a scikit-learn ``RandomForestClassifier`` (100 trees, depth 10) fitted on
-the same painted pixels (the ilastik / APOC recipe). Each run is a fresh subprocess so
-that its peak resident memory is its own. Goal: train + predict within 180 s per case on
-a 2-core CPU; the first preview within 10 s (``first preview``: seconds from calling the
-engine to the first progress event carrying a preview, previews every 3 s as in the
-widget).
+model (its note also gives the score of the same model without the island step of
+:mod:`napari_unsupseg.core.islands`); ``rf`` -
+``skimage.feature.multiscale_basic_features`` (intensity, edges, texture, sigma 1-16) and
+a scikit-learn ``RandomForestClassifier`` (100 trees, depth 10) fitted on the same painted
+pixels (the ilastik / APOC recipe). Each run is a fresh subprocess so that its peak
+resident memory is its own. Goal: train + predict within 180 s per case on a 2-core CPU;
+the first preview within 10 s (``first preview``: seconds from calling the engine to the
+first progress event carrying a preview, previews every 3 s as in the widget).
 
 Usage::
 
@@ -126,9 +127,13 @@ def run_unet(image, painted, time_limit: float | None) -> dict:
                         on_progress)
     trained = time.perf_counter() - start
     pred = run_to_end(predict(image, InferenceParams(), model=result.model)).labels
+    predicted = time.perf_counter() - start - trained
+    # The same model without its island step (core.islands): what the step adds.
+    plain = run_to_end(predict(image, InferenceParams(absorb_islands=False),
+                               model=result.model)).labels
     meta = result.metadata
-    return {"train_s": trained, "predict_s": time.perf_counter() - start - trained,
-            "pred": pred, "first_preview_s": first.get("preview"),
+    return {"train_s": trained, "predict_s": predicted, "pred": pred, "plain": plain,
+            "first_preview_s": first.get("preview"),
             "note": f"{meta['epochs_run']} epochs, {meta['steps']} steps, best "
                     f"{meta['best_epoch']}, {meta['stop_reason']}"}
 
@@ -156,6 +161,9 @@ def child(case: str, method: str, time_limit: float | None, seed: int) -> None:
     image, painted, truth, scored = make_case(case, seed)
     out = run_unet(image, painted, time_limit) if method == "unet" else run_rf(image, painted)
     pred = out.pop("pred")
+    plain = out.pop("plain", None)
+    if plain is not None:
+        out["note"] += f"; {score(case, plain, truth, scored):.3f} without the island step"
     out.update(case=case, method=method, score=score(case, pred, truth, scored),
                painted_fraction=float((painted > 0).mean()),
                peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -189,13 +197,13 @@ def main() -> None:
                 print(f"{case} {method} failed:\n{proc.stderr[-2000:]}")
                 continue
             rows.append(json.loads(line[0].split("=", 1)[1]))
-    print(f"{'case':<9}{'method':<7}{'score':>7}{'goal':>6}{'train s':>9}{'pred s':>8}"
+    print(f"{'case':<14}{'method':<7}{'score':>7}{'goal':>6}{'train s':>9}{'pred s':>8}"
           f"{'total s':>9}{'preview s':>10}{'peak MiB':>10}  painted  note")
     by_key = {(r["case"], r["method"]): r for r in rows}
     for r in rows:
         total = r["train_s"] + r["predict_s"]
         preview = "" if r["first_preview_s"] is None else f"{r['first_preview_s']:.1f}"
-        print(f"{r['case']:<9}{r['method']:<7}{r['score']:7.3f}{GOALS[r['case']]:6.2f}"
+        print(f"{r['case']:<14}{r['method']:<7}{r['score']:7.3f}{GOALS[r['case']]:6.2f}"
               f"{r['train_s']:9.1f}{r['predict_s']:8.1f}{total:9.1f}{preview:>10}"
               f"{r['peak_rss_mib']:10.0f}  {r['painted_fraction']:6.1%}  {r['note']}")
     for case in args.cases:

@@ -79,6 +79,10 @@ def test_class_values_round_trip_through_save_load_predict(tmp_path):
     assert out.metadata["classes"]["3"] == "dim" and out.metadata["classes"]["7"] == "bright"
     stored = torch.load(path, weights_only=True)
     assert '"engine": "train"' in stored["training"]
+    # Island floors: measured on the training labels' regions, saved with the model.
+    floors = result.model.config.island_floors
+    assert set(floors) == {"3", "7"} and loaded.config.island_floors == floors
+    assert 32 * 64 * 0.2 < floors["3"] <= 32 * 64 * 0.25  # a quarter of the left half
 
 
 def test_warm_start_continues_from_saved_weights(tmp_path, blobs, trained):

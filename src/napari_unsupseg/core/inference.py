@@ -99,6 +99,10 @@ class InferenceParams:
                             max=256, advanced=True)
     confidence: bool = param(
         False, "Also return the confidence (probability of the chosen class) as an image.")
+    absorb_islands: bool = param(
+        True, "Models trained in this plugin: small, uncertain islands of a class (far "
+        "smaller than its regions around the training labels) take the class around them.",
+        advanced=True)
     device: str = param("auto", "Where to run the model: auto (CUDA, then Apple MPS, then "
                         "CPU), or a named device.", choices=DEVICE_CHOICES)
     mixed_precision: bool = param(True, "Half-precision arithmetic on CUDA (ignored elsewhere).",
@@ -233,7 +237,10 @@ def predict(image: np.ndarray, params: InferenceParams, model: LoadedModel | Non
     tiles = [(ty, tx) for ty in range(len(ys.starts)) for tx in range(len(xs.starts))]
     total = count_batches(tiles, ys, xs, params.batch_size) * stack.shape[0]
     labels = np.zeros(stack.shape[:3], label_dtype(config.num_classes - 1 + offset))
-    confidence = np.zeros(stack.shape[:3], np.float16) if params.confidence else None
+    floors = {int(v) + offset: int(f) for v, f in config.island_floors.items()} \
+        if params.absorb_islands else {}
+    confidence = np.zeros(stack.shape[:3], np.float16) \
+        if params.confidence or floors else None
     use_amp = device.type == "cuda" and params.mixed_precision
     shown = labels if image.ndim == 4 else labels[0]  # previews have the result's shape
     out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -275,6 +282,13 @@ def predict(image: np.ndarray, params: InferenceParams, model: LoadedModel | Non
                 blender.flush()  # overlaps of the tiles done, from those tiles
                 break
     watch.lap("predict")
+    islands = 0
+    if floors and done == len(tiles) * stack.shape[0]:
+        from .islands import absorb_islands
+
+        islands = sum(absorb_islands(labels[p], confidence[p], floors)
+                      for p in range(stack.shape[0]))
+        watch.lap("islands")
     if image.ndim == 3:
         labels = labels[0]
         confidence = None if confidence is None else confidence[0]
@@ -290,9 +304,10 @@ def predict(image: np.ndarray, params: InferenceParams, model: LoadedModel | Non
         tiles=len(tiles), overlap_used=min(params.overlap, min(tile_y, tile_x) // 2),
         tile_grid=[len(ys.starts), len(xs.starts)], padded_to_multiple=pad_multiple,
         stopped_early=done < len(tiles) * stack.shape[0], tiles_done=done,
-        tiles_total=len(tiles) * stack.shape[0], device=describe(device),
+        tiles_total=len(tiles) * stack.shape[0], islands_absorbed=islands,
+        device=describe(device),
         timings=watch.total())
-    extras = {} if confidence is None else {"confidence": confidence}
+    extras = {} if not params.confidence else {"confidence": confidence}
     return Result(labels, metadata, extras)
 
 

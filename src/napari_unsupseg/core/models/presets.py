@@ -85,7 +85,7 @@ class ModelConfig:
     ``bgr``: the model takes its colour channels in BGR order (Caffe models).
     ``intensity``: how the model wants intensities scaled to [0, 1] when the user leaves
     it on ``auto`` (ONNX models: ``dtype``). ``input_size``: the fixed ``[height, width]``
-    the model takes (empty: any size).
+    the model takes (empty: any size). ``island_floors``: see :mod:`..islands`.
     """
 
     architecture: str
@@ -104,6 +104,8 @@ class ModelConfig:
     bgr: bool = False
     intensity: str = "auto"
     input_size: list[int] = field(default_factory=list)
+    #: Models trained here: the island floor of each class value (``core.islands``).
+    island_floors: dict[str, int] = field(default_factory=dict)
 
     @property
     def label_offset(self) -> int:

@@ -13,7 +13,7 @@ then standardised by the per-channel mean and standard deviation stored in the m
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +30,8 @@ _MAX_CENTRES = 200_000
 VALIDATION_BLOCK = 32
 #: At most this many validation windows (one crop each) are evaluated per epoch.
 MAX_VALIDATION_WINDOWS = 16
+#: Largest side of the window of a training plane that sets the island floors.
+MAX_FLOOR_WINDOW = 4096
 #: Fewer held-out pixels than this (or a single class among them) judge nothing: then
 #: every labelled pixel trains and the training loss picks the model.
 MIN_VALIDATION_PIXELS = 1000
@@ -320,3 +322,22 @@ def validation_batch(data: TrainingSet) -> tuple[np.ndarray, np.ndarray]:
         xs.append(standardise(image, data))
         ys.append(w.target)
     return np.stack(xs), np.stack(ys).astype(np.int64)
+
+
+def painted_windows(data: TrainingSet) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Each training plane's window around its training pixels (with a margin, at most
+    :data:`MAX_FLOOR_WINDOW` a side) and those pixels' labels: what sets the island floors
+    (``core.islands``). A region cut by a window's edge looks smaller, so a cut lowers
+    a floor: the safe side."""
+    margin = MAX_FLOOR_WINDOW // 16
+    for plane in data.planes:
+        rows, cols = np.nonzero(plane.train)
+        box = []
+        for found, length in ((rows, plane.train.shape[0]), (cols, plane.train.shape[1])):
+            low, high = max(int(found.min()) - margin, 0), min(int(found.max()) + margin + 1,
+                                                               length)
+            if high - low > MAX_FLOOR_WINDOW:
+                middle = (low + high) // 2
+                low, high = middle - MAX_FLOOR_WINDOW // 2, middle + MAX_FLOOR_WINDOW // 2
+            box.append(slice(low, high))
+        yield np.asarray(plane.image[tuple(box)]), plane.train[tuple(box)]

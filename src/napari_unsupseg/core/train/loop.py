@@ -6,8 +6,9 @@ polynomially decaying learning rate (decayed over whichever of the epoch count a
 the time limit comes first). After each epoch the held-out validation pixels are
 scored; the weights with the lowest validation loss are kept (a later epoch within noise
 of it - 5%, at least 0.002 - replaces them: as good, and trained longer), and training
-stops early after ``patience`` epochs without a clear improvement, at the time limit, or
-when the driver asks (:class:`~..engine.RunControl`): the result is then the best model so far.
+stops early after ``patience`` epochs without a new lowest validation loss (never when no
+pixels are held out), at the time limit, or when the driver asks
+(:class:`~..engine.RunControl`): the result is then the best model so far.
 Mixed precision (float16 autocast and a gradient scaler) is used on CUDA only.
 """
 
@@ -25,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..engine import EngineRun, Progress, Result, RunControl, Stopwatch, no_control, provenance
+from ..islands import island_floors
 from ..params import validate
-from .data import TrainingSet, prepare, sample_batch, validation_batch
+from .data import TrainingSet, painted_windows, prepare, sample_batch, validation_batch
 from .model import class_names, class_palette, loaded, silence_unused, start_model
 from .params import TrainParams
 
@@ -84,6 +86,7 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     in_channels = data.planes[0].image.shape[-1]
     net, config, origin = start_model(params, in_channels, data.num_classes, data.mean,
                                       data.std, start)
+    config.island_floors = {}  # measured anew for the new weights (core.islands)
     data.mean = np.asarray(config.mean, np.float32)
     data.std = np.asarray(config.std, np.float32)
     config.class_names = class_names(params.class_names, data.class_values, data.num_classes,
@@ -148,17 +151,21 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                                  if val_x is not None else (train_loss, None))
             history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                             "val_iou": val_iou, "seconds": time.perf_counter() - started})
-            # Within noise of the lowest loss, a later (more trained) model is preferred;
-            # only a clear improvement resets the patience.
+            # Within noise of the lowest loss, a later (more trained) model is preferred.
+            # Any new lowest resets the patience: late in a run the loss still falls,
+            # by less than its noise per epoch but steadily.
             tolerance = max(2e-3, 0.05 * lowest)
             if val_loss <= lowest + tolerance or best["epoch"] == 0:
                 best = {"loss": val_loss, "iou": val_iou, "epoch": epoch,
                         "state": copy.deepcopy(net.state_dict())}
-            if val_loss < lowest - tolerance or math.isinf(lowest):
+            if val_loss < lowest:
                 bad_epochs = 0
             else:
                 bad_epochs += 1
-                if params.patience and bad_epochs >= params.patience and reason == "epochs":
+                # The training loss cannot show over-fitting, and its noise would end runs
+                # by chance: without validation pixels a run goes to its end.
+                if (params.patience and val_x is not None and bad_epochs >= params.patience
+                        and reason == "epochs"):
                     reason = "no improvement"
             lowest = min(lowest, val_loss)
             score = "" if val_iou is None else f", IoU {val_iou:.3f}"
@@ -174,6 +181,11 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     watch.lap("train")
     net.load_state_dict(best["state"])
     net.eval()
+    if reason != "stopped":  # a stop asks for the model now
+        config.island_floors = {str(v): f for v, f in island_floors(
+            (_predict(net, config, image, params.device), painted)
+            for image, painted in painted_windows(data)).items()}
+    watch.lap("islands")
     result_labels = np.zeros((0, 0), np.uint8)
     if preview_image is not None and control.preview_interval is not None:
         result_labels = _predict(net, config, preview_image, params.device)
@@ -187,7 +199,8 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
         validation_pixels=data.validation_pixels, crop_size=data.crop,
         loss_weights=data.weights, intensity="auto (as predict)",
         architecture=config.architecture, in_channels=in_channels, device=describe(device),
-        mixed_precision=use_amp, history=history, timings=watch.total(), **origin)
+        mixed_precision=use_amp, island_floors=config.island_floors, history=history,
+        timings=watch.total(), **origin)
     return TrainResult(result_labels, metadata, model=trained)
 
 

@@ -28,13 +28,14 @@ class TrainParams:
         "file or a state dict); empty: from scratch. A head with another class count is "
         "replaced.")
     epochs: int = param(
-        200, "Most epochs (each of 'steps per epoch' batches); training ends earlier at the "
+        120, "Most epochs (each of 'steps per epoch' batches); training ends earlier at the "
         "time limit or when the validation loss stops improving.", min=1, max=1_000_000)
     time_limit: float = param(
         120.0, "Most seconds of training (0: no limit).", min=0.0)
     patience: int = param(
         20, "Epochs without a lower validation loss before training stops (0: never stop "
-        "early).", min=0, advanced=True)
+        "early; runs with no pixels held out for validation always go to their end).",
+        min=0, advanced=True)
     steps_per_epoch: int = param(
         20, "Batches per epoch; the validation loss is measured after each epoch.",
         min=1, max=100_000, advanced=True)
