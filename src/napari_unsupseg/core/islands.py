@@ -45,9 +45,8 @@ def island_floors(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[int, i
             regions, _ = ndi.label(predicted == value)
             held = np.unique(regions[(painted == value) & (regions > 0)])
             if held.size:
-                sizes = np.bincount(regions.ravel())[held]
-                value = int(value)
-                smallest[value] = min(smallest.get(value, sizes.min()), int(sizes.min()))
+                size = int(np.bincount(regions.ravel())[held].min())
+                smallest[int(value)] = min(smallest.get(int(value), size), size)
     return {v: int(size * FLOOR_FRACTION) for v, size in smallest.items()
             if size * FLOOR_FRACTION >= 1}
 
