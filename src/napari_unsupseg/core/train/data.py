@@ -220,11 +220,14 @@ def _hold_out(planes: list[Plane], values: list[int], crop: int, fraction: float
     chosen = [candidates[i] for i in order]
     blocks = []
     for index, y0, x0 in chosen:
+        # A window may reach past the image's edge (its crop is padded there): its blocks
+        # stop at the edge, so each block is the part of the plane it stands for.
         h, w = planes[index].train.shape
-        for by in range(y0, min(y0 + crop, h), VALIDATION_BLOCK):
-            for bx in range(x0, min(x0 + crop, w), VALIDATION_BLOCK):
-                blocks.append((index, by, bx, min(by + VALIDATION_BLOCK, y0 + crop),
-                               min(bx + VALIDATION_BLOCK, x0 + crop)))
+        y_end, x_end = min(y0 + crop, h), min(x0 + crop, w)
+        for by in range(y0, y_end, VALIDATION_BLOCK):
+            for bx in range(x0, x_end, VALIDATION_BLOCK):
+                blocks.append((index, y0, x0, by, bx, min(by + VALIDATION_BLOCK, y_end),
+                               min(bx + VALIDATION_BLOCK, x_end)))
     goal = fraction * totals.sum()
     left = totals.copy()
     held = 0
@@ -232,15 +235,14 @@ def _hold_out(planes: list[Plane], values: list[int], crop: int, fraction: float
     for b in rng.permutation(len(blocks)):
         if held >= goal:
             break
-        index, ya, xa, yb, xb = blocks[b]
+        index, y0, x0, ya, xa, yb, xb = blocks[b]
         part = planes[index].train[ya:yb, xa:xb]
         found = np.bincount(part.ravel(), minlength=num)
         found[0] = 0
         if not found.any() or np.any((left - found)[values] < totals[values] / 2):
             continue
-        key = (index, ya - (ya % crop), xa - (xa % crop))
-        window = targets.setdefault(key, np.zeros((crop, crop), np.uint8))
-        window[ya - key[1]:yb - key[1], xa - key[2]:xb - key[2]] = part
+        window = targets.setdefault((index, y0, x0), np.zeros((crop, crop), np.uint8))
+        window[ya - y0:yb - y0, xa - x0:xb - x0] = part
         part[...] = 0
         left -= found
         held += int(found.sum())
