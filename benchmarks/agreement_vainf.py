@@ -4,7 +4,7 @@ Builds the networks from a checkout of VainF/DeepLabV3Plus-Pytorch (its ``networ
 package only needs torch), gives them random weights and random BatchNorm statistics,
 saves each checkpoint as that project's ``train.py`` does (``model_state`` and friends),
 loads it with :func:`napari_unsupseg.core.models.checkpoints.load_checkpoint` and compares
-the labels of :func:`~napari_unsupseg.core.inference.predict` with the arg-max of the
+the labels of :func:`~napari_unsupseg.core.predict.predict` with the arg-max of the
 reference forward on a 300 x 420 RGB image.
 
     python benchmarks/agreement_vainf.py /path/to/DeepLabV3Plus-Pytorch
@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from napari_unsupseg.core.engine import run_to_end
-from napari_unsupseg.core.inference import InferenceParams, predict
+from napari_unsupseg.core.base.engine import run_to_end
 from napari_unsupseg.core.models.checkpoints import load_checkpoint
+from napari_unsupseg.core.predict import InferenceParams, predict
 
 NAMES = ("deeplabv3plus_mobilenet", "deeplabv3plus_resnet50", "deeplabv3_mobilenet")
 

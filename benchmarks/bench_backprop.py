@@ -3,7 +3,7 @@
     python benchmarks/bench_backprop.py                      # 4 held-out images, 3 seeds
     python benchmarks/bench_backprop.py --size 96 --ref-max-iter 300 --images mosaic-a
 
-Images (``napari_unsupseg.core.synthetic``, generator seeds never used to choose the
+Images (``napari_unsupseg.core.samples.synthetic``, generator seeds never used to choose the
 defaults): two textured mosaics (quality: Hungarian mIoU, one-to-one) and nuclei-like
 fluorescence in 16 and 8 bits (quality: foreground IoU, background = the label most
 often on the border). For each image and segmenter seed, in this one process, one
@@ -50,7 +50,7 @@ IMAGES = ("mosaic-a", "mosaic-b", "nuclei-16bit", "nuclei-8bit")
 
 
 def load_image(name: str, size: int) -> tuple[np.ndarray, np.ndarray]:
-    from napari_unsupseg.core import synthetic
+    from napari_unsupseg.core.samples import synthetic
 
     held = synthetic.HELD_OUT_SEEDS
     if name == "mosaic-a":
@@ -62,7 +62,7 @@ def load_image(name: str, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quality(name: str, labels: np.ndarray, truth: np.ndarray) -> float:
-    from napari_unsupseg.core.scores import foreground_iou, hungarian_iou
+    from napari_unsupseg.core.review.scores import foreground_iou, hungarian_iou
 
     return hungarian_iou(labels, truth) if name.startswith("mosaic") else foreground_iou(
         labels, truth
@@ -149,9 +149,9 @@ def reference_loop(
 def run_reference(image: np.ndarray, seed: int, max_iter: int, check: Callable) -> dict:
     from skimage.segmentation import slic
 
-    from napari_unsupseg.core.backprop_nets import kanezaki_net
-    from napari_unsupseg.core.device import seed_everything
-    from napari_unsupseg.core.images import normalize
+    from napari_unsupseg.core.backprop.nets import kanezaki_net
+    from napari_unsupseg.core.base.device import seed_everything
+    from napari_unsupseg.core.base.images import normalize
 
     start = time.perf_counter()
     plane = normalize(image[np.newaxis])[0]
@@ -171,7 +171,7 @@ def run_reference(image: np.ndarray, seed: int, max_iter: int, check: Callable) 
 
 def run_ours(image: np.ndarray, seed: int, **changes: object) -> dict:
     from napari_unsupseg.core.backprop import BackpropParams, segment
-    from napari_unsupseg.core.engine import run_to_end
+    from napari_unsupseg.core.base.engine import run_to_end
 
     start = time.perf_counter()
     result = run_to_end(segment(image, BackpropParams(seed=seed, device="cpu", **changes)))
@@ -183,9 +183,9 @@ def run_ours(image: np.ndarray, seed: int, **changes: object) -> dict:
 def run_loop_same_rule(image: np.ndarray, seed: int) -> dict:
     """The reference loop with our fast network, superpixels and convergence stop."""
     from napari_unsupseg.core.backprop import DEFAULT_LR, BackpropParams, plane_superpixels
-    from napari_unsupseg.core.backprop_nets import fast_net
-    from napari_unsupseg.core.device import seed_everything
-    from napari_unsupseg.core.images import normalize
+    from napari_unsupseg.core.backprop.nets import fast_net
+    from napari_unsupseg.core.base.device import seed_everything
+    from napari_unsupseg.core.base.images import normalize
 
     params = BackpropParams(seed=seed)
     start = time.perf_counter()

@@ -1,11 +1,11 @@
 """Benchmark of tiled model inference (DeepLabV3+ MobileNetV2, random weights, CPU by default).
 
-1. Throughput: megapixels per second of ``core.inference.predict`` (tiles, blending,
+1. Throughput: megapixels per second of ``core.predict.predict`` (tiles, blending,
    labels) against one plain whole-image forward of the same model in the same run
    (forward, unpadded as DeepLab takes any size, arg-max to uint8 labels). Target: tiled
    >= 0.9x.
    Also the fraction of pixels whose label agrees (random weights: the ASPP image
-   pooling and DeepLab's receptive field exceed a tile, see core/inference.py).
+   pooling and DeepLab's receptive field exceed a tile, see core/predict/engine.py).
 2. Peak memory: each image size runs in a fresh subprocess that reports its peak RSS
    (``resource.getrusage(...).ru_maxrss``); the image is uint8 and never copied as float.
    Target: flat in image size, within 4 GiB for 10,000 x 10,000 on the CPU.
@@ -69,7 +69,7 @@ def smooth_image(size: int, seed: int = 0) -> np.ndarray:
 def plain_forward(loaded, image: np.ndarray, device: str) -> np.ndarray:
     import torch
 
-    from napari_unsupseg.core.memory import keep_heap_mapped
+    from napari_unsupseg.core.base.memory import keep_heap_mapped
     from napari_unsupseg.core.models import ARCHS
     from napari_unsupseg.core.models.unet import pad_to_multiple
 
@@ -87,8 +87,8 @@ def plain_forward(loaded, image: np.ndarray, device: str) -> np.ndarray:
 
 
 def tiled(loaded, image: np.ndarray, tile: int, overlap: int, device: str, confidence=False):
-    from napari_unsupseg.core.engine import run_to_end
-    from napari_unsupseg.core.inference import InferenceParams, predict
+    from napari_unsupseg.core.base.engine import run_to_end
+    from napari_unsupseg.core.predict import InferenceParams, predict
 
     params = InferenceParams(tile_size=tile, overlap=overlap, device=device, classes="voc",
                              confidence=confidence)

@@ -110,8 +110,8 @@ def make(size: int, folder: Path) -> tuple[Path, Path]:
 def run_case(size: int, mode: str, budget: int, folder: Path, max_iter: int) -> dict:
     """One segmentation (in a subprocess of its own): seconds, peak memory, labels saved."""
     from napari_unsupseg.core.backprop import default_params, segment
-    from napari_unsupseg.core.backprop_large import segment_large
-    from napari_unsupseg.core.engine import run_to_end
+    from napari_unsupseg.core.backprop.large import segment_large
+    from napari_unsupseg.core.base.engine import run_to_end
 
     image = np.load(folder / f"scene_{size}.npy", mmap_mode="r")
     params = default_params(n_labels=6, max_iter=max_iter, memory_budget_mb=budget)
@@ -136,7 +136,7 @@ def run_case(size: int, mode: str, budget: int, folder: Path, max_iter: int) -> 
 
 
 def score(size: int, mode: str, folder: Path) -> float:
-    from napari_unsupseg.core.scores import hungarian_iou
+    from napari_unsupseg.core.review.scores import hungarian_iou
 
     labels = np.load(folder / f"labels_{size}_{mode}.npy", mmap_mode="r")
     truth = np.load(folder / f"truth_{size}.npy", mmap_mode="r")

@@ -6,7 +6,7 @@ Usage::
                                      [--seeds 1 2 3] [--saliency] [--json out.json]
 
 The collection's part colours are redrawn for every image (see
-``napari_unsupseg.core.scops_samples``), and no saliency mask is given unless
+``napari_unsupseg.core.samples.parts``), and no saliency mask is given unless
 ``--saliency`` (then the true object mask). For each collection seed it prints,
 side by side for the trained network and for its own initialisation (each pixel's
 nearest initial part basis: k-means on the texture features), that initialisation
@@ -40,8 +40,8 @@ import numpy as np
 
 
 def _train(images: np.ndarray, params, saliency):
-    from napari_unsupseg.core.engine import drive
-    from napari_unsupseg.core.scops.train import fit_parts
+    from napari_unsupseg.core.base.engine import drive
+    from napari_unsupseg.core.parts.train import fit_parts
 
     return drive(fit_parts(images, params, saliency=saliency))
 
@@ -51,8 +51,8 @@ def _region_vote(model) -> np.ndarray:
     image at the working size) given its majority label: how much a plain vote over the
     regions the region-consistency loss uses would add without any training."""
     from napari_unsupseg.core.backprop import vote
-    from napari_unsupseg.core.scops.start import colour_regions
-    from napari_unsupseg.core.scops.train import enlarge_nearest
+    from napari_unsupseg.core.parts.start import colour_regions
+    from napari_unsupseg.core.parts.train import enlarge_nearest
 
     regions = colour_regions(model.inputs, model.params.region_scale).numpy()
     initial = enlarge_nearest(model.initial_labels, regions.shape[1:])
@@ -61,8 +61,8 @@ def _region_vote(model) -> np.ndarray:
 
 
 def _scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    from napari_unsupseg.core.scops.saliency import foreground_iou
-    from napari_unsupseg.core.scops_samples import landmark_consistency, part_scores
+    from napari_unsupseg.core.parts.saliency import foreground_iou
+    from napari_unsupseg.core.samples.parts import landmark_consistency, part_scores
 
     scores = part_scores(labels, truth)
     out = {"nmi": scores["nmi"], "matched": scores["matched"]}
@@ -88,8 +88,8 @@ def main() -> None:
 
     import torch
 
-    from napari_unsupseg.core.scops import ScopsParams
-    from napari_unsupseg.core.scops_samples import part_collection, radial_partition
+    from napari_unsupseg.core.parts import ScopsParams
+    from napari_unsupseg.core.samples.parts import part_collection, radial_partition
 
     values = {"n_parts": args.parts, "device": "cpu", "seed": args.seed}
     if args.iterations is not None:

@@ -14,9 +14,9 @@ Cases (synthetic images with exact ground truth, ``core.synthetic``):
    (``core.samples.mosaic``: flat colours, weaker textures).
 
 Methods: ``unet`` - :func:`napari_unsupseg.core.train.train` with its defaults (the time
-limit included), then :func:`~napari_unsupseg.core.inference.predict` with the trained
+limit included), then :func:`~napari_unsupseg.core.predict.predict` with the trained
 model (its note also gives the score of the same model without the island step of
-:mod:`napari_unsupseg.core.islands`); ``rf`` -
+:mod:`napari_unsupseg.core.models.islands`); ``rf`` -
 ``skimage.feature.multiscale_basic_features`` (intensity, edges, texture, sigma 1-16) and
 a scikit-learn ``RandomForestClassifier`` (100 trees, depth 10) fitted on the same painted
 pixels (the ilastik / APOC recipe). Each run is a fresh subprocess so that its peak
@@ -55,7 +55,7 @@ def make_case(case: str, seed: int = 100) -> tuple[np.ndarray, np.ndarray, np.nd
     from scipy import ndimage as ndi
 
     from napari_unsupseg.core.samples import mosaic
-    from napari_unsupseg.core.synthetic import nuclei, textured_mosaic
+    from napari_unsupseg.core.samples.synthetic import nuclei, textured_mosaic
 
     rng = np.random.default_rng(seed)
     if case in ("mosaic", "mosaic_simple"):
@@ -111,8 +111,8 @@ def score(case: str, pred: np.ndarray, truth: np.ndarray, scored: np.ndarray) ->
 
 
 def run_unet(image, painted, time_limit: float | None) -> dict:
-    from napari_unsupseg.core.engine import RunControl, run_to_end
-    from napari_unsupseg.core.inference import InferenceParams, predict
+    from napari_unsupseg.core.base.engine import RunControl, run_to_end
+    from napari_unsupseg.core.predict import InferenceParams, predict
     from napari_unsupseg.core.train import TrainParams, train
 
     params = TrainParams() if time_limit is None else TrainParams(time_limit=time_limit)
@@ -142,7 +142,7 @@ def run_rf(image, painted) -> dict:
     from skimage.feature import multiscale_basic_features
     from sklearn.ensemble import RandomForestClassifier
 
-    from napari_unsupseg.core.images import normalize
+    from napari_unsupseg.core.base.images import normalize
 
     start = time.perf_counter()
     features = multiscale_basic_features(normalize(image), channel_axis=-1, sigma_min=1,

@@ -20,7 +20,7 @@ import numpy as np
 
 def headless(image: np.ndarray) -> tuple[float, int]:
     from napari_unsupseg.core.backprop import BackpropParams, segment
-    from napari_unsupseg.core.engine import run_to_end
+    from napari_unsupseg.core.base.engine import run_to_end
 
     started = time.perf_counter()
     result = run_to_end(segment(image, BackpropParams()))

@@ -3,7 +3,7 @@
 Bands become channels (one image layer per band, as napari's ``channel_axis`` does),
 the CRS, transform and nodata go into ``layer.metadata``, the pixel size into
 ``scale`` (and the first pixel's map position into ``translate``, north up). Files
-larger than :data:`~napari_unsupseg.core.geo.LAZY_BYTES` are read lazily, window by
+larger than :data:`~napari_unsupseg.core.base.geo.LAZY_BYTES` are read lazily, window by
 window, so a 10,000 x 10,000 tile opens at once. A plain TIFF is left to napari's
 own reader.
 """
@@ -20,7 +20,7 @@ _SUFFIXES = (".tif", ".tiff")
 
 def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]] | None:
     """The reader when every path is a GeoTIFF (a list: one band per file), else None."""
-    from .core.geo import has_georef
+    from .core.base.geo import has_georef
 
     paths = [path] if isinstance(path, str | Path) else list(path)
     if not paths or any(Path(p).suffix.lower() not in _SUFFIXES for p in paths):
@@ -36,7 +36,7 @@ def napari_get_reader(path: str | list[str]) -> Callable[[Any], list[LayerData]]
 
 def read_geotiff(path: str | list[str]) -> list[LayerData]:
     """Layer data for one GeoTIFF, or for several single-band files on one grid."""
-    from .core.geo import read_raster, stack_bands
+    from .core.base.geo import read_raster, stack_bands
 
     if isinstance(path, str | Path):
         raster = read_raster(path)

@@ -18,7 +18,7 @@ def _plane(data: Any) -> np.ndarray:
 
 def write_labels_tiff(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     """A Labels layer as a GeoTIFF with the CRS and transform of its metadata."""
-    from .core.geo import Georef, write_label_geotiff
+    from .core.base.geo import Georef, write_label_geotiff
 
     labels = _plane(data)
     georef = Georef.from_metadata(attributes.get("metadata"))
@@ -34,7 +34,7 @@ def write_labels_tiff(path: str, data: Any, attributes: dict[str, Any]) -> list[
 
 def write_labels_geojson(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     """A 2-D Labels layer as GeoJSON polygons (map coordinates when georeferenced)."""
-    from .core.geo import Georef, class_names, write_geojson
+    from .core.base.geo import Georef, class_names, write_geojson
 
     metadata = attributes.get("metadata") or {}
     write_geojson(path, _plane(data), Georef.from_metadata(metadata), class_names(metadata))

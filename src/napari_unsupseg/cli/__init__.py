@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
-from ..core.errors import InputError
+from ..core.base.errors import InputError
 
 SUBCOMMANDS: dict[str, str] = {
     "demo": "napari_unsupseg.cli.demo",

@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..core import params as params_mod
-from ..core.engine import EngineRun, Progress, Result, RunControl, run_to_end
-from ..core.errors import InputError
-from ..core.images import as_channels_last
-from ..core.io import read_image, write_labels
+from ..core.base import params as params_mod
+from ..core.base.engine import EngineRun, Progress, Result, RunControl, run_to_end
+from ..core.base.errors import InputError
+from ..core.base.images import as_channels_last
+from ..core.base.io import read_image, write_labels
 
 P = TypeVar("P")
 
@@ -175,7 +175,7 @@ def run_with_bar(
 
 def write_result(result: Result, path: Path, source: Path) -> None:
     """Labels plus JSON sidecar, and a one-line summary of where they went."""
-    from ..core.geo import carried_georef
+    from ..core.base.geo import carried_georef
 
     metadata = {**result.metadata, "source": str(source)}
     sidecar = write_labels(path, result.labels, metadata, georef=carried_georef(source))

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..core.backprop import BackpropParams, segment
-from ..core.errors import InputError
-from ..core.io import read_image
+from ..core.base.errors import InputError
+from ..core.base.io import read_image
 from ._common import (
     add_image_arguments,
     add_params,

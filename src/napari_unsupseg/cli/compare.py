@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.engine import to_jsonable
+from ..core.base.engine import to_jsonable
 from ..core.review import compare, write_csv
 from .measure import read_labels
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..core import samples
 from ..core.backprop import BackpropParams, segment
-from ..core.images import as_channels_last, mean_colour, to_display_rgb
-from ..core.io import overlay, write_labels, write_picture
+from ..core.base.images import as_channels_last, mean_colour, to_display_rgb
+from ..core.base.io import overlay, write_labels, write_picture
 from ._common import add_params, params_from_args, run_with_bar
 
 HELP = "Segment an embedded sample image and write labels, an overlay and a mean-colour picture."

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..core.errors import InputError
+from ..core.base.errors import InputError
 
 HELP = "Write a model file as ONNX, TorchScript or a bioimage.io package (by the output name)."
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import InputError
-from ..core.geo import class_names, read_georef, write_geojson
-from ..core.io import read_image
+from ..core.base.errors import InputError
+from ..core.base.geo import class_names, read_georef, write_geojson
+from ..core.base.io import read_image
 
 HELP = "Write a label image as GeoJSON polygons (map coordinates for a GeoTIFF)."
 

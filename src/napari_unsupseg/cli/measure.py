@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import InputError
-from ..core.io import read_image
+from ..core.base.errors import InputError
+from ..core.base.io import read_image
 from ..core.review import measure, write_csv
 from ..core.review.table import check_labels
 from ._common import load_channels_last

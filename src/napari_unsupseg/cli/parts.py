@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import InputError
-from ..core.io import read_image, write_labels
-from ..core.scops import ScopsParams, discover_parts
+from ..core.base.errors import InputError
+from ..core.base.io import read_image, write_labels
+from ..core.parts import ScopsParams, discover_parts
 from ._common import add_params, load_channels_last, params_from_args, run_with_bar
 
 HELP = ("Find K parts shared by a collection of images of one object class, without "
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     params = params_from_args(ScopsParams, args)
     truth = None
     if args.synthetic is not None:
-        from ..core.scops_samples import part_collection
+        from ..core.samples.parts import part_collection
 
         if args.synthetic < 1:
             raise InputError("--synthetic needs a positive number of images.")
@@ -116,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
 
         tifffile.imwrite(out / "truth.tif", truth.astype(np.uint8), compression="zlib",
                          photometric="minisblack")
-        from ..core.scops.saliency import foreground_iou
-        from ..core.scops_samples import part_scores
+        from ..core.parts.saliency import foreground_iou
+        from ..core.samples.parts import part_scores
 
         scores = part_scores(result.labels, truth)
         scores["foreground IoU"] = foreground_iou(result.labels, truth)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..core.inference import InferenceParams, predict
+from ..core.predict import InferenceParams, predict
 from ._common import (
     add_image_arguments,
     add_params,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.engine import run_to_end
-from ..core.io import read_image
+from ..core.base.engine import run_to_end
+from ..core.base.io import read_image
 from ..core.train import TrainParams, check_model_path, save_model, train
 from ._common import add_params, load_channels_last, params_from_args
 

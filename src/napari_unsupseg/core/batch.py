@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
-from .io import PICTURE_SUFFIXES, TIFF_SUFFIXES
+from .base.errors import InputError
+from .base.io import PICTURE_SUFFIXES, TIFF_SUFFIXES
 
 IMAGE_SUFFIXES = TIFF_SUFFIXES + PICTURE_SUFFIXES
 #: Seconds to wait for a scheduler given by address before saying it cannot be reached.
@@ -48,7 +48,7 @@ class BatchEngine:
 ENGINES: dict[str, BatchEngine] = {
     "preseg": BatchEngine("napari_unsupseg.core.preseg", "PresegParams", "run_preseg"),
     "backprop": BatchEngine("napari_unsupseg.core.backprop", "BackpropParams", "segment"),
-    "predict": BatchEngine("napari_unsupseg.core.inference", "InferenceParams", "predict"),
+    "predict": BatchEngine("napari_unsupseg.core.predict", "InferenceParams", "predict"),
 }
 
 
@@ -99,8 +99,8 @@ def plan_jobs(inputs: Sequence[str | Path], outdir: str | Path, suffix: str) -> 
 
 def load_image(path: Path) -> np.ndarray:
     """A file in the engines' channels-last layout, the channel axis taken from the file."""
-    from .images import as_channels_last
-    from .io import read_image
+    from .base.images import as_channels_last
+    from .base.io import read_image
 
     loaded = read_image(path)
     return as_channels_last(loaded.data, -1 if loaded.rgb else None)
@@ -116,9 +116,9 @@ def process_file(
     """Read, segment and write one file (on a worker). The label file appears only when
     complete (written under a temporary name, then renamed), so a run killed midway
     leaves nothing that a rerun would skip."""
-    from .engine import run_to_end
-    from .geo import carried_georef, class_names, write_geojson
-    from .io import write_labels
+    from .base.engine import run_to_end
+    from .base.geo import carried_georef, class_names, write_geojson
+    from .base.io import write_labels
 
     start = time.perf_counter()
     _, run = engine_named(engine).load()

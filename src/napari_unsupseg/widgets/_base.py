@@ -36,8 +36,8 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 from superqt import QCollapsible
 
-from ..core.engine import EngineRun, Progress, Result, RunControl
-from ..core.errors import InputError
+from ..core.base.engine import EngineRun, Progress, Result, RunControl
+from ..core.base.errors import InputError
 from ._controls import RunControls
 from ._dock import DockLifetime
 from ._folder import FolderApply
@@ -218,7 +218,7 @@ class EngineWidget(DockLifetime, QWidget):
     def result_metadata(self, setup: RunSetup, metadata: dict[str, Any]) -> dict[str, Any]:
         """The metadata of a result layer: the engine's, where the result came from, and the
         source's georeference (so that saving the labels writes a GeoTIFF)."""
-        from ..core.geo import Georef
+        from ..core.base.geo import Georef
 
         georef = Georef.from_metadata(getattr(setup.source, "metadata", None))
         return {

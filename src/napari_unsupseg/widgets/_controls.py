@@ -11,7 +11,7 @@ import time
 
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from ..core.engine import Progress
+from ..core.base.engine import Progress
 
 
 class RunControls(QWidget):

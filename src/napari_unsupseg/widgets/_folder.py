@@ -17,7 +17,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QObject, Signal
 
-from ..core.errors import InputError
+from ..core.base.errors import InputError
 from ._form import chosen_path
 
 logger = logging.getLogger(__name__)

@@ -1,14 +1,14 @@
 """The one place that builds a form from an engine's parameter dataclass.
 
-:func:`widget_for` turns one :class:`~napari_unsupseg.core.params.ParamSpec` into a
+:func:`widget_for` turns one :class:`~napari_unsupseg.core.base.params.ParamSpec` into a
 magicgui widget (check box, spin box, drop-down, text field) with the parameter's
 label, help (as tool tip), bounds and default. :class:`ParamForm` lays out every
 parameter of a dataclass: the everyday ones in :attr:`ParamForm.basic`, the
 ``advanced=True`` ones in :attr:`ParamForm.advanced`, which the widgets fold away
 in a collapsible "Advanced settings" section. :meth:`ParamForm.params` reads the
 values back and builds (and validates) the dataclass with
-:func:`~napari_unsupseg.core.params.from_mapping`, so a bad value comes back as an
-:class:`~napari_unsupseg.core.errors.InputError` in plain words.
+:func:`~napari_unsupseg.core.base.params.from_mapping`, so a bad value comes back as an
+:class:`~napari_unsupseg.core.base.errors.InputError` in plain words.
 
 No Qt code here beyond magicgui widgets; the collapsible is added by the caller.
 """
@@ -23,8 +23,8 @@ from typing import Any
 
 from magicgui import widgets
 
-from ..core.errors import InputError
-from ..core.params import ParamSpec, from_mapping, specs
+from ..core.base.errors import InputError
+from ..core.base.params import ParamSpec, from_mapping, specs
 
 # Qt spin boxes need finite bounds; these are "unbounded" for any sensible parameter.
 _INT_LIMIT = 2**31 - 1

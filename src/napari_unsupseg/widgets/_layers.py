@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.images import label_dtype
+from ..core.base.images import label_dtype
 
 #: Labels layer modes in which a mouse press starts an edit.
 EDIT_MODES = frozenset({"paint", "erase", "fill", "polygon"})

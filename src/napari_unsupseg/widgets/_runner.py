@@ -2,7 +2,7 @@
 
 :class:`EngineRunner` owns the worker and nothing else: it knows no layer, form or
 image. A widget gives it a function that starts a generator from a
-:class:`~napari_unsupseg.core.engine.RunControl`; the runner calls it in the worker
+:class:`~napari_unsupseg.core.base.engine.RunControl`; the runner calls it in the worker
 thread and reports back on the main thread through three signals:
 
 - ``progressed(Progress)``: every event the engine yields;
@@ -33,7 +33,7 @@ from typing import Any
 from napari.qt.threading import GeneratorWorker, create_worker
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from ..core.engine import Progress, RunControl
+from ..core.base.engine import Progress, RunControl
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.engine import EngineRun, Progress, Result
-from ..core.errors import InputError
-from ..core.images import as_channels_last, mean_colour
+from ..core.base.engine import EngineRun, Progress, Result
+from ..core.base.errors import InputError
+from ..core.base.images import as_channels_last, mean_colour
 from ._layers import as_label_data, transform_for
 
 CURRENT_PLANE = "current plane"

@@ -10,7 +10,7 @@ from napari.layers import Labels
 from napari.utils.notifications import show_error
 
 from ..core.backprop import BackpropParams, segment
-from ..core.engine import EngineRun, RunControl
+from ..core.base.engine import EngineRun, RunControl
 from ._base import EngineWidget, LayerPicker, RunSetup, image_axes, layer_data
 from ._layers import transform_for, unique_name
 

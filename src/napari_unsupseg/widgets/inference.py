@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 import numpy as np
 from magicgui import widgets
 
-from ..core.engine import EngineRun, Result, RunControl
-from ..core.errors import InputError
-from ..core.inference import InferenceParams, predict
+from ..core.base.engine import EngineRun, Result, RunControl
+from ..core.base.errors import InputError
+from ..core.predict import InferenceParams, predict
 from ._base import EngineWidget, RunSetup
 from ._form import chosen_path
 from ._layers import show_classes

@@ -9,9 +9,9 @@ import numpy as np
 from magicgui import widgets
 from napari.layers import Labels
 
-from ..core.engine import EngineRun, RunControl
-from ..core.errors import InputError
-from ..core.scops import FALLBACK_FEATURES, ScopsParams, discover_parts
+from ..core.base.engine import EngineRun, RunControl
+from ..core.base.errors import InputError
+from ..core.parts import FALLBACK_FEATURES, ScopsParams, discover_parts
 from ._base import EngineWidget, LayerPicker, RunSetup
 from ._form import chosen_path
 
@@ -134,7 +134,7 @@ class PartsWidget(EngineWidget):
                 face_color=colours if colours is not None and len(colours) else "white",
                 border_color="black",
                 size=max(3.0, min(setup.spatial_shape) / 25),
-                metadata={"engine": "scops", "centres": "(image, row, column) of each part"},
+                metadata={"engine": "parts", "centres": "(image, row, column) of each part"},
                 **setup.transform,
             )
 

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..core.engine import EngineRun, RunControl
+from ..core.base.engine import EngineRun, RunControl
 from ..core.preseg import PresegParams, run_preseg
 from ._base import EngineWidget
 

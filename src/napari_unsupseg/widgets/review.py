@@ -27,7 +27,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 from superqt import QCollapsible
 
-from ..core.errors import InputError
+from ..core.base.errors import InputError
 from ._dock import DockLifetime
 from ._layers import same
 from ._pickers import LayerPicker

@@ -20,7 +20,7 @@ from napari.layers import Labels
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QFormLayout, QGridLayout, QPushButton, QVBoxLayout, QWidget
 
-from ..core.errors import InputError
+from ..core.base.errors import InputError
 from ..core.review import (
     SuperpixelIndex,
     delete,

@@ -19,7 +19,7 @@ from napari.layers import Labels
 from napari.utils.colormaps import DirectLabelColormap
 from qtpy.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from ..core.errors import InputError
+from ..core.base.errors import InputError
 from ..core.review import CATEGORY_COLOURS, Comparison, compare
 from ._layers import EditTracker, find_in_viewer, find_reusable, transform_for, write_labels
 from ._pickers import LayerPicker

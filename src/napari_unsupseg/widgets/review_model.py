@@ -15,7 +15,7 @@ import numpy as np
 from napari.utils.notifications import show_error
 from psygnal import Signal
 
-from ..core.errors import InputError
+from ..core.base.errors import InputError
 from ..core.review import STATUSES, filter_rows, measure, review_order
 from ..core.review.edits import Change
 from ..core.review.table import MEASURED_PREFIXES, Table, bbox_of, check_labels, remeasure

@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import InputError
+from ..core.base.errors import InputError
 from ..core.review import STATUSES, write_csv
 from ._form import chosen_path
 from .review_model import STATUS, ReviewModel, guarded

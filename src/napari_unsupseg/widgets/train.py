@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from ..core.errors import InputError
+from ..core.base.errors import InputError
 from ..core.train.params import TrainParams
 from ._base import error_message
 from ._controls import RunControls
@@ -223,7 +223,7 @@ class TrainWidget(DockLifetime, QWidget):
                 axis = None if extra else self.input.channel_axis.value
             elif layer is not None and not layer.rgb:
                 axis = self._matching_axis(layer)
-            from ..core.inference import InferenceParams
+            from ..core.predict import InferenceParams
 
             setup = make_setup(layer, params=InferenceParams(), engine_label="trained model",
                                channel_axis=axis, channel_layers=extra,
@@ -239,7 +239,7 @@ class TrainWidget(DockLifetime, QWidget):
         self._set_status(f"Applying the model to '{setup.source_name}'...")
 
         def work(control: Any) -> Any:
-            from ..core.inference import predict
+            from ..core.predict import predict
 
             return (yield from run_in_worker(
                 setup, lambda image: predict(image, setup.params, model=model)))

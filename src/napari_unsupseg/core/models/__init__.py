@@ -40,7 +40,7 @@ __all__ = ["ARCHITECTURES", "ARCHS", "DEEPLAB_ARCHITECTURES", "ModelConfig", "bu
 
 def build_model(config: ModelConfig) -> nn.Module:
     """A randomly initialised network for ``config`` (in eval mode)."""
-    from ..errors import InputError
+    from ..base.errors import InputError
 
     arch = ARCHS.get(config.architecture)
     if arch is None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..base.errors import InputError
 from .presets import ModelConfig
 
 __all__ = ["is_package", "load_package", "export_package", "RDF_NAMES"]

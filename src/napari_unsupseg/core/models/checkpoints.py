@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..base.errors import InputError
 from . import build_model
 from .architectures import ARCHITECTURES, DEEPLAB_ARCHITECTURES
 from .layouts import detect_config, find_layout, guess_classes

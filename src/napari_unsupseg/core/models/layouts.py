@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InputError
+from ..base.errors import InputError
 from .architectures import ARCHS
 from .fcn import caffe_normalisation
 from .presets import ModelConfig

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..base.errors import InputError
 from .presets import ModelConfig
 
 __all__ = ["OnnxModel", "load_onnx", "input_layout", "write_metadata", "METADATA_KEY"]

@@ -15,7 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ..errors import InputError
+from ..base.errors import InputError
 from .architectures import ARCHITECTURES, DEEPLAB_ARCHITECTURES  # noqa: F401 - re-exported
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
+from ..base.errors import InputError
 
 __all__ = ["TORCH_FLOOR", "EXPECTED", "require_torch", "torch_load"]
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
+from ..base.errors import InputError
 from .table import Table, check_labels, compact_ids
 
 #: Disagreement kinds, in the order their objects are numbered in the map.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
+from ..base.errors import InputError
 from .table import check_labels, compact_ids
 
 

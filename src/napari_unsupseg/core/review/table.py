@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
+from ..base.errors import InputError
 
 Table = dict[str, np.ndarray]
 

@@ -5,8 +5,8 @@ Label convention: 0 = unlabelled (ignored), k > 0 = class k. The network predict
 ``max(k) + 1`` channels and channel k *is* label k, so a model predicts the painted
 values with no lookup table (channel 0 is never a target and loses every arg-max).
 
-Intensities are scaled exactly as :func:`..inference.predict` scales them by default
-(:func:`..inference.intensity_range` in ``auto`` mode, per image, clipped to [0, 1]),
+Intensities are scaled exactly as :func:`..predict.predict` scales them by default
+(:func:`..base.images.intensity_range` in ``auto`` mode, per image, clipped to [0, 1]),
 then standardised by the per-channel mean and standard deviation stored in the model.
 """
 
@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import InputError
-from ..images import check_image
-from ..inference import intensity_range
+from ..base.errors import InputError
+from ..base.images import check_image, intensity_range
 
 #: Largest label value a painted class may have (one output channel per value).
 MAX_CLASS_VALUE = 255

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..engine import EngineRun, Progress, Result, RunControl, Stopwatch, no_control, provenance
-from ..islands import island_floors
-from ..params import validate
+from ..base.engine import EngineRun, Progress, Result, RunControl, Stopwatch, no_control, provenance
+from ..base.params import validate
+from ..models.islands import island_floors
 from .data import TrainingSet, painted_windows, prepare, sample_batch, validation_batch
 from .model import class_names, class_palette, loaded, silence_unused, start_model
 from .params import TrainParams
@@ -79,7 +79,7 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 
     import torch
 
-    from ..device import describe, resolve_device, seed_everything
+    from ..base.device import describe, resolve_device, seed_everything
 
     rng = seed_everything(params.seed)
     data = prepare(images, labels, params.crop_size, params.validation_fraction, rng)
@@ -227,7 +227,7 @@ def cpu_threads(asked: int) -> int:
 
 
 def _keep_heap(stack: contextlib.ExitStack, device: Any) -> None:
-    from ..memory import keep_heap_mapped
+    from ..base.memory import keep_heap_mapped
 
     stack.enter_context(keep_heap_mapped(device.type == "cpu"))
 
@@ -292,8 +292,8 @@ def _evaluate(net, x: np.ndarray, y: np.ndarray, weights, device, data: Training
 def _predict(net, config, plane: np.ndarray, device: str) -> np.ndarray:
     """The current network's labels for one plane, through the inference engine (so a
     preview is exactly what applying the model would give)."""
-    from ..engine import run_to_end
-    from ..inference import InferenceParams, predict
+    from ..base.engine import run_to_end
+    from ..predict import InferenceParams, predict
 
     was_training = net.training
     try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import InputError
+from ..base.errors import InputError
 from ..models import ModelConfig, build_model
 from ..models.presets import generic_palette
 from .params import TrainParams

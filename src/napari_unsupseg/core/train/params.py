@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..device import DEVICE_CHOICES
+from ..base.device import DEVICE_CHOICES
+from ..base.params import param
 from ..models.presets import ARCHITECTURES
-from ..params import param
 
 __all__ = ["TrainParams", "TRAIN_ARCHITECTURES"]
 

@@ -1,0 +1,209 @@
+"""The backprop segmenter's parameters (one dataclass, read by the CLI and the widget),
+and the per-network defaults. No torch here: the widgets import it at start-up.
+
+The final merge (``merge_threshold``, ``texture_scale``) joins labels by their colour and
+texture statistics, then places the boundaries by colour, half-way across each edge
+(:mod:`.merge`, :mod:`.boundaries`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..base.device import DEVICE_CHOICES
+from ..base.params import param, validate
+from ..preseg import PRESEG_METHODS
+
+NETWORKS = ("fast", "kanezaki")
+SUPERPIXEL_CHOICES = ("auto", *PRESEG_METHODS, "none")
+# What 'auto' superpixels are for each network: as in the fast variant and Kanezaki 2018.
+AUTO_SUPERPIXELS = {"fast": "felzenszwalb", "kanezaki": "slic"}
+DEFAULT_FEATURES = {"fast": 32, "kanezaki": 100}
+DEFAULT_LR = {"fast": 0.05, "kanezaki": 0.1}
+# Statistics are brought to the host every iteration on the CPU (free there) and
+# every few iterations on a GPU, so the training loop never waits on the device.
+SYNC_EVERY_GPU = 8
+# Smoothing (pixels) of the colours compared when merging labels down to n_labels.
+MERGE_SIGMA = 2.0
+
+
+@dataclass
+class BackpropParams:
+    """Settings of the backprop segmenter; the defaults are fast and work on photos."""
+
+    network: str = param(
+        "fast",
+        "Network: 'fast' (4 small layers, up to 32 labels, quick on a CPU) or "
+        "'kanezaki' (the ICASSP 2018 net: n_conv 3x3 layers of 100 channels).",
+        choices=NETWORKS,
+    )
+    max_iter: int = param(
+        64, "Most training iterations (per plane when stack_mode is 'planes').", min=1
+    )
+    min_labels: int = param(
+        3,
+        "Stop once this many labels or fewer remain (with scribbles: the number of "
+        "scribbled classes).",
+        min=1,
+    )
+    n_labels: int | None = param(
+        None,
+        "Wanted number of labels: training stops when it is reached, and if more remain "
+        "at the end the most similar labels are merged down to it (by colour and texture "
+        "statistics; Ward distance on mean colour when merge_threshold is 0 or with "
+        "scribbles). Empty = decided by merge_threshold.",
+        min=1,
+    )
+    restarts: int = param(
+        4,
+        "Short training runs from different seeds whose label maps are intersected (two "
+        "pixels share a label only if every run gave them one), which makes the result "
+        "depend far less on the seed. 1 = one run, as in the papers. Not used with "
+        "scribbles.",
+        min=1,
+    )
+    merge_threshold: float = param(
+        2.5,
+        "Final merge: labels whose local colour and texture statistics differ by less "
+        "than this many standard deviations are joined, closest first; this decides the "
+        "number of regions when n_labels is empty (larger = fewer regions). 0 = no merge.",
+        min=0.0,
+    )
+    texture_scale: float = param(
+        4.0,
+        "Final merge: the window (Gaussian sigma, pixels) over which the colour and its "
+        "local contrast are measured; about the size of the textures' pattern.",
+        min=0.5,
+        advanced=True,
+    )
+    min_size: int = param(
+        0,
+        "Merge connected regions smaller than this many pixels into their neighbours "
+        "(0 = keep everything).",
+        min=0,
+    )
+    superpixels: str = param(
+        "auto",
+        "Presegmentation whose superpixels vote on the labels: auto (felzenszwalb for the "
+        "fast network, slic for kanezaki), felzenszwalb, slic, quickshift, watershed, "
+        "kmeans, or 'none' (no vote, TIP 2020 style; use with w_con > 0).",
+        choices=SUPERPIXEL_CHOICES,
+    )
+    superpixel_scale: float = param(
+        16.0,
+        "Felzenszwalb superpixels: larger gives fewer, bigger superpixels.",
+        min=0.0,
+    )
+    superpixel_min_size: int = param(
+        16,
+        "Felzenszwalb superpixels: the smallest in pixels (smaller ones are merged); keep "
+        "it under the area of the smallest objects wanted.",
+        min=1,
+        advanced=True,
+    )
+    superpixel_count: int = param(
+        2000,
+        "About how many superpixels for slic, watershed and kmeans (Kanezaki 2018 used "
+        "10000 slic superpixels with compactness 100).",
+        min=2,
+    )
+    superpixel_compactness: float = param(
+        10.0,
+        "Shape versus colour for slic, watershed and kmeans superpixels (higher = rounder).",
+        min=0.0,
+        advanced=True,
+    )
+    w_con: float = param(
+        0.0,
+        "Weight of the continuity loss (TIP 2020: L1 of neighbouring response "
+        "differences); smooths labels, about 30% slower. 0 = off.",
+        min=0.0,
+    )
+    w_scribble: float = param(
+        0.5,
+        "Weight of the scribble loss (only used when scribbles are given).",
+        min=0.0,
+    )
+    n_features: int | None = param(
+        None,
+        "Output channels of the network, the most labels possible. Empty = the "
+        "network's default (fast 32, kanezaki 100).",
+        min=2,
+        advanced=True,
+    )
+    n_conv: int = param(
+        2, "Number of 3x3 conv blocks in the kanezaki network.", min=1, advanced=True
+    )
+    lr: float | None = param(
+        None,
+        "SGD learning rate. Empty = the network's default (fast 0.05, kanezaki 0.1).",
+        min=0.0,
+        advanced=True,
+    )
+    momentum: float = param(0.9, "SGD momentum.", min=0.0, max=1.0, advanced=True)
+    converge_tol: float = param(
+        0.025,
+        "Convergence: an iteration counts as stable when the number of labels is "
+        "unchanged and fewer than this fraction of pixels change label.",
+        min=0.0,
+        max=1.0,
+        advanced=True,
+    )
+    patience: int = param(
+        3,
+        "Stop after this many stable iterations in a row "
+        "(0 = no convergence stop, run to max_iter or min_labels).",
+        min=0,
+        advanced=True,
+    )
+    labels_from: str = param(
+        "refined",
+        "Which map to return: 'refined' (the superpixel-voted labels of the last "
+        "iteration) or 'response' (the argmax of one more forward pass, as the Kanezaki "
+        "scripts do).",
+        choices=("refined", "response"),
+        advanced=True,
+    )
+    stack_mode: str = param(
+        "planes",
+        "For a stack (z or t): 'planes' trains one network per plane (ids differ between "
+        "planes); 'joint' trains one network on all planes, so a label means the same "
+        "thing in every plane.",
+        choices=("planes", "joint"),
+    )
+    seed: int = param(0, "Random seed; the same seed on the CPU gives identical labels.", min=0)
+    device: str = param(
+        "auto", "Where to train: auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps.",
+        choices=DEVICE_CHOICES,
+    )
+    keep_heap: bool = param(
+        True,
+        "CPU speed-up on Linux: keep freed memory mapped during the run instead of "
+        "returning it to the system every iteration (given back at the end).",
+        advanced=True,
+    )
+    memory_budget_mb: int = param(
+        4096,
+        "Memory for training (MB). An image whose whole-image training would need more "
+        "is trained on sampled crops and labelled tile by tile (overlapping, no seams).",
+        min=64,
+        advanced=True,
+    )
+    crop_size: int = param(
+        256, "Side of the training crops of an image over the memory budget.", min=16,
+        advanced=True,
+    )
+    tile_size: int = param(
+        1024,
+        "Side of the tiles labelled at a time for an image over the memory budget "
+        "(smaller if the budget needs it).",
+        min=64,
+        advanced=True,
+    )
+
+
+def default_params(**changes: Any) -> BackpropParams:
+    """The default parameters with some changed (validated)."""
+    params = replace(BackpropParams(), **changes)
+    validate(params)
+    return params

@@ -1,0 +1,84 @@
+"""The superpixels that vote on a backprop segmenter's labels, and the vote itself
+(no torch at import time)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..base.errors import InputError
+from ..preseg import PRESEG_METHODS, PresegParams, method_kwargs
+from .params import AUTO_SUPERPIXELS, BackpropParams
+
+
+def vote_reference(superpixels: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The reference vote: for each superpixel, the most frequent label of its pixels.
+
+    A loop over ``np.unique(superpixels)`` as in the Kanezaki scripts; a tie goes
+    to the lowest label (``np.argmax`` returns the first maximum of the counts).
+    """
+    superpixels = np.asarray(superpixels).ravel()
+    flat = np.asarray(labels).ravel()
+    target = flat.copy()
+    for sp in np.unique(superpixels):
+        inside = np.flatnonzero(superpixels == sp)
+        values, counts = np.unique(flat[inside], return_counts=True)
+        target[inside] = values[np.argmax(counts)]
+    return target.reshape(np.shape(labels))
+
+
+def vote(superpixels: Any, labels: Any, n_classes: int | None = None) -> Any:
+    """The vectorised vote: one 2-D histogram (superpixel x label) and an argmax per row.
+
+    Takes non-negative integer numpy arrays (returns numpy) or torch tensors
+    (returns a tensor on the same device). Equal to :func:`vote_reference`,
+    ties included.
+    """
+    import torch
+
+    from .nets import vote_torch
+
+    as_numpy = not isinstance(labels, torch.Tensor)
+    lab = torch.as_tensor(np.asarray(labels) if as_numpy else labels).long()
+    sp = torch.as_tensor(np.asarray(superpixels) if as_numpy else superpixels).long()
+    sp = sp.to(lab.device).reshape(-1)
+    flat = lab.reshape(-1)
+    if flat.numel() == 0:
+        return labels
+    if int(sp.min()) < 0 or int(flat.min()) < 0:
+        raise InputError("Superpixels and labels must be non-negative integers.")
+    if sp.numel() != flat.numel():
+        raise InputError("Superpixels and labels must have the same number of pixels.")
+    classes = int(flat.max()) + 1 if n_classes is None else n_classes
+    # Compact superpixel ids so that the histogram has one row per superpixel that exists.
+    _, compact = torch.unique(sp, return_inverse=True)
+    n_sp = int(compact.max()) + 1
+    target = vote_torch(compact, flat, n_sp, classes).reshape(lab.shape)
+    return target.numpy().astype(np.asarray(labels).dtype) if as_numpy else target
+
+
+def superpixel_method(params: BackpropParams) -> str:
+    """The presegmentation method that ``params`` stands for ('auto' resolved)."""
+    if params.superpixels == "auto":
+        return AUTO_SUPERPIXELS[params.network]
+    return params.superpixels
+
+
+def plane_superpixels(plane: np.ndarray, params: BackpropParams) -> np.ndarray | None:
+    """The superpixels (int32, 1..n) that vote on one normalised plane; None for 'none'.
+
+    The plane is used as it is (not normalised again), so that the planes of a stack,
+    normalised together, keep their shared scale.
+    """
+    method = superpixel_method(params)
+    if method == "none":
+        return None
+    preseg = PresegParams(
+        method=method,
+        n_segments=params.superpixel_count,
+        compactness=params.superpixel_compactness,
+        scale=params.superpixel_scale,
+        min_size=params.superpixel_min_size,
+    )
+    return PRESEG_METHODS[method](plane, **method_kwargs(preseg))

@@ -1,0 +1,64 @@
+"""The one list of engines: name, title, parameters, entry point, and how batch runs them.
+
+The command line, batch, the widgets and the manifest's tests read this table; an engine
+has one name everywhere (its package under ``core``, its command, its metadata
+``engine`` field, its batch name). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .backprop import BackpropParams, segment
+from .base.errors import InputError
+from .parts import ScopsParams, discover_parts
+from .predict import InferenceParams, predict
+from .preseg import PresegParams, run_preseg
+from .train import TrainParams, train
+
+#: How batch runs an engine: one file at a time, all files together, or not at all.
+BatchMode = Literal["file", "collection", "none"]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One engine of the package, as every driver sees it."""
+
+    name: str  #: package, command, metadata ``engine`` field and batch name
+    title: str  #: what a person reads: the widget's menu entry
+    params: type  #: the parameter dataclass (CLI options and form fields are built from it)
+    run: Callable[..., Any]  #: the generator function (yields Progress, returns a Result)
+    batch: BatchMode  #: how batch runs it
+    layer: str  #: result layers are called "<image> <layer>"
+    widget: str  #: the dock widget, as the manifest names it ("module:Class")
+
+
+ENGINES: dict[str, Engine] = {
+    engine.name: engine
+    for engine in (
+        Engine("preseg", "Presegment", PresegParams, run_preseg, "file", "superpixels",
+               "napari_unsupseg.widgets.preseg:PresegWidget"),
+        Engine("backprop", "Unsupervised segmentation", BackpropParams, segment, "file",
+               "backprop", "napari_unsupseg.widgets.backprop:BackpropWidget"),
+        Engine("predict", "Model inference", InferenceParams, predict, "file", "classes",
+               "napari_unsupseg.widgets.inference:InferenceWidget"),
+        Engine("parts", "Part discovery", ScopsParams, discover_parts, "collection", "parts",
+               "napari_unsupseg.widgets.parts:PartsWidget"),
+        Engine("train", "Train from labels", TrainParams, train, "none", "trained model",
+               "napari_unsupseg.widgets.train:TrainWidget"),
+    )
+}
+
+
+def engine_named(name: str) -> Engine:
+    """The engine called ``name``; an unknown name lists the choices."""
+    if name not in ENGINES:
+        raise InputError(f"Unknown engine '{name}'; choose from {', '.join(ENGINES)}.")
+    return ENGINES[name]
+
+
+def batch_engines() -> list[Engine]:
+    """The engines that batch can run, in the table's order."""
+    return [engine for engine in ENGINES.values() if engine.batch != "none"]

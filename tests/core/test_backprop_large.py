@@ -1,0 +1,131 @@
+"""Backprop on images over the memory budget: crop training, tiled labelling without seams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_unsupseg.core.backprop import default_params
+from napari_unsupseg.core.backprop.large import _tiles, needs_crops, plan, segment_large
+from napari_unsupseg.core.base.engine import RunControl, run_to_end
+from napari_unsupseg.core.review.scores import hungarian_iou
+from napari_unsupseg.core.samples import mosaic
+
+pytest.importorskip("torch")
+
+#: A budget far below what whole-image training of a 160^2 image needs (~90 MB).
+TINY = {"memory_budget_mb": 64, "crop_size": 48, "tile_size": 64}
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return mosaic(160, n_regions=5, noise=0.1, seed=1)
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _kmeans_baseline(image: np.ndarray, k: int) -> np.ndarray:
+    """Pixel colours clustered into k groups: what the vote starts from without a network."""
+    from scipy.cluster.vq import kmeans2
+
+    pixels = image.reshape(-1, image.shape[-1]).astype(np.float64)
+    _, labels = kmeans2(pixels, k, seed=0, minit="++")
+    return labels.reshape(image.shape[:2]) + 1
+
+
+def test_crop_training_recovers_the_mosaic_beyond_the_budget(scene):
+    image, truth = scene
+    params = default_params(n_labels=5, max_iter=24, **TINY)
+    assert needs_crops(image.shape, params)
+    layout = plan(image.shape, params)
+    assert layout.crop == 48 and layout.tile == 64 and layout.batch >= 2
+    result = run_to_end(segment_large(image, params))
+    labels = result.labels
+    assert labels.shape == truth.shape and labels.dtype == np.uint16
+    assert result.metadata["mode"] == "crops" and result.metadata["tiles"] == 9
+    assert set(np.unique(labels)) == set(range(1, int(labels.max()) + 1))
+    found = hungarian_iou(labels, truth)
+    baseline = hungarian_iou(_kmeans_baseline(image, 5), truth)
+    assert found >= baseline + 0.1, (found, baseline)
+    assert found >= 0.8
+
+
+def test_tiles_agree_with_one_whole_pass_and_show_no_seam(scene):
+    image, _ = scene
+    common = {**TINY, "max_iter": 12, "patience": 0}
+    for superpixels in ("none", "auto"):
+        tiled = run_to_end(segment_large(image, default_params(superpixels=superpixels,
+                                                               **common)))
+        whole = run_to_end(segment_large(image, default_params(superpixels=superpixels,
+                                                               **{**common, "tile_size": 512})))
+        assert tiled.metadata["tiles"] == 9 and whole.metadata["tiles"] == 1
+        a, b = tiled.labels, whole.labels
+        borders = sorted({s.start for core in _tiles(a.shape, 64) for s in core} - {0})
+        if superpixels == "none":
+            # The same trained network, a per-pixel function once calibrated: identical.
+            np.testing.assert_array_equal(a, b)
+            continue
+        # Superpixels differ a little between tilings; no line of changes along a border.
+        assert (a == b).mean() > 0.97
+        changes = np.abs(np.diff(a.astype(int), axis=1)) > 0
+        rate_at_borders = changes[:, [x - 1 for x in borders]].mean()
+        assert rate_at_borders <= 2 * changes.mean() + 0.02
+
+
+def test_superpixel_ids_are_unique_across_tiles(scene):
+    image, _ = scene
+    result = run_to_end(segment_large(image, default_params(max_iter=4, **TINY)))
+    superpixels = result.extras["superpixels"]
+    assert superpixels.min() >= 1
+    owners: dict[int, int] = {}
+    for number, core in enumerate(_tiles(superpixels.shape, 64)):
+        for value in np.unique(superpixels[core]):
+            assert owners.setdefault(int(value), number) == number
+
+
+def test_finishing_early_still_labels_the_whole_image(scene):
+    image, _ = scene
+    control = RunControl()
+    run = segment_large(image, default_params(max_iter=200, **TINY), control=control)
+    next(run)  # the crops are ready
+    control.request_stop()
+    result = run_to_end(run)
+    assert result.metadata["stopped_early"] is True
+    assert result.metadata["iterations"][0] <= 2
+    assert result.labels.shape == image.shape[:2] and result.labels.min() >= 1
+
+
+def test_small_images_stay_on_the_whole_image_path():
+    params = default_params()
+    assert not needs_crops((1000, 1000, 4), params)  # as before: 1 MP trains whole
+    assert needs_crops((2048, 2048, 4), params)
+    assert needs_crops((10_000, 10_000, 4), params)
+
+
+def test_segment_hands_an_image_over_the_budget_to_the_crop_engine(scene):
+    from napari_unsupseg.core.backprop import segment
+
+    image, truth = scene
+    result = run_to_end(segment(image, default_params(max_iter=6, **TINY)))
+    assert result.metadata["mode"] == "crops" and result.labels.shape == truth.shape
+    small = run_to_end(segment(image[:40, :40], default_params(max_iter=2, **TINY)))
+    assert "mode" not in small.metadata  # under the budget: the whole-image engine
+
+
+def test_cli_budget_options_reach_the_crop_engine(scene, tmp_path):
+    import json
+
+    import tifffile
+
+    from napari_unsupseg.cli import main
+
+    image, truth = scene
+    source = tmp_path / "scene.tif"
+    tifffile.imwrite(source, (image * 65535).astype(np.uint16))
+    out = tmp_path / "labels.tif"
+    assert main(["backprop", str(source), "-o", str(out), "--quiet", "--max-iter", "4",
+                 "--memory-budget-mb", "64", "--crop-size", "48", "--tile-size", "64"]) == 0
+    assert tifffile.imread(out).shape == truth.shape
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["mode"] == "crops" and meta["tiles"] == 9

@@ -1,0 +1,161 @@
+"""The shared core helpers: layout, normalisation, relabelling, parameters, files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unsupseg.core.base import params as P
+from napari_unsupseg.core.base.engine import Progress, Result, provenance, run_to_end
+from napari_unsupseg.core.base.errors import InputError
+from napari_unsupseg.core.base.images import (
+    as_channels_last,
+    mean_colour,
+    normalize,
+    relabel_sequential,
+    to_display_rgb,
+)
+from napari_unsupseg.core.base.io import overlay, read_image, write_labels, write_picture
+
+
+@pytest.mark.parametrize(
+    ("shape", "axis", "expected"),
+    [
+        ((20, 30), None, (20, 30, 1)),
+        ((20, 30, 3), -1, (20, 30, 3)),
+        ((2, 20, 30), 0, (20, 30, 2)),
+        ((5, 20, 30), None, (5, 20, 30, 1)),
+        ((5, 2, 20, 30), 1, (5, 20, 30, 2)),
+    ],
+)
+def test_as_channels_last_layouts(shape, axis, expected):
+    data = np.arange(np.prod(shape), dtype=np.uint16).reshape(shape)
+    out = as_channels_last(data, axis)
+    assert out.shape == expected
+    if axis is not None:
+        np.testing.assert_array_equal(np.moveaxis(data, axis, -1), out)
+
+
+@pytest.mark.parametrize(
+    ("shape", "axis", "words"),
+    [
+        ((20, 30), 2, "does not exist"),
+        ((4, 5, 20, 30), None, "Expected a 2-D plane"),
+        ((20,), None, "Expected a 2-D plane"),
+        ((1, 30), None, "too small"),
+    ],
+)
+def test_as_channels_last_refuses_bad_layouts(shape, axis, words):
+    with pytest.raises(InputError, match=words):
+        as_channels_last(np.zeros(shape, np.float32), axis)
+
+
+def test_nan_and_complex_are_refused():
+    image = np.ones((8, 8), np.float32)
+    image[3, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        as_channels_last(image, None)
+    with pytest.raises(InputError, match="complex"):
+        as_channels_last(np.ones((8, 8), np.complex64), None)
+
+
+def test_normalize_is_per_channel_and_shared_across_planes():
+    rng = np.random.default_rng(0)
+    stack = np.stack([rng.uniform(0, 10, (2, 16, 16)), rng.uniform(1000, 5000, (2, 16, 16))], -1)
+    out = normalize(stack, 0.0, 100.0)
+    assert out.dtype == np.float32
+    for c in range(2):
+        assert out[..., c].min() == 0.0 and out[..., c].max() == pytest.approx(1.0)
+    # A constant channel carries no information: zeros, not a division by zero.
+    assert (normalize(np.ones((4, 4, 1)))[..., 0] == 0).all()
+
+
+def test_relabel_sequential_keeps_partition_and_background():
+    labels = np.array([[7, 7, 0], [300, 7, 42]])
+    out = relabel_sequential(labels)
+    assert out.dtype == np.uint16
+    np.testing.assert_array_equal(out, [[1, 1, 0], [2, 1, 3]])
+    big = relabel_sequential(np.arange(70_000).reshape(700, 100) + 1)
+    assert big.dtype == np.uint32 and big.max() == 70_000
+
+
+def test_mean_colour_fills_each_label():
+    image = np.array([[[0.0], [2.0]], [[4.0], [10.0]]], np.float32)
+    labels = np.array([[1, 1], [2, 2]])
+    np.testing.assert_allclose(mean_colour(image, labels)[..., 0], [[1, 1], [7, 7]])
+
+
+@dataclass
+class _Params:
+    size: int = P.param(3, "A size.", min=1, max=9)
+    mode: str = P.param("a", "A mode.", choices=("a", "b"))
+    limit: float | None = P.param(None, "An optional limit.")
+    flag: bool = P.param(True, "A switch.", advanced=True)
+
+
+def test_specs_and_validation():
+    specs = {s.name: s for s in P.specs(_Params)}
+    assert specs["size"].type is int and specs["size"].max == 9
+    assert specs["limit"].type is float and specs["limit"].optional
+    assert specs["flag"].advanced and specs["mode"].choices == ("a", "b")
+    assert P.from_mapping(_Params, {"size": 4, "other": 1}).size == 4
+    with pytest.raises(InputError, match="at most 9"):
+        P.from_mapping(_Params, {"size": 10})
+    with pytest.raises(InputError, match="one of a, b"):
+        P.from_mapping(_Params, {"mode": "c"})
+
+
+def test_run_to_end_returns_result_and_reports_progress():
+    def engine():
+        for i in range(3):
+            yield Progress(i + 1, 3, loss=1.0 / (i + 1))
+        return Result(np.ones((2, 2), np.uint16), provenance("toy", _Params(), seed=1))
+
+    seen: list[int] = []
+    result = run_to_end(engine(), lambda p: seen.append(p.step))
+    assert seen == [1, 2, 3]
+    assert result.metadata["engine"] == "toy"
+    assert result.metadata["parameters"]["size"] == 3
+    json.dumps(result.metadata)
+
+
+def test_files_round_trip(tmp_path):
+    labels = np.arange(12, dtype=np.uint16).reshape(3, 4)
+    sidecar = write_labels(tmp_path / "out" / "l.tif", labels, {"seed": np.int64(3)})
+    assert json.loads(sidecar.read_text()) == {"seed": 3}
+    back = read_image(tmp_path / "out" / "l.tif")
+    np.testing.assert_array_equal(back.data, labels)
+    assert not back.rgb
+    # A stack of three label planes is three planes, not an RGB picture.
+    planes = np.arange(3 * 8 * 8, dtype=np.uint8).reshape(3, 8, 8)
+    write_labels(tmp_path / "stack.tif", planes, {})
+    with tifffile.TiffFile(tmp_path / "stack.tif") as tif:
+        assert tif.pages[0].photometric == tifffile.PHOTOMETRIC.MINISBLACK
+    np.testing.assert_array_equal(read_image(tmp_path / "stack.tif").data, planes)
+    rgb = to_display_rgb(np.random.default_rng(0).uniform(size=(6, 5, 3)))
+    halves = np.repeat([[1], [2]], [3, 3], axis=0).repeat(5, axis=1)
+    drawn = overlay(rgb, halves)
+    assert (drawn[2] == (255, 220, 0)).all() and (drawn[0] == rgb[0]).all()
+    loaded = read_image(write_picture(tmp_path / "p.png", drawn))
+    assert loaded.rgb
+    np.testing.assert_array_equal(loaded.data, drawn)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("missing.tif", None, "does not exist"),
+        ("bad.png", b"not a png", "could not be read"),
+        ("x.bmpx", b"", "unsupported file type"),
+    ],
+)
+def test_read_image_errors_are_plain(tmp_path, name, content, words):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError, match=words):
+        read_image(path)

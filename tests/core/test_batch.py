@@ -1,0 +1,98 @@
+"""The batch command: many files on a dask cluster, failures by name, resuming."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_unsupseg.cli import main
+from napari_unsupseg.core.base.errors import InputError
+from napari_unsupseg.core.batch import Job, plan_jobs, process_file
+from napari_unsupseg.core.samples import mosaic
+
+pytest.importorskip("distributed")
+
+
+def _images(folder: Path, n: int = 3) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed in range(n):
+        image, _ = mosaic(48, n_regions=3, seed=seed)
+        path = folder / f"plate_{seed}.tif"
+        tifffile.imwrite(path, (image * 255).astype(np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_plan_mirrors_names_of_folders_files_and_globs(tmp_path):
+    _images(tmp_path / "in" / "sub", 2)
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    jobs = plan_jobs([tmp_path / "in"], tmp_path / "out", "preseg")
+    assert [j.output.relative_to(tmp_path / "out").as_posix() for j in jobs] == [
+        "sub/plate_0_preseg.tif", "sub/plate_1_preseg.tif"]
+    globbed = plan_jobs([str(tmp_path / "in" / "sub" / "*_1.tif")], tmp_path / "out", "preseg")
+    assert [j.output.name for j in globbed] == ["plate_1_preseg.tif"]
+    with pytest.raises(InputError, match="neither a file"):
+        plan_jobs([tmp_path / "missing"], tmp_path / "out", "preseg")
+
+
+def test_batch_on_two_workers_names_the_bad_file_and_resumes(tmp_path, capsys):
+    good = _images(tmp_path / "in")
+    (tmp_path / "in" / "broken.tif").write_bytes(b"II*\x00 this is not a tiff")
+    out = tmp_path / "out"
+    argv = ["batch", "preseg", str(tmp_path / "in"), "-o", str(out), "--workers", "2",
+            "--quiet", "--n-segments", "30"]
+    assert main(argv) == 1
+    report = capsys.readouterr().out
+    assert "3 written, 0 skipped" in report and "1 failed" in report
+    assert "broken.tif" in report and "plate_" not in report.split("failed", 2)[-1]
+    for path in good:
+        labels = tifffile.imread(out / f"{path.stem}_preseg.tif")
+        assert labels.shape == (48, 48) and labels.max() >= 4
+        assert json.loads((out / f"{path.stem}_preseg.json").read_text())["engine"] == "preseg"
+    assert not list(out.glob(".*partial*"))
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*.tif")}
+    assert main(argv) == 1  # the broken file fails again; the others are not redone
+    again = capsys.readouterr().out
+    assert "0 written, 3 skipped" in again and "broken.tif" in again
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.tif")} == stamps
+
+
+def test_unreachable_scheduler_is_a_plain_message_and_writes_nothing(tmp_path, capsys):
+    _images(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    code = main(["batch", "preseg", str(tmp_path / "in"), "-o", str(out), "--quiet",
+                 "--scheduler", "tcp://127.0.0.1:9"])
+    assert code == 2
+    assert time.perf_counter() - start < 20
+    assert "Could not reach the dask scheduler at tcp://127.0.0.1:9" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_process_file_runs_backprop_and_keeps_the_georeference(tmp_path):
+    rasterio = pytest.importorskip("rasterio")
+    from affine import Affine
+
+    from napari_unsupseg.core.backprop import BackpropParams
+    from napari_unsupseg.core.base.geo import read_georef
+
+    image, _ = mosaic(40, n_regions=3)
+    source = tmp_path / "scene.tif"
+    with rasterio.open(source, "w", driver="GTiff", height=40, width=40, count=3,
+                       dtype="uint16", crs="EPSG:32633",
+                       transform=Affine(2.0, 0.0, 4e5, 0.0, -2.0, 5e6)) as target:
+        target.write((np.moveaxis(image, -1, 0) * 4000).astype(np.uint16))
+    job = Job(source, tmp_path / "out" / "scene_backprop.tif")
+    job.output.parent.mkdir()
+    done = process_file(job, "backprop", BackpropParams(max_iter=3), geojson=True)
+    assert done["n_labels"] >= 2
+    georef = read_georef(job.output)
+    assert georef is not None and georef.transform == (2.0, 0.0, 4e5, 0.0, -2.0, 5e6)
+    assert "32633" in georef.crs
+    assert json.loads(job.output.with_suffix(".geojson").read_text())["features"]
