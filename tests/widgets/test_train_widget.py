@@ -87,3 +87,23 @@ def test_bad_labels_are_a_notification_and_change_nothing(make_napari_viewer, qt
     assert any("No pixel is labelled" in m for m in error_messages())
     assert [layer.name for layer in viewer.layers] == layers
     assert widget.model is None
+
+
+def test_an_image_of_odd_size_trains(make_napari_viewer, qtbot):
+    """100 x 90 (no multiple of 32), painted densely: the widget trains (it crashed)."""
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    viewer.add_image(rng.integers(0, 255, (100, 90)).astype(np.uint8), name="odd")
+    painted = np.ones((100, 90), np.uint8)
+    painted[30:60, 30:60] = 2
+    viewer.add_labels(painted, name="painted")
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="train")
+    widget.labels_picker.value = viewer.layers["painted"]
+    widget.input.image_picker.value = viewer.layers["odd"]
+    widget.form.set_values({**SMALL, "epochs": 2})
+    with qtbot.waitSignal(widget.runner.ended, timeout=60_000) as ended:
+        widget.train()
+    assert ended.args[0] == "done", error_messages()
+    assert widget.model is not None and not error_messages()
+    assert widget.metadata["validation_pixels"] >= 1000
