@@ -12,9 +12,8 @@ import tifffile
 from PIL import Image
 
 from napari_unsupseg.cli import build_parser, main
-from napari_unsupseg.core.backprop import BackpropParams
 from napari_unsupseg.core.base import params as P
-from napari_unsupseg.core.preseg import PresegParams
+from napari_unsupseg.core.registry import ENGINES
 from napari_unsupseg.core.samples import mosaic
 
 FAST = ["--quiet", "--seed", "0"]
@@ -28,14 +27,30 @@ def mosaic_png(tmp_path_factory):
     return path, truth
 
 
-@pytest.mark.parametrize(
-    ("command", "params_type"), [("backprop", BackpropParams), ("preseg", PresegParams)]
-)
-def test_every_engine_parameter_is_an_option(command, params_type):
-    sub = build_parser()._subparsers._group_actions[0].choices[command]
-    options = {dest for action in sub._actions for dest in [action.dest]}
-    missing = {s.name for s in P.specs(params_type)} - options
-    assert not missing
+def _subcommand(parser, *names):
+    for name in names:
+        parser = parser._subparsers._group_actions[0].choices[name]
+    return parser
+
+
+@pytest.mark.parametrize("engine", list(ENGINES.values()), ids=list(ENGINES))
+def test_every_engine_parameter_is_an_option(engine):
+    """Every parameter of every engine is an option of its command and of its batch."""
+    commands = [(engine.name,)]
+    if engine.batch != "none":
+        commands.append(("batch", engine.name))
+    for names in commands:
+        sub = _subcommand(build_parser(), *names)
+        options = {action.dest for action in sub._actions}
+        missing = {s.name for s in P.specs(engine.params)} - options
+        assert not missing, (names, missing)
+
+
+def test_batch_runs_every_engine_that_makes_sense():
+    batch = _subcommand(build_parser(), "batch")
+    choices = set(batch._subparsers._group_actions[0].choices)
+    assert choices == {e.name for e in ENGINES.values() if e.batch != "none"}
+    assert {"preseg", "backprop", "predict", "parts"} <= choices
 
 
 def test_preseg_writes_labels_and_sidecar(mosaic_png, tmp_path, capsys):

@@ -96,3 +96,62 @@ def test_process_file_runs_backprop_and_keeps_the_georeference(tmp_path):
     assert georef is not None and georef.transform == (2.0, 0.0, 4e5, 0.0, -2.0, 5e6)
     assert "32633" in georef.crs
     assert json.loads(job.output.with_suffix(".geojson").read_text())["features"]
+
+
+def test_batch_is_a_generator_of_progress_that_returns_the_report(tmp_path):
+    from napari_unsupseg.core.base.engine import drive
+    from napari_unsupseg.core.batch import BatchProgress, run_batch
+    from napari_unsupseg.core.preseg import PresegParams
+
+    _images(tmp_path / "in", 3)
+    jobs = plan_jobs([tmp_path / "in"], tmp_path / "out", "preseg")
+    events: list[BatchProgress] = []
+    report = drive(run_batch(jobs, "preseg", PresegParams(n_segments=20), workers=1),
+                   events.append)
+    assert [e.step for e in events] == [1, 2, 3] and {e.total for e in events} == {3}
+    assert {e.job.source.name for e in events} == {j.source.name for j in jobs}
+    assert len(report.done) == 3 and report.ok
+
+
+def test_batch_finds_parts_across_the_whole_collection(tmp_path, capsys):
+    """Part discovery learns from all the files together: one label file per input, each
+    with the parts of that image, and a rerun skips them."""
+    from PIL import Image
+
+    from napari_unsupseg.core.samples.parts import part_collection
+
+    stack, truth = part_collection(3, 48, 3, seed=0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index, image in enumerate(stack):
+        Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(
+            folder / f"object_{index}.png")
+    out = tmp_path / "out"
+    argv = ["batch", "parts", str(folder), "-o", str(out), "--workers", "1", "--quiet",
+            "--n-parts", "3", "--iterations", "6", "--working-size", "32", "--batch-size", "3"]
+    assert main(argv) == 0
+    assert "3 written, 0 skipped (already written), 0 failed" in capsys.readouterr().out
+    for index in range(3):
+        labels = tifffile.imread(out / f"object_{index}_parts.tif")
+        assert labels.shape == truth.shape[1:] and labels.max() <= 3
+        meta = json.loads((out / f"object_{index}_parts.json").read_text())
+        assert meta["engine"] == "parts" and len(meta["sources"]) == 3
+    assert main(argv) == 0
+    assert "0 written, 3 skipped" in capsys.readouterr().out
+
+
+def test_images_of_several_sizes_are_one_sentence_for_parts(tmp_path, capsys):
+    _images(tmp_path / "in", 2)
+    image, _ = mosaic(40, n_regions=3, seed=9)
+    tifffile.imwrite(tmp_path / "in" / "small.tif", (image * 255).astype(np.uint8))
+    code = main(["batch", "parts", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+                 "--workers", "1", "--quiet", "--iterations", "2"])
+    assert code == 1
+    assert "needs images of one size" in capsys.readouterr().out
+
+
+def test_batch_refuses_an_engine_it_cannot_run():
+    from napari_unsupseg.core.registry import batch_engine
+
+    with pytest.raises(InputError, match="Batch cannot run 'train'; it runs preseg"):
+        batch_engine("train")

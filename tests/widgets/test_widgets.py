@@ -75,6 +75,20 @@ def test_manifest_entries_import_the_widget_classes():
         assert widgets[command] == display
 
 
+def test_manifest_widgets_are_the_registry_engines_and_review():
+    from npe2 import PluginManifest
+
+    from napari_unsupseg.core.registry import ENGINES
+
+    manifest = PluginManifest.from_distribution(PLUGIN)
+    commands = {c.id: c for c in manifest.contributions.commands}
+    docked = {commands[w.command].python_name: w.display_name
+              for w in manifest.contributions.widgets}
+    expected = {e.widget: e.title for e in ENGINES.values()}
+    expected["napari_unsupseg.widgets.review:ReviewWidget"] = "Review labels"
+    assert docked == expected
+
+
 def test_preseg_on_the_mosaic_sample(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "mosaic")

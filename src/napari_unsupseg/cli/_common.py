@@ -7,7 +7,7 @@ import argparse
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..core.base import params as params_mod
-from ..core.base.engine import EngineRun, Progress, Result, RunControl, run_to_end
+from ..core.base.engine import Progress, Result, RunControl, drive
 from ..core.base.errors import InputError
 from ..core.base.images import as_channels_last
 from ..core.base.io import read_image, write_labels
 
 P = TypeVar("P")
+R = TypeVar("R")
 
 
 def option_name(name: str) -> str:
@@ -143,12 +144,16 @@ def finish_on_interrupt(control: RunControl) -> Iterator[None]:
 
 
 def run_with_bar(
-    run: EngineRun | Callable[[RunControl], EngineRun], description: str, quiet: bool = False
-) -> Result:
-    """Drive an engine with a tqdm bar showing loss and label count.
+    run: Generator[Progress, None, R] | Callable[[RunControl], Generator[Progress, None, R]],
+    description: str,
+    quiet: bool = False,
+    unit: str = "step",
+) -> R:
+    """Drive an engine (or batch) with a tqdm bar showing loss and label count, and return
+    what it returns.
 
-    ``run`` is an engine generator, or a function that starts one with a
-    :class:`RunControl`: then Ctrl+C finishes the run early instead of losing it.
+    ``run`` is a generator, or a function that starts one with a :class:`RunControl`:
+    then Ctrl+C finishes the run early instead of losing it.
     """
     from tqdm import tqdm
 
@@ -156,7 +161,7 @@ def run_with_bar(
     if callable(run) and not hasattr(run, "send"):
         run = run(control)
 
-    with tqdm(desc=description, disable=quiet, unit="step", leave=True) as bar:
+    with tqdm(desc=description, disable=quiet, unit=unit, leave=True) as bar:
 
         def show(event: Progress) -> None:
             bar.total = event.total
@@ -170,7 +175,7 @@ def run_with_bar(
             bar.refresh()
 
         with finish_on_interrupt(control):
-            return run_to_end(run, show)
+            return drive(run, show)
 
 
 def write_result(result: Result, path: Path, source: Path) -> None:

@@ -3,35 +3,27 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ..core.backprop import BackpropParams, segment
+from ..core.base.engine import EngineRun, RunControl
 from ..core.base.errors import InputError
 from ..core.base.io import read_image
-from ._common import (
-    add_image_arguments,
-    add_params,
-    load_channels_last,
-    output_path,
-    params_from_args,
-    run_with_bar,
-    write_result,
-)
+from ._image_command import ImageCommand
 
 HELP = "Segment an image without training data (Kanezaki's backprop segmenter)."
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_image_arguments(parser, "backprop")
+def _scribbles_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scribbles",
         type=Path,
         default=None,
         help="Label image of the same height and width: 0 = unlabelled, k > 0 = class k.",
     )
-    add_params(parser, BackpropParams)
 
 
 def read_scribbles(path: Path) -> np.ndarray:
@@ -49,14 +41,11 @@ def read_scribbles(path: Path) -> np.ndarray:
     return data
 
 
-def run(args: argparse.Namespace) -> int:
-    params = params_from_args(BackpropParams, args)
-    image = load_channels_last(args.image, args.channel_axis)
+def _start(image: np.ndarray, params: BackpropParams, args: argparse.Namespace
+           ) -> Callable[[RunControl], EngineRun]:
     scribbles = read_scribbles(args.scribbles) if args.scribbles else None
-    result = run_with_bar(
-        lambda control: segment(image, params, scribbles=scribbles, control=control),
-        "backprop",
-        args.quiet,
-    )
-    write_result(result, output_path(args, "backprop"), args.image)
-    return 0
+    return lambda control: segment(image, params, scribbles=scribbles, control=control)
+
+
+COMMAND = ImageCommand("backprop", HELP, start=_start, extra_arguments=_scribbles_option)
+add_arguments, run = COMMAND.add_arguments, COMMAND.run

@@ -16,19 +16,21 @@ import argparse
 import functools
 from pathlib import Path
 
-from ..core.batch import ENGINES, plan_jobs, run_batch
-from ._common import add_params, load_channels_last, params_from_args
+from ..core.batch import plan_jobs, run_batch
+from ..core.registry import batch_engine, batch_engines
+from ._common import add_params, load_channels_last, params_from_args, run_with_bar
 
 HELP = "Run an engine over many files (folders, globs) on a local or remote dask cluster."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     engines = parser.add_subparsers(title="engines", dest="engine", required=True)
-    for name, engine in ENGINES.items():
-        params_type, _ = engine.load()
+    for engine in batch_engines():
+        name = engine.name
+        together = " (all files together: one size)" if engine.batch == "collection" else ""
         sub = engines.add_parser(
             name,
-            help=f"{name} on every file (the options of 'napari-unsupseg {name}').",
+            help=f"{name} on every file{together} (the options of 'napari-unsupseg {name}').",
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         sub.add_argument("inputs", nargs="+", help="Image files, folders and glob patterns.")
@@ -45,22 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--geojson", action="store_true",
                          help="Also write each result as GeoJSON polygons (.geojson).")
         sub.add_argument("--quiet", action="store_true", help="No progress bar.")
-        add_params(sub, params_type)
+        add_params(sub, engine.params)
 
 
 def run(args: argparse.Namespace) -> int:
-    params_type, _ = ENGINES[args.engine].load()
-    params = params_from_args(params_type, args)
+    params = params_from_args(batch_engine(args.engine).params, args)
     jobs = plan_jobs(args.inputs, args.output_dir, args.engine)
-    report = run_batch(
-        jobs,
-        args.engine,
-        params,
-        workers=args.workers,
-        scheduler=args.scheduler,
-        load=functools.partial(load_channels_last, channel_axis=args.channel_axis),
-        geojson=args.geojson,
-        progress=not args.quiet,
-    )
+    load = functools.partial(load_channels_last, channel_axis=args.channel_axis)
+    report = run_with_bar(
+        lambda control: run_batch(jobs, args.engine, params, workers=args.workers,
+                                  scheduler=args.scheduler, load=load, geojson=args.geojson,
+                                  control=control),
+        f"batch {args.engine}", args.quiet, unit="file")
     print(report.summary())
     return 0 if report.ok else 1

@@ -12,36 +12,21 @@ model hash, parameters) and, with ``--confidence``, ``photo_classes_confidence.t
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ..core.predict import InferenceParams, predict
-from ._common import (
-    add_image_arguments,
-    add_params,
-    load_channels_last,
-    output_path,
-    params_from_args,
-    run_with_bar,
-    write_result,
-)
+from ..core.base.engine import Result
+from ._image_command import ImageCommand
 
 HELP = "Segment an image with a trained DeepLabV3/V3+ or U-Net checkpoint (tiled prediction)."
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_image_arguments(parser, "predict")
-    add_params(parser, InferenceParams)
+def _tile_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", dest="tile_size", type=int, default=argparse.SUPPRESS,
                         metavar="N", help="Short for --tile-size.")
 
 
-def run(args: argparse.Namespace) -> int:
-    params = params_from_args(InferenceParams, args)
-    image = load_channels_last(args.image, args.channel_axis)
-    # Ctrl+C finishes early: the tiles done so far are written, the rest 0.
-    result = run_with_bar(lambda control: predict(image, params, control=control), "predict",
-                          args.quiet)
-    path = output_path(args, "predict")
-    write_result(result, path, args.image)
+def _report(result: Result, path: Path, args: argparse.Namespace) -> None:
+    """The classes seen, and the confidence image when it was asked for."""
     names = result.metadata.get("classes", {})
     found = sorted({int(v) for v in set(result.labels.ravel()[:: max(1, result.labels.size
                                                                      // 4_000_000)])})
@@ -54,4 +39,7 @@ def run(args: argparse.Namespace) -> int:
         tifffile.imwrite(conf_path, result.extras["confidence"], compression="zlib",
                          photometric="minisblack")
         print(f"wrote {conf_path} (probability of the chosen class, float16)")
-    return 0
+
+
+COMMAND = ImageCommand("predict", HELP, extra_arguments=_tile_option, report=_report)
+add_arguments, run = COMMAND.add_arguments, COMMAND.run

@@ -2,30 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
+from ._image_command import ImageCommand
 
-from ..core.preseg import PresegParams, run_preseg
-from ._common import (
-    add_image_arguments,
-    add_params,
-    load_channels_last,
-    output_path,
-    params_from_args,
-    run_with_bar,
-    write_result,
-)
-
-HELP = "Split an image into superpixels."
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_image_arguments(parser, "preseg")
-    add_params(parser, PresegParams)
-
-
-def run(args: argparse.Namespace) -> int:
-    params = params_from_args(PresegParams, args)
-    image = load_channels_last(args.image, args.channel_axis)
-    result = run_with_bar(run_preseg(image, params), f"preseg {params.method}", args.quiet)
-    write_result(result, output_path(args, "preseg"), args.image)
-    return 0
+COMMAND = ImageCommand("preseg", "Split an image into superpixels.",
+                       bar_label=lambda params: f"preseg {params.method}")
+HELP, add_arguments, run = COMMAND.help, COMMAND.add_arguments, COMMAND.run

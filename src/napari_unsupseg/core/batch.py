@@ -6,7 +6,11 @@ written yet (so a rerun resumes) on a ``LocalCluster`` of ``workers`` processes 
 the scheduler at ``scheduler`` (``dask scheduler`` / ``dask worker``, dask-jobqueue,
 Kubernetes). Each file is read, segmented with the same engine and parameters as the
 single-image commands, and written (a GeoTIFF when the input is one) on a worker; a
-file that fails is reported by name and the others carry on.
+file that fails is reported by name and the others carry on. Part discovery, which learns
+from a collection, runs once over all the files (one task) and writes one label file per
+input like the others. :func:`run_batch` is a generator like every engine: it yields a
+:class:`BatchProgress` as each file ends and returns the :class:`BatchReport`; the command
+line and the widget drive it.
 
 dask is imported where the work starts, never at import time.
 """
@@ -14,48 +18,23 @@ dask is imported where the work starts, never at import time.
 from __future__ import annotations
 
 import glob
-import importlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .base.engine import Progress, RunControl, no_control
 from .base.errors import InputError
 from .base.io import PICTURE_SUFFIXES, TIFF_SUFFIXES
+from .registry import Engine, batch_engine
 
 IMAGE_SUFFIXES = TIFF_SUFFIXES + PICTURE_SUFFIXES
 #: Seconds to wait for a scheduler given by address before saying it cannot be reached.
 CONNECT_TIMEOUT = 5.0
-
-
-@dataclass(frozen=True)
-class BatchEngine:
-    """Where an engine and its parameter dataclass live (imported on the workers)."""
-
-    module: str
-    params: str
-    function: str
-
-    def load(self) -> tuple[type, Callable[..., Any]]:
-        module = importlib.import_module(self.module)
-        return getattr(module, self.params), getattr(module, self.function)
-
-
-ENGINES: dict[str, BatchEngine] = {
-    "preseg": BatchEngine("napari_unsupseg.core.preseg", "PresegParams", "run_preseg"),
-    "backprop": BatchEngine("napari_unsupseg.core.backprop", "BackpropParams", "segment"),
-    "predict": BatchEngine("napari_unsupseg.core.predict", "InferenceParams", "predict"),
-}
-
-
-def engine_named(name: str) -> BatchEngine:
-    if name not in ENGINES:
-        raise InputError(f"Unknown engine '{name}'; choose from {', '.join(ENGINES)}.")
-    return ENGINES[name]
 
 
 @dataclass(frozen=True)
@@ -113,29 +92,62 @@ def process_file(
     load: Callable[[Path], np.ndarray] = load_image,
     geojson: bool = False,
 ) -> dict[str, Any]:
-    """Read, segment and write one file (on a worker). The label file appears only when
-    complete (written under a temporary name, then renamed), so a run killed midway
-    leaves nothing that a rerun would skip."""
+    """Read, segment and write one file (on a worker); see :func:`_write`."""
     from .base.engine import run_to_end
+
+    start = time.perf_counter()
+    result = run_to_end(batch_engine(engine).run(load(job.source), params))
+    return _write(job, result.labels, result.metadata, geojson, start)
+
+
+def process_collection(
+    jobs: Sequence[Job],
+    engine: str,
+    params: Any,
+    load: Callable[[Path], np.ndarray] = load_image,
+    geojson: bool = False,
+) -> list[dict[str, Any]]:
+    """Run an engine that learns from a collection (part discovery) once over every file,
+    then write one label file per input (on a worker)."""
+    from .base.engine import run_to_end
+
+    start = time.perf_counter()
+    images = [load(job.source) for job in jobs]
+    for job, image in zip(jobs, images, strict=True):
+        if image.shape != images[0].shape:
+            raise InputError(
+                f"{job.source.name} has shape {image.shape} but {jobs[0].source.name} has "
+                f"{images[0].shape}: {engine} needs images of one size and channel count."
+            )
+    result = run_to_end(batch_engine(engine).run(np.stack(images), params))
+    sources = [str(job.source) for job in jobs]
+    return [
+        _write(job, result.labels[index], {**result.metadata, "sources": sources}, geojson,
+               start)
+        for index, job in enumerate(jobs)
+    ]
+
+
+def _write(job: Job, labels: np.ndarray, metadata: dict[str, Any], geojson: bool,
+           start: float) -> dict[str, Any]:
+    """The label file appears only when complete (written under a temporary name, then
+    renamed), so a run killed midway leaves nothing that a rerun would skip."""
     from .base.geo import carried_georef, class_names, write_geojson
     from .base.io import write_labels
 
-    start = time.perf_counter()
-    _, run = engine_named(engine).load()
-    result = run_to_end(run(load(job.source), params))
     georef = carried_georef(job.source)
     partial = job.output.with_name(f".{job.output.stem}.partial.tif")
-    metadata = {**result.metadata, "source": str(job.source)}
-    sidecar = write_labels(partial, result.labels, metadata, georef=georef)
+    metadata = {**metadata, "source": str(job.source)}
+    sidecar = write_labels(partial, labels, metadata, georef=georef)
     if geojson:
-        write_geojson(job.output.with_suffix(".geojson"), np.asarray(result.labels), georef,
-                      class_names(result.metadata))
+        write_geojson(job.output.with_suffix(".geojson"), np.asarray(labels), georef,
+                      class_names(metadata))
     os.replace(sidecar, job.output.with_suffix(".json"))
     os.replace(partial, job.output)
     return {
         "source": str(job.source),
         "output": str(job.output),
-        "n_labels": int(len(np.unique(result.labels[result.labels > 0]))),
+        "n_labels": int(len(np.unique(labels[labels > 0]))),
         "seconds": time.perf_counter() - start,
     }
 
@@ -189,6 +201,13 @@ def connect(workers: int = 2, scheduler: str | None = None,
     return Client(cluster)
 
 
+@dataclass
+class BatchProgress(Progress):
+    """A file (or, for a collection engine, every file) has ended: ``step`` of ``total``."""
+
+    job: Job | None = None
+
+
 def run_batch(
     jobs: Sequence[Job],
     engine: str,
@@ -198,16 +217,15 @@ def run_batch(
     scheduler: str | None = None,
     load: Callable[[Path], np.ndarray] = load_image,
     geojson: bool = False,
-    progress: bool = True,
     timeout: float = CONNECT_TIMEOUT,
-    on_file: Callable[[int, int, Job], None] | None = None,
-) -> BatchReport:
-    """Run the jobs whose output does not exist yet; one task per file, failures by name.
-
-    ``on_file(finished, total, job)`` is called as each file ends (for a GUI's progress)."""
-    from tqdm import tqdm
-
-    engine_named(engine)
+    control: RunControl | None = None,
+) -> Generator[BatchProgress, None, BatchReport]:
+    """Run the jobs whose output does not exist yet; one task per file (one for all the
+    files of a collection engine), failures by name. Yields a :class:`BatchProgress` as each
+    task ends; when ``control`` asks to stop, the tasks not finished are cancelled and the
+    report so far is returned."""
+    chosen = batch_engine(engine)
+    control = control or no_control()
     report = BatchReport(skipped=[job for job in jobs if job.output.exists()])
     todo = [job for job in jobs if not job.output.exists()]
     start = time.perf_counter()
@@ -220,21 +238,21 @@ def run_batch(
         report.workers = len(client.scheduler_info().get("workers", {}))
         for job in todo:
             job.output.parent.mkdir(parents=True, exist_ok=True)
-        futures = {
-            client.submit(process_file, job, engine, params, load, geojson, pure=False): job
-            for job in todo
-        }
-        bar = tqdm(total=len(todo), desc=f"batch {engine}", unit="file", disable=not progress)
-        with bar:
-            for future in as_completed(futures):
-                job = futures[future]
-                try:
-                    report.done.append(future.result())
-                except Exception as error:  # noqa: BLE001 - any failure is reported by name
-                    report.failed.append((job.source, _plain(error)))
-                bar.update()
-                if on_file is not None:
-                    on_file(len(report.done) + len(report.failed), len(todo), job)
+        futures = _submit(client, chosen, todo, params, load, geojson)
+        finished = 0
+        for future in as_completed(futures):
+            batch = futures[future]
+            try:
+                outcome = future.result()
+                report.done.extend(outcome if isinstance(outcome, list) else [outcome])
+            except Exception as error:  # noqa: BLE001 - any failure is reported by name
+                report.failed.extend((job.source, _plain(error)) for job in batch)
+            finished += len(batch)
+            yield BatchProgress(finished, len(todo), message=batch[-1].source.name,
+                                job=batch[-1])
+            if control.stop_requested:
+                client.cancel([f for f in futures if not f.done()])
+                break
     finally:
         cluster = client.cluster
         client.close()
@@ -242,6 +260,19 @@ def run_batch(
             cluster.close()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _submit(client: Any, engine: Engine, todo: list[Job], params: Any,
+            load: Callable[[Path], np.ndarray], geojson: bool) -> dict[Any, list[Job]]:
+    """Futures of the tasks, each with the jobs it writes."""
+    if engine.batch == "collection":
+        future = client.submit(process_collection, todo, engine.name, params, load, geojson,
+                               pure=False)
+        return {future: list(todo)}
+    return {
+        client.submit(process_file, job, engine.name, params, load, geojson, pure=False): [job]
+        for job in todo
+    }
 
 
 def _plain(error: BaseException) -> str:

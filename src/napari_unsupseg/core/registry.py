@@ -62,3 +62,13 @@ def engine_named(name: str) -> Engine:
 def batch_engines() -> list[Engine]:
     """The engines that batch can run, in the table's order."""
     return [engine for engine in ENGINES.values() if engine.batch != "none"]
+
+
+def batch_engine(name: str) -> Engine:
+    """The engine called ``name`` if batch can run it; otherwise one sentence naming those
+    that it can."""
+    engine = engine_named(name)
+    if engine.batch == "none":
+        names = ", ".join(e.name for e in batch_engines())
+        raise InputError(f"Batch cannot run '{name}'; it runs {names}.")
+    return engine

@@ -66,13 +66,12 @@ class FolderApply:
             self.status.value = f"Failed: {error}"
             show_error(str(error))
             return
+        from ..core.base.engine import drive
         from ..core.batch import run_batch
 
         def work() -> Any:
-            return run_batch(jobs, self.engine, params, workers=int(self.workers.value),
-                             progress=False,
-                             on_file=lambda done, total, _job: self._progress.advanced.emit(
-                                 done, total))
+            return drive(run_batch(jobs, self.engine, params, workers=int(self.workers.value)),
+                         lambda event: self._progress.advanced.emit(event.step, event.total))
 
         # Errors come back through errored and are shown in plain words here.
         self.worker = create_worker(work, _progress={"desc": f"{self.engine}: folder"},

@@ -1,0 +1,64 @@
+"""One image in, one label image out: the command skeleton that ``preseg``, ``backprop`` and
+``predict`` share. Each engine's module holds only what is its own (extra options, how
+its run starts, what it prints after the labels are written)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.base.engine import EngineRun, Result, RunControl
+from ..core.registry import engine_named
+from ._common import (
+    add_image_arguments,
+    add_params,
+    load_channels_last,
+    output_path,
+    params_from_args,
+    run_with_bar,
+    write_result,
+)
+
+#: Starts the engine's run: (image, parameters, parsed arguments) -> (control -> run).
+Start = Callable[[np.ndarray, Any, argparse.Namespace], Callable[[RunControl], EngineRun]]
+
+
+def _start_plain(engine: str) -> Start:
+    run = engine_named(engine).run
+    return lambda image, params, args: lambda control: run(image, params, control=control)
+
+
+@dataclass(frozen=True)
+class ImageCommand:
+    """A subcommand that runs one registry engine on one image file."""
+
+    engine: str
+    help: str
+    start: Start | None = None  #: default: ``engine.run(image, params, control=...)``
+    extra_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    report: Callable[[Result, Path, argparse.Namespace], None] | None = None
+    bar_label: Callable[[Any], str] | None = None  #: default: the engine's name
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_image_arguments(parser, self.engine)
+        if self.extra_arguments is not None:
+            self.extra_arguments(parser)
+        add_params(parser, engine_named(self.engine).params)
+
+    def run(self, args: argparse.Namespace) -> int:
+        params = params_from_args(engine_named(self.engine).params, args)
+        image = load_channels_last(args.image, args.channel_axis)
+        start = (self.start or _start_plain(self.engine))(image, params, args)
+        label = self.bar_label(params) if self.bar_label else self.engine
+        # Ctrl+C finishes early: the result so far is written like a finished one.
+        result = run_with_bar(start, label, args.quiet)
+        path = output_path(args, self.engine)
+        write_result(result, path, args.image)
+        if self.report is not None:
+            self.report(result, path, args)
+        return 0
