@@ -88,13 +88,13 @@ def main() -> None:
 
     import torch
 
-    from napari_unsupseg.core.parts import ScopsParams
+    from napari_unsupseg.core.parts import PartsParams
     from napari_unsupseg.core.samples.parts import part_collection, radial_partition
 
     values = {"n_parts": args.parts, "device": "cpu", "seed": args.seed}
     if args.iterations is not None:
         values["iterations"] = args.iterations
-    params = ScopsParams(**values)
+    params = PartsParams(**values)
     report = {
         "images": args.images, "size": args.size, "parts": args.parts,
         "iterations": params.iterations, "working_size": params.working_size,

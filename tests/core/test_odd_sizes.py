@@ -15,7 +15,7 @@ from napari_unsupseg.core.base.engine import run_to_end
 from napari_unsupseg.core.base.errors import InputError
 from napari_unsupseg.core.models import ModelConfig, build_model
 from napari_unsupseg.core.models.checkpoints import LoadedModel
-from napari_unsupseg.core.parts import ScopsParams, discover_parts
+from napari_unsupseg.core.parts import PartsParams, discover_parts
 from napari_unsupseg.core.predict import InferenceParams, predict
 from napari_unsupseg.core.preseg import PRESEG_METHODS, PresegParams, run_preseg
 from napari_unsupseg.core.train import TrainParams, train
@@ -197,7 +197,7 @@ def test_backprop_at_odd_sizes(shape):
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (37, 1), (33, 71)])
 def test_parts_at_odd_sizes(shape):
     images = np.stack([_image(shape, 3, seed=s) for s in range(2)])
-    params = ScopsParams(n_parts=2, iterations=2, batch_size=2, working_size=32)
+    params = PartsParams(n_parts=2, iterations=2, batch_size=2, working_size=32)
     try:
         result = run_to_end(discover_parts(images, params))
     except InputError as error:

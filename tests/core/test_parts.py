@@ -32,7 +32,7 @@ torch = pytest.importorskip("torch")
 
 from napari_unsupseg.core.base.engine import RunControl, drive, run_to_end  # noqa: E402
 from napari_unsupseg.core.base.errors import InputError  # noqa: E402
-from napari_unsupseg.core.parts import ScopsParams, discover_parts  # noqa: E402
+from napari_unsupseg.core.parts import PartsParams, discover_parts  # noqa: E402
 from napari_unsupseg.core.samples.parts import (  # noqa: E402
     contingency,
     landmark_consistency,
@@ -76,7 +76,7 @@ TINY = dict(n_parts=3, iterations=3, working_size=32, batch_size=2, device="cpu"
 
 def test_contract_shapes_dtypes_previews_and_metadata():
     images, truth = part_collection(4, 40, 3, seed=0)
-    run = discover_parts(images, ScopsParams(**TINY), control=RunControl(preview_interval=0))
+    run = discover_parts(images, PartsParams(**TINY), control=RunControl(preview_interval=0))
     events = []
     result = run_to_end(run, events.append)
     assert result.labels.shape == (4, 40, 40) and result.labels.dtype == np.uint8
@@ -103,7 +103,7 @@ def test_contract_shapes_dtypes_previews_and_metadata():
 
 def test_previews_only_when_the_driver_wants_one():
     images, _ = part_collection(3, 40, 2, seed=0)
-    params = ScopsParams(**{**TINY, "n_parts": 2, "iterations": 4})
+    params = PartsParams(**{**TINY, "n_parts": 2, "iterations": 4})
     for control in (None, RunControl(preview_interval=None), RunControl(preview_interval=3600)):
         events = []
         run_to_end(discover_parts(images, params, control=control), events.append)
@@ -115,7 +115,7 @@ def test_previews_only_when_the_driver_wants_one():
 def test_stop_request_gives_a_finished_result():
     images, truth = part_collection(4, 40, 2, seed=0)
     control = RunControl()
-    params = ScopsParams(**{**TINY, "n_parts": 2, "iterations": 50})
+    params = PartsParams(**{**TINY, "n_parts": 2, "iterations": 50})
     events = []
 
     def on_progress(event):
@@ -149,7 +149,7 @@ def test_estimated_saliency_finds_the_objects():
 def test_same_seed_same_parts_and_grey_images_work():
     images, _ = part_collection(3, 32, 2, seed=0)
     grey = images.mean(-1, keepdims=True).astype(np.float32) * 100  # one channel, any scale
-    params = ScopsParams(**{**TINY, "n_parts": 2})
+    params = PartsParams(**{**TINY, "n_parts": 2})
     a = run_to_end(discover_parts(grey, params))
     b = run_to_end(discover_parts(grey, params))
     assert np.array_equal(a.labels, b.labels)
@@ -158,26 +158,26 @@ def test_same_seed_same_parts_and_grey_images_work():
 
 def test_saliency_threshold_and_mask_are_recorded():
     images, truth = part_collection(3, 32, 2, seed=0)
-    params = ScopsParams(**{**TINY, "saliency_threshold": 0.5})
+    params = PartsParams(**{**TINY, "saliency_threshold": 0.5})
     assert "above 0.5" in run_to_end(discover_parts(images, params)).metadata["saliency"]
     result = run_to_end(discover_parts(images, params, saliency=truth > 0))
     assert result.metadata["saliency"] == "mask given"
     # The background of the labels is the mask given.
     np.testing.assert_array_equal(result.labels > 0, truth > 0)
-    off = ScopsParams(**{**TINY, "estimate_saliency": False})
+    off = PartsParams(**{**TINY, "estimate_saliency": False})
     assert run_to_end(discover_parts(images, off)).metadata["saliency"] == "none"
 
 
 def test_plain_errors():
     images, _ = part_collection(2, 32, 2, seed=0)
     with pytest.raises(InputError, match="stack of images"):
-        run_to_end(discover_parts(images[0], ScopsParams(**TINY)))
+        run_to_end(discover_parts(images[0], PartsParams(**TINY)))
     with pytest.raises(InputError, match="saliency mask has shape"):
-        run_to_end(discover_parts(images, ScopsParams(**TINY), saliency=np.ones((2, 8, 8))))
+        run_to_end(discover_parts(images, PartsParams(**TINY), saliency=np.ones((2, 8, 8))))
     with pytest.raises(InputError, match="n_parts"):
-        run_to_end(discover_parts(images, ScopsParams(**{**TINY, "n_parts": 0})))
+        run_to_end(discover_parts(images, PartsParams(**{**TINY, "n_parts": 0})))
     with pytest.raises(InputError, match="does not exist"):
-        run_to_end(discover_parts(images, ScopsParams(**TINY, feature_weights="/no/such.pth")))
+        run_to_end(discover_parts(images, PartsParams(**TINY, feature_weights="/no/such.pth")))
 
 
 def test_feature_weights_file_is_used(tmp_path):
@@ -186,7 +186,7 @@ def test_feature_weights_file_is_used(tmp_path):
     path = tmp_path / "resnet18.pth"
     torch.save(ResNetFeatures((2, 2, 2), False).state_dict(), path)
     images, _ = part_collection(2, 32, 2, seed=0)
-    result = run_to_end(discover_parts(images, ScopsParams(**{**TINY, "n_parts": 2},
+    result = run_to_end(discover_parts(images, PartsParams(**{**TINY, "n_parts": 2},
                                                            feature_weights=str(path))))
     # No layer4 in this file, so the depth is not named; layer1..3 are what is used.
     assert result.metadata["features"].endswith("layer3 from resnet18.pth")
@@ -194,7 +194,7 @@ def test_feature_weights_file_is_used(tmp_path):
 
 def test_deeplab_backbone_from_core_models():
     images, _ = part_collection(2, 32, 2, seed=0)
-    params = ScopsParams(**{**TINY, "n_parts": 2, "iterations": 1},
+    params = PartsParams(**{**TINY, "n_parts": 2, "iterations": 1},
                          backbone="deeplabv3plus_mobilenet")
     result = run_to_end(discover_parts(images, params))
     assert result.labels.shape == (2, 32, 32)
@@ -202,7 +202,7 @@ def test_deeplab_backbone_from_core_models():
 
 
 def test_params_import_without_torch():
-    code = ("import sys, napari_unsupseg.core.parts as s; s.ScopsParams(); "
+    code = ("import sys, napari_unsupseg.core.parts as s; s.PartsParams(); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ}, check=True)
@@ -283,7 +283,7 @@ def trained():
 
     images, truth = part_collection(N_IMAGES, SIZE, K, seed=1)
     start = time.perf_counter()
-    model = drive(fit_parts(images, ScopsParams(**SCIENCE)))  # no saliency mask
+    model = drive(fit_parts(images, PartsParams(**SCIENCE)))  # no saliency mask
     seconds = time.perf_counter() - start
     result = model.result()
     return images, truth, model, result, seconds

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.base.errors import InputError
 from ..core.base.io import read_image, write_labels
-from ..core.parts import ScopsParams, discover_parts
+from ..core.parts import PartsParams, discover_parts
 from ._common import add_params, load_channels_last, params_from_args, run_with_bar
 
 HELP = ("Find K parts shared by a collection of images of one object class, without "
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Instead of files, use N images of the built-in synthetic "
                         "collection (objects with known parts); writes truth.tif too.")
     parser.add_argument("--quiet", action="store_true", help="No progress bar.")
-    add_params(parser, ScopsParams)
+    add_params(parser, PartsParams)
     parser.add_argument("--parts", dest="n_parts", type=int, default=argparse.SUPPRESS,
                         metavar="K", help="Same as --n-parts.")
 
@@ -85,7 +85,7 @@ def write_centres(path: Path, centres: np.ndarray, names: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = params_from_args(ScopsParams, args)
+    params = params_from_args(PartsParams, args)
     truth = None
     if args.synthetic is not None:
         from ..core.samples.parts import part_collection

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from .backprop import BackpropParams, segment
 from .base.errors import InputError
-from .parts import ScopsParams, discover_parts
+from .parts import PartsParams, discover_parts
 from .predict import InferenceParams, predict
 from .preseg import PresegParams, run_preseg
 from .train import TrainParams, train
@@ -44,7 +44,7 @@ ENGINES: dict[str, Engine] = {
                "backprop", "napari_unsupseg.widgets.backprop:BackpropWidget"),
         Engine("predict", "Model inference", InferenceParams, predict, "file", "classes",
                "napari_unsupseg.widgets.inference:InferenceWidget"),
-        Engine("parts", "Part discovery", ScopsParams, discover_parts, "collection", "parts",
+        Engine("parts", "Part discovery", PartsParams, discover_parts, "collection", "parts",
                "napari_unsupseg.widgets.parts:PartsWidget"),
         Engine("train", "Train from labels", TrainParams, train, "none", "trained model",
                "napari_unsupseg.widgets.train:TrainWidget"),

@@ -26,30 +26,14 @@ Importing this package does not import torch; the submodules do:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .architectures import ARCHITECTURES, ARCHS, DEEPLAB_ARCHITECTURES
+from .architectures import (
+    ARCHITECTURES,
+    ARCHS,
+    DEEPLAB_ARCHITECTURES,
+    build_from_config,
+    build_model,
+)
 from .presets import ModelConfig
-
-if TYPE_CHECKING:
-    from torch import nn
 
 __all__ = ["ARCHITECTURES", "ARCHS", "DEEPLAB_ARCHITECTURES", "ModelConfig", "build_model",
            "build_from_config"]
-
-
-def build_model(config: ModelConfig) -> nn.Module:
-    """A randomly initialised network for ``config`` (in eval mode)."""
-    from ..base.errors import InputError
-
-    arch = ARCHS.get(config.architecture)
-    if arch is None:
-        raise InputError(f"Unknown architecture '{config.architecture}'; use one of "
-                         f"{', '.join(ARCHITECTURES)}.")
-    return arch.build(config).eval()
-
-
-def build_from_config(**config: object) -> nn.Module:
-    """:func:`build_model` from the fields of a :class:`ModelConfig` as keywords (what a
-    bioimage.io package written here names as its architecture)."""
-    return build_model(ModelConfig.from_mapping(dict(config)))

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..base.errors import InputError
+from .presets import ModelConfig
+
 if TYPE_CHECKING:
     from torch import nn
-
-    from .presets import ModelConfig
 
 
 def _any_size(config: ModelConfig) -> int:
@@ -141,3 +142,18 @@ def input_geometry(config: ModelConfig, net: object = None
 #: Names of the architectures with DeepLabV3Plus-Pytorch's layout (output stride 8 or 16).
 DEEPLAB_ARCHITECTURES = tuple(f"{h}_{b}" for h in _DEEPLAB_FAMILIES for b in _DEEPLAB_BACKBONES)
 ARCHITECTURES = tuple(ARCHS)
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """A randomly initialised network for ``config`` (in eval mode)."""
+    arch = ARCHS.get(config.architecture)
+    if arch is None:
+        raise InputError(f"Unknown architecture '{config.architecture}'; use one of "
+                         f"{', '.join(ARCHITECTURES)}.")
+    return arch.build(config).eval()
+
+
+def build_from_config(**config: object) -> nn.Module:
+    """:func:`build_model` from the fields of a :class:`ModelConfig` as keywords (what a
+    bioimage.io package written here names as its architecture)."""
+    return build_model(ModelConfig.from_mapping(dict(config)))

@@ -76,7 +76,7 @@ def _read_rdf(path: Path) -> dict[str, Any]:
 def load_package(path: str | Path, architecture: str = "auto",
                  output_stride: int | None = None) -> Any:
     """A :class:`~.checkpoints.LoadedModel` from a package folder, its YAML or a zip."""
-    from .checkpoints import file_sha256
+    from .loaded import file_sha256
 
     path = Path(path)
     with tempfile.TemporaryDirectory() as tmp:
@@ -99,7 +99,7 @@ def load_package(path: str | Path, architecture: str = "auto",
 
 def _load_weights(rdf: dict[str, Any], root: Path, architecture: str,
                   output_stride: int | None) -> Any:
-    from .checkpoints import _load_torchscript, model_from_state, unwrap_state_dict
+    from .loaded import load_torchscript, model_from_state, unwrap_state_dict
     from .onnx_model import load_onnx
     from .safe_load import torch_load
 
@@ -122,7 +122,7 @@ def _load_weights(rdf: dict[str, Any], root: Path, architecture: str,
             elif kind == "onnx":
                 loaded = load_onnx(source)
             else:
-                loaded = _load_torchscript(source, architecture, output_stride)
+                loaded = load_torchscript(source, architecture, output_stride)
         except InputError as error:
             problems.append(f"{kind}: {error}")
             continue

@@ -152,7 +152,7 @@ def _session(path: Path) -> Any:
 
 def load_onnx(path: str | Path, sha256: str = "") -> Any:
     """A :class:`~.checkpoints.LoadedModel` for an ONNX file (see the module docstring)."""
-    from .checkpoints import LoadedModel, file_sha256
+    from .loaded import LoadedModel, file_sha256
 
     path = Path(path)
     session = _session(path)

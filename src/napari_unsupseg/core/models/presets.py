@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..base.errors import InputError
-from .architectures import ARCHITECTURES, DEEPLAB_ARCHITECTURES  # noqa: F401 - re-exported
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -8,7 +8,7 @@ from .architectures import ARCHS, input_geometry
 from .presets import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, resolve_classes
 
 if TYPE_CHECKING:
-    from .checkpoints import LoadedModel
+    from .loaded import LoadedModel
 
 __all__ = ["describe"]
 

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import ScopsParams
 from .features import kmeans
+from .params import PartsParams
 from .saliency import estimate_saliency
 
 
@@ -25,7 +25,7 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def saliency_maps(
-    full: np.ndarray, params: ScopsParams, saliency: np.ndarray | None,
+    full: np.ndarray, params: PartsParams, saliency: np.ndarray | None,
 ) -> tuple[torch.Tensor | None, str]:
     """Foreground weights ``(N, 1, Y, X)`` at the size of ``full`` and how they were made.
 

@@ -14,7 +14,6 @@ from ..base.engine import Progress, Result, RunControl, Stopwatch, no_control, p
 from ..base.errors import InputError
 from ..base.images import check_image, normalize
 from ..base.params import validate
-from . import FALLBACK_FEATURES, ScopsParams
 from . import losses as L
 from .features import (
     TEXTURE_SCALES,
@@ -25,6 +24,7 @@ from .features import (
     texture_features,
 )
 from .nets import build_part_net, load_feature_extractor
+from .params import FALLBACK_FEATURES, PartsParams
 from .start import colour_regions, initial_bases, nearest_basis_labels, saliency_maps
 from .start import resize as _resize
 from .warps import colour_jitter, random_grid, warp
@@ -104,7 +104,7 @@ class PartModel:
     """A trained part network with the prepared collection it was trained on."""
 
     net: torch.nn.Module
-    params: ScopsParams
+    params: PartsParams
     device: torch.device
     inputs: torch.Tensor  # (N, C, h, w) in [0, 1], on the CPU
     image_shape: tuple[int, int]  # (Y, X) of the original images
@@ -208,7 +208,7 @@ class PartModel:
 
 
 def fit_parts(
-    images: np.ndarray, params: ScopsParams, *, saliency: np.ndarray | None = None,
+    images: np.ndarray, params: PartsParams, *, saliency: np.ndarray | None = None,
     control: RunControl | None = None,
 ) -> Generator[Progress, None, PartModel]:
     """Train the part network on a stack; yields :class:`Progress`, returns a :class:`PartModel`.
@@ -375,7 +375,7 @@ def fit_parts(
 
 
 def discover_parts_impl(
-    images: np.ndarray, params: ScopsParams, *, saliency: np.ndarray | None = None,
+    images: np.ndarray, params: PartsParams, *, saliency: np.ndarray | None = None,
     control: RunControl | None = None,
 ) -> Generator[Progress, None, Result]:
     model = yield from fit_parts(images, params, saliency=saliency, control=control)

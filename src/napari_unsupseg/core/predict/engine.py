@@ -53,7 +53,7 @@ from ..models.presets import resolve_classes
 from .tiles import Blender, TilePlan, batches, count_batches, plan_tiles
 
 if TYPE_CHECKING:
-    from ..models.checkpoints import LoadedModel
+    from ..models.loaded import LoadedModel
 
 @dataclass
 class InferenceParams:

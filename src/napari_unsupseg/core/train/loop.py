@@ -33,7 +33,7 @@ from .model import class_names, class_palette, loaded, silence_unused, start_mod
 from .params import TrainParams
 
 if TYPE_CHECKING:
-    from ..models.checkpoints import LoadedModel
+    from ..models.loaded import LoadedModel
 
 
 @dataclass
@@ -307,6 +307,6 @@ def _predict(net, config, plane: np.ndarray, device: str) -> np.ndarray:
 
 def loaded_view(net, config):
     """The network, in place, as a :class:`LoadedModel` (no copy, device unchanged)."""
-    from ..models.checkpoints import LoadedModel
+    from ..models.loaded import LoadedModel
 
     return LoadedModel(net, config, "training", "napari-unsupseg", "")

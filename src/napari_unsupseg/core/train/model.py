@@ -23,7 +23,7 @@ from .params import TrainParams
 if TYPE_CHECKING:
     from torch import nn
 
-    from ..models.checkpoints import LoadedModel
+    from ..models.loaded import LoadedModel
 
 MODEL_SUFFIXES = (".pt", ".pth")
 
@@ -150,7 +150,7 @@ def silence_unused(net: nn.Module, config: ModelConfig, values: list[int]) -> No
 
 def loaded(net: nn.Module, config: ModelConfig, source: str = "") -> LoadedModel:
     """The trained network as the loader's :class:`LoadedModel` (CPU, eval mode)."""
-    from ..models.checkpoints import LoadedModel
+    from ..models.loaded import LoadedModel
 
     return LoadedModel(net.cpu().eval(), config, source, "napari-unsupseg", "")
 

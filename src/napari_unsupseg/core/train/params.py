@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..base.device import DEVICE_CHOICES
 from ..base.params import param
-from ..models.presets import ARCHITECTURES
+from ..models.architectures import ARCHITECTURES
 
 __all__ = ["TrainParams", "TRAIN_ARCHITECTURES"]
 
