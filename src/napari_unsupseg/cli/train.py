@@ -85,10 +85,11 @@ def _run(run, quiet: bool):
         def show(event) -> None:
             bar.total = event.total
             bar.n = event.step
-            if getattr(event, "val_loss", None) is not None:
-                shown["val"] = f"{event.val_loss:.3f}"
-                if event.val_iou is not None:
-                    shown["IoU"] = f"{event.val_iou:.3f}"
+            judged = event.metrics.get("val_loss", event.metrics.get("epoch_loss"))
+            if judged is not None:
+                shown["val"] = f"{judged:.3f}"
+                if "val_iou" in event.metrics:
+                    shown["IoU"] = f"{event.metrics['val_iou']:.3f}"
             elif event.loss is not None:
                 shown["loss"] = f"{event.loss:.3f}"
             bar.set_postfix(shown, refresh=False)

@@ -282,8 +282,9 @@ class TrainWidget(DockLifetime, QWidget):
         self.controls.show_progress(event, quiet=True)  # the text is this widget's own
         if self._task != "train":
             return
-        val_loss = getattr(event, "val_loss", None)
-        if val_loss is not None and not getattr(event, "validated", True):
+        val_loss = event.metrics.get("val_loss")
+        if "epoch_loss" in event.metrics:
+            val_loss = event.metrics["epoch_loss"]
             self.plot.set_validation_label("per epoch (too few pixels to hold out)")
         if val_loss is not None or event.loss is not None:
             self.plot.add(event.step, loss=event.loss, val_loss=val_loss)

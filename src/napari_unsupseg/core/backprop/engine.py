@@ -62,7 +62,7 @@ from .params import (  # noqa: F401 - the parameters are part of this module's A
     default_params,
 )
 from .superpixels import plane_superpixels, superpixel_method
-from .train import train_network
+from .train import NetworkRun, train_network
 
 # ---------------------------------------------------------------------- engine
 
@@ -157,7 +157,7 @@ def segment(
     raw = np.zeros(planes.shape[:3], dtype=np.int64)
     # Finished planes, for previews: the smallest type that holds every network output.
     shown = np.zeros(planes.shape[:3], dtype=label_dtype(n_features + 1))
-    runs: list[dict[str, Any]] = []
+    runs: list[NetworkRun] = []
     trained: list[int] = []
     done = 0
     with keep_heap_mapped(params.keep_heap and device.type == "cpu") as heap_kept:
@@ -183,7 +183,7 @@ def segment(
                     preview_base=shown,
                     group=group,
                 )
-                maps.append(run.pop("labels"))
+                maps.append(run.labels)
                 runs.append(run)
                 done += params.max_iter
             raw[group] = maps[0] if len(maps) == 1 else consensus(maps)
@@ -203,18 +203,18 @@ def segment(
     clock.lap("postprocess")
 
     stopped = control.stop_requested or len(trained) < len(planes)
-    stop_reasons = sorted({run["stop_reason"] for run in runs}) or ["stopped"]
+    stop_reasons = sorted({run.stop_reason for run in runs}) or ["stopped"]
     metadata = provenance(
         "backprop",
         params,
         seed=params.seed,
         device=describe(device),
         timings=clock.total(),
-        iterations=[run["iterations"] for run in runs],
+        iterations=[run.iterations for run in runs],
         restarts=restarts,
         stop_reason=stop_reasons[0] if len(stop_reasons) == 1 else stop_reasons,
         n_labels=int(len(np.unique(labels[labels > 0]))),
-        n_labels_trained=[run["n_labels"] for run in runs],
+        n_labels_trained=[run.n_labels for run in runs],
         merged_to_n_labels=n_merged,
         scribble_classes=None if classes is None else classes.tolist(),
         heap_kept_mapped=heap_kept,

@@ -2,14 +2,15 @@
 
 :func:`train_network` runs the iterations (Kanezaki's loop, with the vote on the
 device and the statistics read back every few iterations on a GPU), applies the
-stopping rules and returns the label map; :mod:`.backprop` drives it over planes and
+stopping rules and returns the label map; :mod:`.engine` drives it over planes and
 restarts and finishes the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,17 @@ from .params import DEFAULT_LR, SYNC_EVERY_GPU, BackpropParams
 
 if TYPE_CHECKING:
     import torch
+
+
+@dataclass
+class NetworkRun:
+    """What one network's training gives: its label map (0-based classes), the iterations
+    it ran, why it stopped, and how many labels it ended with."""
+
+    labels: np.ndarray
+    iterations: int
+    stop_reason: str
+    n_labels: int
 
 
 def train_network(
@@ -37,7 +49,7 @@ def train_network(
     control: RunControl,
     preview_base: np.ndarray,
     group: list[int],
-) -> Generator[Progress, None, dict[str, Any]]:
+) -> Generator[Progress, None, NetworkRun]:
     """Train one network on ``planes`` (one plane, or all for a joint stack)."""
     import torch
 
@@ -118,12 +130,7 @@ def train_network(
     if params.labels_from == "response":
         target = trainer.response_argmax()
     labels = target.cpu().numpy().astype(np.int64)
-    return {
-        "labels": labels,
-        "iterations": iteration,
-        "stop_reason": stop_reason,
-        "n_labels": int(len(np.unique(labels))),
-    }
+    return NetworkRun(labels, iteration, stop_reason, int(len(np.unique(labels))))
 
 
 def sync_interval(device: torch.device) -> int:

@@ -29,6 +29,9 @@ class Progress:
 
     ``preview`` is an optional label map (the spatial shape of the result) that a
     driver may show; engines only attach one when the caller asked for previews.
+    ``metrics``: further named figures of the step that an engine documents (training's
+    ``epoch``, ``elapsed`` and, after an epoch, ``val_loss`` and ``val_iou``); a driver
+    reads the ones it knows and shows or ignores the others.
     """
 
     step: int
@@ -37,6 +40,7 @@ class Progress:
     n_labels: int | None = None
     preview: np.ndarray | None = None
     message: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

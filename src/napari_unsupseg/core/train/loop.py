@@ -36,18 +36,11 @@ if TYPE_CHECKING:
     from ..models.loaded import LoadedModel
 
 
-@dataclass
-class TrainProgress(Progress):
-    """A training step; after an epoch also the validation loss and mean IoU.
-
-    ``validated`` is False when too few pixels were held out: ``val_loss`` is then the
-    epoch's mean training loss (what picks the model), and ``val_iou`` is None."""
-
-    epoch: int = 0
-    val_loss: float | None = None
-    val_iou: float | None = None
-    elapsed: float = 0.0
-    validated: bool = True
+#: What a training step's :attr:`Progress.metrics` hold: ``epoch`` and ``elapsed``
+#: (seconds) at every step; after each epoch ``val_loss`` and ``val_iou`` on the held-out
+#: pixels, or ``epoch_loss`` (the epoch's mean training loss, what then picks the model)
+#: when too few pixels were held out to validate.
+TRAIN_METRICS = ("epoch", "elapsed", "val_loss", "val_iou", "epoch_loss")
 
 
 @dataclass
@@ -111,7 +104,7 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     history: list[dict[str, float | None]] = []
     step, epoch, reason, bad_epochs, lowest = 0, 0, "epochs", 0, math.inf
     started = time.perf_counter()
-    yield TrainProgress(0, total, message=f"training {config.architecture} on "
+    yield Progress(0, total, message=f"training {config.architecture} on "
                         f"{len(data.planes)} plane(s), {len(data.class_values)} classes, "
                         f"{device.type}")
     heap = contextlib.ExitStack()
@@ -137,9 +130,9 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                     shown = _predict(net, config, preview_image, params.device)
                     _keep_heap(heap, device)  # prediction restores the allocator's defaults
                 elapsed = time.perf_counter() - started
-                yield TrainProgress(step, _expected(step, total, elapsed, limit), loss=losses[-1],
-                                    preview=shown, epoch=epoch + 1,
-                                    elapsed=elapsed, message=f"epoch {epoch + 1}")
+                yield Progress(step, _expected(step, total, elapsed, limit), loss=losses[-1],
+                               preview=shown, message=f"epoch {epoch + 1}",
+                               metrics={"epoch": epoch + 1, "elapsed": elapsed})
                 if elapsed >= limit:
                     reason = "time limit"
                     break
@@ -171,10 +164,12 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
             score = "" if val_iou is None else f", IoU {val_iou:.3f}"
             kind = "validation" if val_x is not None else "training"
             elapsed = time.perf_counter() - started
-            yield TrainProgress(step, _expected(step, total, elapsed, limit), loss=train_loss,
-                                epoch=epoch, val_loss=val_loss, val_iou=val_iou, elapsed=elapsed,
-                                validated=val_x is not None,
-                                message=f"epoch {epoch}: {kind} loss {val_loss:.4f}{score}")
+            scores = ({"val_loss": val_loss} if val_iou is None else
+                      {"val_loss": val_loss, "val_iou": val_iou}) if val_x is not None \
+                else {"epoch_loss": val_loss}
+            yield Progress(step, _expected(step, total, elapsed, limit), loss=train_loss,
+                           message=f"epoch {epoch}: {kind} loss {val_loss:.4f}{score}",
+                           metrics={"epoch": epoch, "elapsed": elapsed, **scores})
     finally:
         heap.close()
         torch.set_num_threads(threads)
