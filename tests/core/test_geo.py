@@ -106,7 +106,7 @@ def test_bands_of_unequal_size_are_refused_by_name(tmp_path):
 
 
 def test_napari_reader_and_writer_round_trip_the_georeference(tmp_path, monkeypatch):
-    import napari
+    napari = pytest.importorskip("napari")  # the viewer is an extra
     from napari.layers import Labels
     from napari.plugins.io import read_data_with_plugins
     from npe2 import PluginManager
