@@ -31,20 +31,20 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from magicgui import widgets
-from napari.utils.notifications import show_error
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 from superqt import QCollapsible
 
 from ..core.base.engine import EngineRun, Progress, Result, RunControl
 from ..core.base.errors import InputError
+from ..core.registry import Engine
 from ._controls import RunControls
 from ._dock import DockLifetime
 from ._folder import FolderApply
 from ._form import ParamForm
 from ._pickers import ImageInput, LayerPicker
 from ._results import ResultWriter
-from ._runner import EngineRunner
+from ._runner import CANCEL_STATUS, EngineRunner, error_message, show_failure
 from ._setup import (
     CURRENT_PLANE,
     Outcome,
@@ -85,9 +85,20 @@ class EngineWidget(DockLifetime, QWidget):
     run_label: ClassVar[str] = "Run"
     #: The batch engine that "Apply to a folder" runs with the form's parameters (None: none).
     batch_engine: ClassVar[str | None] = None
+    #: The engine of the package's registry this dock runs: its parameter class, result
+    #: names and batch engine come from the registry entry (a test's engine sets the three
+    #: attributes above itself).
+    engine_entry: ClassVar[Engine | None] = None
+    offer_folder: ClassVar[bool] = False  #: "Apply to a folder" with the entry's batch engine
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        entry = self.engine_entry
+        if entry is not None:
+            self.params_type = entry.params
+            self.engine_label = entry.layer
+            self.batch_engine = entry.name if self.offer_folder and entry.batch == "file" \
+                else None
         self.viewer = viewer
         self.writer = ResultWriter(viewer)
         self.runner = EngineRunner(self, preview_interval=self.preview_interval)
@@ -302,14 +313,9 @@ class EngineWidget(DockLifetime, QWidget):
 
     def cancel(self) -> None:
         """First press: finish early with a finished result. Second press: abandon."""
-        if not self.runner.running:
-            return
-        if self.runner.stopping:
-            self._set_status("Abandoning the run...")
-            self.runner.abandon()
-            return
-        self._set_status("Stopping: finishing the result so far...")
-        self.runner.stop()
+        done = self.runner.cancel()
+        if done:
+            self._set_status(CANCEL_STATUS[done])
 
     def _work(
         self, setup: RunSetup, inputs: dict[str, Any], control: RunControl
@@ -383,23 +389,14 @@ class EngineWidget(DockLifetime, QWidget):
 
     def _notify_error(self, exc: BaseException) -> None:
         """Show an error as a napari notification in plain words (main thread)."""
-        message = error_message(exc)
-        self._set_status(f"Failed: {message}")
-        show_error(message)
+        show_failure(exc, self._set_status)
 
     def dispose(self) -> None:
         """Abandon a run and stop following the viewer (the dock is going away)."""
         self.runner.abandon()
+        if self.batch_engine is not None:
+            self.folder.dispose()
         self.input.disconnect()
         for picker in vars(self).values():
             if isinstance(picker, LayerPicker):
                 picker.disconnect()
-
-
-def error_message(exc: BaseException) -> str:
-    """The plain-words message for an exception: InputError as is, else 'Segmentation failed'."""
-    if isinstance(exc, InputError):
-        return str(exc)
-    text = str(exc) or type(exc).__name__
-    return f"Segmentation failed: {text}"
-

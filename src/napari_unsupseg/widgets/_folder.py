@@ -3,7 +3,9 @@
 The same code as ``napari-unsupseg batch`` (:mod:`napari_unsupseg.core.batch`, on
 dask.distributed): outputs mirror the input names in the output folder, files already
 written are skipped (press again to resume), and a file that fails is named in the
-summary while the rest carry on. It runs in a worker thread; the window stays usable.
+summary while the rest carry on. It runs through the widgets' one runner
+(:class:`~._runner.EngineRunner`): the window stays usable, and pressing the button again
+stops the run after the files under way (a second press abandons it).
 """
 
 from __future__ import annotations
@@ -13,20 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 from magicgui import widgets
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, Signal
 
+from ..core.base.engine import Progress
 from ..core.base.errors import InputError
 from ._form import chosen_path
+from ._runner import CANCEL_STATUS, EngineRunner, show_failure
 
 logger = logging.getLogger(__name__)
-
-
-class _Progress(QObject):
-    """Carries 'file k of n done' from the worker thread to the main thread."""
-
-    advanced = Signal(int, int)
 
 
 class FolderApply:
@@ -51,14 +47,25 @@ class FolderApply:
         self.container = widgets.Container(
             widgets=[self.source, self.target, self.workers, self.button, self.status]
         )
-        self.button.changed.connect(self.start)
-        self._progress = _Progress()
-        self._progress.advanced.connect(self._on_advanced)
-        self.worker: Any = None
+        self.button.changed.connect(self._on_button)
+        self.runner = EngineRunner(preview_interval=None)
+        self.runner.progressed.connect(self._on_progress)
+        self.runner.ended.connect(self._on_ended)
+
+    @property
+    def worker(self) -> Any:
+        """The running worker (``None`` when idle)."""
+        return self.runner.worker
+
+    def _on_button(self, *_: Any) -> None:
+        if self.runner.running:
+            self.status.value = CANCEL_STATUS[self.runner.cancel()]
+        else:
+            self.start()
 
     def start(self, *_: Any) -> None:
         """Plan the files and start the batch (main thread); refusals in plain words."""
-        if self.worker is not None:
+        if self.runner.running:
             return
         try:
             jobs, params = self._plan()
@@ -66,22 +73,15 @@ class FolderApply:
             self.status.value = f"Failed: {error}"
             show_error(str(error))
             return
-        from ..core.base.engine import drive
         from ..core.batch import run_batch
 
-        def work() -> Any:
-            return drive(run_batch(jobs, self.engine, params, workers=int(self.workers.value)),
-                         lambda event: self._progress.advanced.emit(event.step, event.total))
-
-        # Errors come back through errored and are shown in plain words here.
-        self.worker = create_worker(work, _progress={"desc": f"{self.engine}: folder"},
-                                    _start_thread=False, _ignore_errors=True)
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_errored)
-        self.worker.finished.connect(self._on_finished)
-        self.button.enabled = False
-        self.status.value = f"Starting {len(jobs)} file(s) on {self.workers.value} worker(s)..."
-        self.worker.start()
+        workers = int(self.workers.value)
+        self.runner.start(
+            lambda control: run_batch(jobs, self.engine, params, workers=workers,
+                                      control=control),
+            f"{self.engine}: folder", preview_interval=None)
+        self.button.text = "Stop the folder run"
+        self.status.value = f"Starting {len(jobs)} file(s) on {workers} worker(s)..."
 
     def _plan(self) -> tuple[list[Any], Any]:
         from ..core.batch import plan_jobs
@@ -95,18 +95,20 @@ class FolderApply:
             raise InputError("Choose an output folder other than the input folder.")
         return plan_jobs([str(source)], target, self.engine), self.read_params()
 
-    def _on_advanced(self, done: int, total: int) -> None:
-        self.status.value = f"{done} of {total} file(s) done..."
+    def _on_progress(self, event: Progress) -> None:
+        self.status.value = f"{event.step} of {event.total} file(s) done..."
 
-    def _on_returned(self, report: Any) -> None:
-        self.status.value = report.summary()
-        (show_info if report.ok else show_error)(report.summary().splitlines()[0])
+    def _on_ended(self, outcome: str, report: Any) -> None:
+        self.button.text = "Apply to folder"
+        if outcome == "failed":
+            show_failure(report, lambda text: setattr(self.status, "value", text), "The batch")
+        elif outcome == "abandoned" or report is None:
+            self.status.value = "Abandoned: the files already written are kept."
+        else:
+            self.status.value = report.summary()
+            (show_info if report.ok else show_error)(report.summary().splitlines()[0])
 
-    def _on_errored(self, error: BaseException) -> None:
-        self.status.value = f"Failed: {error}"
-        show_error(str(error) if isinstance(error, InputError) else f"The batch failed: {error}")
-
-    def _on_finished(self) -> None:
-        self.worker = None
-        self.button.enabled = True
+    def dispose(self) -> None:
+        """Abandon a folder run (the dock is going away)."""
+        self.runner.abandon()
 

@@ -14,10 +14,12 @@ thread and reports back on the main thread through three signals:
   not the last preview), ``"abandoned"`` with ``None``, or ``"failed"`` with the
   exception. Failures come back as values, so napari shows no traceback dialog.
 
-:meth:`stop` (the Cancel button, and the activity dock's cancel, which calls the
-worker's ``quit``) asks the engine to finish with what it has; :meth:`abandon`
-(a second cancel, or the dock being closed) ends the run at its next step and keeps
-nothing.
+:meth:`cancel` is every Cancel button's rule: the first press (and the activity dock's
+cancel, which calls the worker's ``quit``) asks the engine to finish with what it has
+(:meth:`stop`), a second press abandons it (:meth:`abandon`: the run ends at its next step
+and keeps nothing; also when the dock is closed). :func:`call_in_worker` runs a plain
+function (reading a file) through the same runner, and :func:`show_failure` is how every
+widget shows a failed run: one sentence as a napari notification, never a traceback.
 """
 
 from __future__ import annotations
@@ -31,11 +33,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from napari.qt.threading import GeneratorWorker, create_worker
+from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..core.base.engine import Progress, RunControl
+from ..core.base.errors import InputError
 
 logger = logging.getLogger(__name__)
+
+#: What the status line says when Cancel is pressed (see :meth:`EngineRunner.cancel`).
+CANCEL_STATUS = {"stopping": "Stopping: finishing the result so far...",
+                 "abandoning": "Abandoning the run..."}
 
 #: A function, run in the worker thread, that starts the run's generator.
 StartRun = Callable[[RunControl], Generator[Progress, None, Any]]
@@ -138,6 +146,18 @@ class EngineRunner(QObject):
         self._pending, self._last_shown, self._returned = None, -math.inf, None
         worker.start()
 
+    def cancel(self) -> str:
+        """The Cancel button: the first press finishes early with a finished result, the
+        second abandons the run. Returns what it did: "stopping", "abandoning" or ""
+        (nothing was running)."""
+        if self._worker is None:
+            return ""
+        if self.stopping:
+            self.abandon()
+            return "abandoning"
+        self.stop()
+        return "stopping"
+
     def stop(self) -> None:
         """Ask the engine to finish early with a finished result."""
         if self._control is not None:
@@ -196,3 +216,34 @@ class EngineRunner(QObject):
         self._worker = self._control = self._pending = None
         self._returned = None
         self.ended.emit(outcome, value)
+
+
+def call_in_worker(function: Callable[..., Any], *args: Any) -> StartRun:
+    """A run of ``function(*args)`` for :meth:`EngineRunner.start`: a generator that yields
+    nothing and returns the function's value (work that has no steps, such as reading a
+    file, goes through the same runner as the engines)."""
+
+    def run(control: RunControl) -> Generator[Progress, None, Any]:
+        return function(*args)
+        yield  # pragma: no cover - makes this function a generator
+
+    return run
+
+
+def error_message(exc: BaseException, what: str = "Segmentation") -> str:
+    """The plain-words message for an exception: InputError as is, else '<what> failed'."""
+    if isinstance(exc, InputError):
+        return str(exc)
+    text = str(exc) or type(exc).__name__
+    return f"{what} failed: {text}"
+
+
+def show_failure(exc: BaseException, set_status: Callable[[str], None],
+                 what: str = "Segmentation") -> None:
+    """Show a failed run in plain words: the widget's status line and a napari
+    notification (main thread); anything but an InputError is logged with its traceback."""
+    if not isinstance(exc, InputError):
+        logger.error("%s failed", what, exc_info=exc)
+    message = error_message(exc, what)
+    set_status(f"Failed: {message}")
+    show_error(message)

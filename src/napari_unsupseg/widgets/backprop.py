@@ -9,8 +9,9 @@ from magicgui import widgets
 from napari.layers import Labels
 from napari.utils.notifications import show_error
 
-from ..core.backprop import BackpropParams, segment
+from ..core.backprop import segment
 from ..core.base.engine import EngineRun, RunControl
+from ..core.registry import ENGINES, Engine
 from ._base import EngineWidget, LayerPicker, RunSetup, image_axes, layer_data
 from ._layers import transform_for, unique_name
 
@@ -30,11 +31,10 @@ class BackpropWidget(EngineWidget):
     across planes) or plane by plane (one network per plane).
     """
 
-    params_type: ClassVar[type] = BackpropParams
-    engine_label: ClassVar[str] = "backprop"
+    engine_entry: ClassVar[Engine | None] = ENGINES["backprop"]
+    offer_folder: ClassVar[bool] = True
     hidden_params: ClassVar[tuple[str, ...]] = ("stack_mode",)
     stack_param: ClassVar[str | None] = "stack_mode"
-    batch_engine: ClassVar[str | None] = "backprop"
     stack_modes: ClassVar[dict[str, Any]] = {
         "every plane, jointly (labels agree)": "joint",
         "every plane, one by one": "planes",

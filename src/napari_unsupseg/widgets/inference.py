@@ -22,10 +22,12 @@ from magicgui import widgets
 
 from ..core.base.engine import EngineRun, Result, RunControl
 from ..core.base.errors import InputError
-from ..core.predict import InferenceParams, predict
+from ..core.predict import predict
+from ..core.registry import ENGINES, Engine
 from ._base import EngineWidget, RunSetup
 from ._form import chosen_path
 from ._layers import show_classes
+from ._runner import EngineRunner, call_in_worker
 
 CHECKPOINT_FILTER = "*.pth *.pt *.pth.tar *.ckpt *.tar"
 
@@ -33,13 +35,12 @@ CHECKPOINT_FILTER = "*.pth *.pt *.pth.tar *.ckpt *.tar"
 class InferenceWidget(EngineWidget):
     """Segment an image layer with a trained DeepLabV3/V3+ or U-Net model (tiled)."""
 
-    params_type: ClassVar[type] = InferenceParams
-    engine_label: ClassVar[str] = "classes"
+    engine_entry: ClassVar[Engine | None] = ENGINES["predict"]
+    offer_folder: ClassVar[bool] = True
     hidden_params: ClassVar[tuple[str, ...]] = ("checkpoint",)
     stack_modes: ClassVar[dict[str, Any]] = {"every plane (one by one)": None}
     offer_mean_colour: ClassVar[bool] = False
     run_label: ClassVar[str] = "Predict"
-    batch_engine: ClassVar[str | None] = "predict"
 
     def extra_controls(self) -> list[widgets.Widget]:
         self.checkpoint = widgets.FileEdit(
@@ -54,7 +55,10 @@ class InferenceWidget(EngineWidget):
             "tick only for files from a source you trust.")
         self.checkpoint.changed.connect(self._on_checkpoint)
         self._cache: dict[tuple[Any, ...], Any] = {}
-        self._describing: Any = None
+        # Reading a file is a run of its own, beside (never blocking) a prediction.
+        self.reader = EngineRunner(self, preview_interval=None)
+        self.reader.ended.connect(self._show_description)
+        self._reading: Path | None = None
         return [self.checkpoint, self.model_info, self.allow_code]
 
     # ------------------------------------------------------------------ checkpoint
@@ -62,8 +66,6 @@ class InferenceWidget(EngineWidget):
     def _on_checkpoint(self, *_: Any) -> None:
         """Describe what the chosen file holds, read in a worker so a large file does not
         freeze the window (weights only; the model is built at Run)."""
-        from napari.qt.threading import create_worker
-
         path = chosen_path(self.checkpoint.value, file=True)
         self.allow_code.visible = path is not None and is_torchscript(path)
         self.allow_code.value = False
@@ -71,15 +73,19 @@ class InferenceWidget(EngineWidget):
             self.model_info.value = "no checkpoint chosen"
             return
         self.model_info.value = f"reading {path.name}..."
-        worker = create_worker(describe_file, path, _start_thread=False)
-        self._describing = worker
-        worker.returned.connect(lambda text, w=worker: self._show_description(w, text))
-        worker.start()
+        self._reading = path
+        self.reader.abandon()  # a later choice supersedes an earlier one still being read
+        self._start_reading()
 
-    def _show_description(self, worker: Any, text: str) -> None:
-        if worker is self._describing:  # a later choice supersedes this one
+    def _start_reading(self) -> None:
+        if not self.reader.running and self._reading is not None:
+            path, self._reading = self._reading, None
+            self.reader.start(call_in_worker(describe_file, path), f"read {path.name}")
+
+    def _show_description(self, outcome: str, text: Any) -> None:
+        if outcome == "done" and self._reading is None:
             self.model_info.value = text
-            self._describing = None
+        self._start_reading()  # the file chosen while the last one was being read
 
     def collect_inputs(self, setup: RunSetup) -> dict[str, Any]:
         path = self._checked_checkpoint()
@@ -119,6 +125,12 @@ class InferenceWidget(EngineWidget):
             self._cache.clear()  # keep one model: they can be large
             self._cache[key] = model
         return predict(image, params, model=model, control=control)
+
+    def dispose(self) -> None:
+        """Also let go of a file still being read (the dock is going away)."""
+        self._reading = None
+        self.reader.abandon()
+        super().dispose()
 
     # ------------------------------------------------------------------ result
 

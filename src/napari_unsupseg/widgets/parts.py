@@ -11,7 +11,8 @@ from napari.layers import Labels
 
 from ..core.base.engine import EngineRun, RunControl
 from ..core.base.errors import InputError
-from ..core.parts import FALLBACK_FEATURES, PartsParams, discover_parts
+from ..core.parts import FALLBACK_FEATURES, discover_parts
+from ..core.registry import ENGINES, Engine
 from ._base import EngineWidget, LayerPicker, RunSetup
 from ._form import chosen_path
 
@@ -32,8 +33,7 @@ class PartsWidget(EngineWidget):
     parts are told apart by built-in texture features, which ignore colour.
     """
 
-    params_type: ClassVar[type] = PartsParams
-    engine_label: ClassVar[str] = "parts"
+    engine_entry: ClassVar[Engine | None] = ENGINES["parts"]
     stack_modes: ClassVar[dict[str, Any]] = {EVERY_IMAGE: None}
     offer_mean_colour: ClassVar[bool] = False
     offer_current_plane: ClassVar[bool] = False  # parts are found across the whole collection

@@ -7,7 +7,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..core.base.engine import EngineRun, RunControl
-from ..core.preseg import PresegParams, run_preseg
+from ..core.preseg import run_preseg
+from ..core.registry import ENGINES, Engine
 from ._base import EngineWidget
 
 
@@ -19,8 +20,7 @@ class PresegWidget(EngineWidget):
     with; tick "add a mean-colour image" for the classic superpixel picture.
     """
 
-    params_type: ClassVar[type] = PresegParams
-    engine_label: ClassVar[str] = "superpixels"
+    engine_entry: ClassVar[Engine | None] = ENGINES["preseg"]
     stack_modes: ClassVar[dict[str, Any]] = {"every plane (one by one)": None}
 
     def engine(

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from magicgui import widgets
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_error
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -38,14 +37,13 @@ from superqt import QCollapsible
 
 from ..core.base.errors import InputError
 from ..core.train.params import TrainParams
-from ._base import error_message
 from ._controls import RunControls
 from ._dock import DockLifetime
 from ._form import ParamForm, chosen_path
 from ._layers import as_label_data, same, show_classes
 from ._pickers import ImageInput, LayerPicker
 from ._results import ResultWriter
-from ._runner import EngineRunner
+from ._runner import CANCEL_STATUS, EngineRunner, show_failure
 from ._setup import CURRENT_PLANE, RunSetup, make_setup, run_in_worker
 
 if TYPE_CHECKING:
@@ -197,14 +195,11 @@ class TrainWidget(DockLifetime, QWidget):
 
     def cancel(self) -> None:
         """First press: finish with the best model so far. Second press: abandon."""
-        if not self.runner.running:
-            return
-        if self.runner.stopping:
-            self._set_status("Abandoning...")
-            self.runner.abandon()
-        else:
+        done = self.runner.cancel()
+        if done == "stopping":
             self._set_status("Stopping: keeping the best model so far...")
-            self.runner.stop()
+        elif done:
+            self._set_status(CANCEL_STATUS[done])
 
     # ----------------------------------------------------------------- applying
 
@@ -230,7 +225,7 @@ class TrainWidget(DockLifetime, QWidget):
                                plane_mode=self.apply_planes.value,
                                current_point=self.viewer.dims.point)
         except Exception as exc:
-            self._fail(exc)
+            self._fail(exc, "Applying the model")
             return
         model = self.model
         self._task, self._setup = "apply", setup
@@ -271,7 +266,7 @@ class TrainWidget(DockLifetime, QWidget):
         try:
             written = save_model(path, self.model, self.metadata)
         except Exception as exc:  # noqa: BLE001 - plain words, window alive
-            self._fail(exc)
+            self._fail(exc, "Saving the model")
             return None
         self._set_status(f"Saved the model to {written}.")
         return written
@@ -305,7 +300,7 @@ class TrainWidget(DockLifetime, QWidget):
         task, setup = self._task, self._setup
         self._task = ""
         if outcome == "failed":
-            self._fail(value)
+            self._fail(value, "Training" if task == "train" else "Applying the model")
             return
         if outcome == "abandoned" or value is None or setup is None:
             self._set_status("Abandoned: nothing was kept.")
@@ -360,12 +355,8 @@ class TrainWidget(DockLifetime, QWidget):
     def _set_status(self, text: str) -> None:
         self.controls.set_status(text)
 
-    def _fail(self, exc: BaseException) -> None:
-        if not isinstance(exc, InputError):
-            logger.error("training widget: %s", exc, exc_info=exc)
-        message = error_message(exc)
-        self._set_status(message)
-        show_error(message)
+    def _fail(self, exc: BaseException, what: str = "Training") -> None:
+        show_failure(exc, self._set_status, what)
 
     def dispose(self) -> None:
         """Abandon a run and stop following the viewer (the dock is closing)."""
