@@ -50,17 +50,7 @@ from ..base.params import validate
 from ..preseg import absorb_small_regions
 from .consensus import consensus, restart_seed
 from .merge import merge_labels
-from .params import (  # noqa: F401 - the parameters are part of this module's API
-    AUTO_SUPERPIXELS,
-    DEFAULT_FEATURES,
-    DEFAULT_LR,
-    MERGE_SIGMA,
-    NETWORKS,
-    SUPERPIXEL_CHOICES,
-    SYNC_EVERY_GPU,
-    BackpropParams,
-    default_params,
-)
+from .params import DEFAULT_FEATURES, MERGE_SIGMA, BackpropParams
 from .superpixels import plane_superpixels, superpixel_method
 from .train import NetworkRun, train_network
 

@@ -34,11 +34,11 @@ from ..base.engine import Progress, Result, RunControl, Stopwatch, no_control, p
 from ..base.errors import InputError
 from ..base.images import check_image, check_rank, label_dtype
 from ..base.memory import keep_heap_mapped
+from .finish import finish_labels
+from .params import BackpropParams
 
 if TYPE_CHECKING:
     import torch
-
-    from .params import BackpropParams
 
 #: Tiles read this many pixels beyond their core: more than the networks' receptive
 #: field (a few pixels) and room for a superpixel that crosses the border to vote whole.
@@ -47,6 +47,15 @@ TILE_MARGIN = 32
 _MERGE_SAMPLE = 2_000_000
 _CALIBRATION_BATCHES = 8
 _POOL_BATCHES = 8  # crops in the pool, in mini-batches
+
+
+@dataclass
+class CropRun:
+    """One network trained on crops: the network, its iterations and why it stopped."""
+
+    model: Any
+    iterations: int
+    stop_reason: str
 
 
 @dataclass(frozen=True)
@@ -159,18 +168,19 @@ def segment_large(
     dtype = np.promote_types(label_dtype(n_features * len(groups)), np.uint16)
     classes = np.zeros(planes.shape[:3], dtype=dtype)
     superpixels = np.zeros(planes.shape[:3], dtype=np.uint32)
-    runs: list[dict[str, Any]] = []
+    runs: list[CropRun] = []
     sample: list[tuple[np.ndarray, np.ndarray]] = []
     state = {"step": 0, "sp_offset": 0}
     for number, group in enumerate(groups):
         # Training repeats one batch shape: keeping its buffers mapped is free speed. Not
         # while labelling, where it would only hold on to memory.
         with keep_heap_mapped(params.keep_heap and device.type == "cpu"):
-            model, run = yield from _train(
+            run = yield from _train(
                 planes, group, normalise, params, layout, device, n_features, control, state,
                 total,
             )
         runs.append(run)
+        model = run.model
         clock.lap("training")
         for index in group:
             yield from _label_plane(
@@ -179,13 +189,13 @@ def segment_large(
                 class_offset=number * n_features,
             )
         clock.lap("labelling")
-    labels, merged = _finish(classes, sample, params)
+    labels, merged = finish_labels(classes, sample, params.n_labels)
     clock.lap("postprocess")
     metadata = provenance(
         "backprop", params, seed=params.seed, device=describe(device), timings=clock.total(),
         mode="crops", crop_size=layout.crop, batch_size=layout.batch, tile_size=layout.tile,
-        tiles=n_tiles, iterations=[run["iterations"] for run in runs],
-        stop_reason=sorted({run["stop_reason"] for run in runs}), n_labels=int(labels.max()),
+        tiles=n_tiles, iterations=[run.iterations for run in runs],
+        stop_reason=sorted({run.stop_reason for run in runs}), n_labels=int(labels.max()),
         merged_to_n_labels=merged, superpixel_method=superpixel_method(params),
         stopped_early=control.stop_requested,
     )
@@ -236,7 +246,7 @@ def _train(
     planes: np.ndarray, group: list[int], normalise: _Normaliser, params: BackpropParams,
     layout: CropPlan, device: torch.device, n_features: int, control: RunControl,
     state: dict[str, int], total: int,
-) -> Generator[Progress, None, tuple[Any, dict[str, Any]]]:
+) -> Generator[Progress, None, CropRun]:
     """Train one network on mini-batches of crops; the same stopping rules as a whole image."""
     import torch
 
@@ -295,7 +305,7 @@ def _train(
             break
     state["step"] += params.max_iter
     _calibrate(model, crops, layout.batch, rng, device)
-    return model, {"iterations": iteration, "stop_reason": stop_reason}
+    return CropRun(model, iteration, stop_reason)
 
 
 def _calibrate(model: Any, crops: np.ndarray, batch: int, rng: np.random.Generator,
@@ -384,40 +394,3 @@ def _label_plane(
             state["step"], total, preview=out if control.preview_due() else None,
             message=f"tile {number}/{len(cores)}",
         )
-
-
-def _finish(
-    classes: np.ndarray, sample: list[tuple[np.ndarray, np.ndarray]], params: BackpropParams
-) -> tuple[np.ndarray, bool]:
-    """Merge down to ``n_labels`` (decided on the sample) and number the labels 1..K in place."""
-    from .merge import merge_labels
-
-    top = int(classes.max())
-    lut = np.arange(top + 1)
-    merged = False
-    if params.n_labels is not None and sample:
-        found = np.concatenate([s[0].ravel() for s in sample])
-        colours = np.concatenate([s[1].reshape(-1, s[1].shape[-1]) for s in sample])
-        joined = merge_labels(found, colours, params.n_labels)
-        before, after = np.unique(np.stack([found, joined]), axis=1)
-        lut[before] = after
-        merged = len(np.unique(after)) < len(before)
-    counts = np.zeros(top + 1, np.int64)
-    for rows in _row_bands(classes):  # bands of rows: no image-sized temporary
-        counts += np.bincount(rows.ravel(), minlength=top + 1)
-    present = np.zeros(top + 1, bool)
-    present[lut[counts > 0]] = True
-    present[0] = False
-    numbering = np.zeros(top + 1, np.int64)
-    numbering[present] = np.arange(1, int(present.sum()) + 1)
-    final = numbering[lut].astype(classes.dtype)
-    for rows in _row_bands(classes):
-        rows[...] = final[rows]
-    return classes, merged
-
-
-def _row_bands(stack: np.ndarray, rows: int = 512) -> Iterator[np.ndarray]:
-    """Writable views of ``rows`` rows at a time of every plane."""
-    for plane in stack:
-        for start in range(0, len(plane), rows):
-            yield plane[start : start + rows]
