@@ -32,11 +32,20 @@ run_env() {  # name, pip requirements, xvfb (yes/no), tests...
     return
   fi
   local versions
-  versions=$("$venv/bin/python" -c 'import importlib.metadata as m
-def v(p):
-    try: return m.version(p)
-    except m.PackageNotFoundError: return "absent"
-print(f"napari {v(\"napari\")}, torch {v(\"torch\")}, numpy {v(\"numpy\")}")')
+  versions=$("$venv/bin/python" - <<'PY'
+import importlib.metadata as m
+
+
+def version(name):
+    try:
+        return m.version(name)
+    except m.PackageNotFoundError:
+        return "absent"
+
+
+print(", ".join(f"{name} {version(name)}" for name in ("napari", "torch", "numpy")))
+PY
+)
   local runner=("$venv/bin/python" -m pytest -q -p no:cacheprovider "$@")
   [ "$display" = yes ] && runner=(xvfb-run -a "${runner[@]}")
   "${runner[@]}" >"$root/$name.tests.log" 2>&1

@@ -11,6 +11,7 @@ from hypothesis.extra import numpy as hnp
 from napari_unsupseg.core import samples
 from napari_unsupseg.core.backprop import (
     BackpropParams,
+    default_params,
     merge_labels,
     segment,
     vote,
@@ -34,7 +35,7 @@ def mosaic() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _run(image, scribbles=None, **changes):
-    return run_to_end(segment(image, BackpropParams(**changes), scribbles=scribbles))
+    return run_to_end(segment(image, default_params(**changes), scribbles=scribbles))
 
 
 # ------------------------------------------------------------------------ vote
@@ -107,7 +108,7 @@ def test_target_number_of_labels_matches_regions_one_to_one(mosaic):
 def test_kanezaki_network_with_slic_and_continuity(mosaic):
     image, truth = mosaic
     result = _run(
-        image, network="kanezaki", superpixel_count=400, w_con=1.0,
+        image, network="kanezaki", superpixel_n_segments=400, w_con=1.0,
         n_features=32, max_iter=40,
     )
     assert majority_iou(result.labels, truth) >= 0.7
@@ -234,7 +235,7 @@ def test_throttled_statistics_stop_like_every_iteration(mosaic, monkeypatch):
 def test_min_size_merges_small_regions(mosaic):
     from skimage.measure import label as connected
 
-    labels = _run(mosaic[0], min_size=150, superpixels="slic", superpixel_count=1500,
+    labels = _run(mosaic[0], min_size=150, superpixels="slic", superpixel_n_segments=1500,
                   max_iter=4, patience=0).labels
     pieces = connected(labels, background=-1, connectivity=1)
     assert np.bincount(pieces.ravel())[1:].min() >= 150

@@ -159,3 +159,42 @@ def test_read_image_errors_are_plain(tmp_path, name, content, words):
         path.write_bytes(content)
     with pytest.raises(InputError, match=words):
         read_image(path)
+
+
+# ------------------------------------------------------------------ nested parameters
+
+
+def test_backprop_holds_its_superpixel_settings_as_preseg_params():
+    """Composition: the segmenter's presegmentation settings are a PresegParams, shown flat
+    (prefix + the inner name), the older flat name kept as an alias, one mapping back."""
+    from napari_unsupseg.core.backprop import BackpropParams, default_params
+    from napari_unsupseg.core.preseg import PresegParams, method_kwargs
+
+    flat = {s.name: s for s in P.specs(BackpropParams)}
+    assert [n for n in flat if n.startswith("superpixel_")] == [
+        "superpixel_scale", "superpixel_min_size", "superpixel_n_segments",
+        "superpixel_compactness"]
+    assert flat["superpixel_n_segments"].aliases == ("superpixel_count",)
+    assert flat["superpixel_n_segments"].label == "superpixel count"
+    assert flat["superpixel_n_segments"].help == next(
+        s.help for s in P.specs(PresegParams) if s.name == "n_segments")
+    by_alias = P.from_mapping(BackpropParams, {"superpixel_count": 500, "max_iter": 3})
+    by_name = default_params(superpixel_n_segments=500, max_iter=3)
+    assert by_alias == by_name and isinstance(by_name.preseg, PresegParams)
+    assert by_name.preseg.n_segments == 500 and by_name.preseg.scale == 16.0
+    assert P.flat_values(by_name)["superpixel_n_segments"] == 500
+    preseg = by_name.preseg
+    assert method_kwargs(preseg)["n_segments"] == 500  # the one mapping presegmentation uses
+    with pytest.raises(InputError, match="'n_segments' must be at least 2"):
+        default_params(superpixel_n_segments=1)
+
+
+def test_the_old_option_names_still_work_on_the_command_line():
+    from napari_unsupseg.cli import build_parser
+
+    parser = build_parser()
+    old = parser.parse_args(["backprop", "x.png", "--superpixel-count", "700",
+                             "--superpixel-scale", "8"])
+    new = parser.parse_args(["backprop", "x.png", "--superpixel-n-segments", "700",
+                             "--superpixel-scale", "8"])
+    assert old.superpixel_n_segments == new.superpixel_n_segments == 700

@@ -43,9 +43,10 @@ def add_params(
         ]
         if any(bounds):
             help_text += f" ({' and '.join(b for b in bounds if b)})"
+        names = [option_name(name) for name in (spec.name, *spec.aliases)]
         if spec.type is bool:
             group.add_argument(
-                option_name(spec.name),
+                *names,
                 dest=spec.name,
                 default=spec.default,
                 action=argparse.BooleanOptionalAction,
@@ -53,7 +54,7 @@ def add_params(
             )
             continue
         group.add_argument(
-            option_name(spec.name),
+            *names,
             dest=spec.name,
             type=_optional(spec.type) if spec.optional else spec.type,
             default=spec.default,

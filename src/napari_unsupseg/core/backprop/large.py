@@ -110,9 +110,9 @@ def plan(shape: tuple[int, ...], params: BackpropParams) -> CropPlan:
 
 
 def _scaled_superpixels(params: BackpropParams, area: int, image_area: int) -> BackpropParams:
-    """``superpixel_count`` means 'about this many in the image': scaled to a crop's area."""
-    count = max(8, round(params.superpixel_count * area / image_area))
-    return replace(params, superpixel_count=count)
+    """The superpixel count means 'about this many in the image': scaled to a crop's area."""
+    count = max(8, round(params.preseg.n_segments * area / image_area))
+    return replace(params, preseg=replace(params.preseg, n_segments=count))
 
 
 class _Normaliser:

@@ -7,12 +7,12 @@ texture statistics, then places the boundaries by colour, half-way across each e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from ..base.device import DEVICE_CHOICES
-from ..base.params import param, validate
-from ..preseg import PRESEG_METHODS
+from ..base.params import from_mapping, nested, param
+from ..preseg import PRESEG_METHODS, PresegParams
 
 NETWORKS = ("fast", "kanezaki")
 SUPERPIXEL_CHOICES = ("auto", *PRESEG_METHODS, "none")
@@ -89,29 +89,17 @@ class BackpropParams:
         "kmeans, or 'none' (no vote, TIP 2020 style; use with w_con > 0).",
         choices=SUPERPIXEL_CHOICES,
     )
-    superpixel_scale: float = param(
-        16.0,
-        "Felzenszwalb superpixels: larger gives fewer, bigger superpixels.",
-        min=0.0,
-    )
-    superpixel_min_size: int = param(
-        16,
-        "Felzenszwalb superpixels: the smallest in pixels (smaller ones are merged); keep "
-        "it under the area of the smallest objects wanted.",
-        min=1,
-        advanced=True,
-    )
-    superpixel_count: int = param(
-        2000,
-        "About how many superpixels for slic, watershed and kmeans (Kanezaki 2018 used "
-        "10000 slic superpixels with compactness 100).",
-        min=2,
-    )
-    superpixel_compactness: float = param(
-        10.0,
-        "Shape versus colour for slic, watershed and kmeans superpixels (higher = rounder).",
-        min=0.0,
-        advanced=True,
+    preseg: PresegParams = nested(
+        lambda: PresegParams(n_segments=2000, compactness=10.0, scale=16.0, min_size=16),
+        prefix="superpixel_",
+        # The presegmentation settings the segmenter offers (the method is 'superpixels'
+        # above: it adds 'auto' and 'none'); the older flat names keep working.
+        shown={
+            "scale": {},
+            "min_size": {"advanced": True},
+            "n_segments": {"label": "superpixel count", "aliases": ("superpixel_count",)},
+            "compactness": {"advanced": True},
+        },
     )
     w_con: float = param(
         0.0,
@@ -203,7 +191,6 @@ class BackpropParams:
 
 
 def default_params(**changes: Any) -> BackpropParams:
-    """The default parameters with some changed (validated)."""
-    params = replace(BackpropParams(), **changes)
-    validate(params)
-    return params
+    """The default parameters with some changed, by their flat names as the command line
+    and the widget show them (``superpixel_n_segments=500``); validated."""
+    return from_mapping(BackpropParams, changes)

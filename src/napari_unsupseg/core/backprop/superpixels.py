@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ..base.errors import InputError
-from ..preseg import PRESEG_METHODS, PresegParams, method_kwargs
+from ..preseg import PRESEG_METHODS, method_kwargs
 from .params import AUTO_SUPERPIXELS, BackpropParams
 
 
@@ -74,11 +75,5 @@ def plane_superpixels(plane: np.ndarray, params: BackpropParams) -> np.ndarray |
     method = superpixel_method(params)
     if method == "none":
         return None
-    preseg = PresegParams(
-        method=method,
-        n_segments=params.superpixel_count,
-        compactness=params.superpixel_compactness,
-        scale=params.superpixel_scale,
-        min_size=params.superpixel_min_size,
-    )
+    preseg = replace(params.preseg, method=method)
     return PRESEG_METHODS[method](plane, **method_kwargs(preseg))
