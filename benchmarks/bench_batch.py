@@ -34,17 +34,19 @@ def make_folder(folder: Path, n: int, size: int) -> None:
 
 
 def main() -> None:
-    from napari_unsupseg.core.batch import ENGINES, plan_jobs, run_batch
+    from napari_unsupseg.core.base.engine import drive
+    from napari_unsupseg.core.batch import plan_jobs, run_batch
+    from napari_unsupseg.core.registry import batch_engine, batch_engines
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--engine", default="backprop", choices=list(ENGINES))
+    parser.add_argument("--engine", default="backprop", choices=[e.name for e in batch_engines()])
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--max-iter", type=int, default=16, help="backprop iterations")
     args = parser.parse_args()
 
-    params_type, _ = ENGINES[args.engine].load()
+    params_type = batch_engine(args.engine).params
     params = params_type(max_iter=args.max_iter) if args.engine == "backprop" else params_type()
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp) / "in"
@@ -54,10 +56,10 @@ def main() -> None:
             out = Path(tmp) / f"out_{workers}"
             jobs = plan_jobs([inputs], out, args.engine)
             start = time.perf_counter()
-            report = run_batch(jobs, args.engine, params, workers=workers, progress=False)
+            report = drive(run_batch(jobs, args.engine, params, workers=workers))
             wall = time.perf_counter() - start
             assert report.ok and len(report.done) == args.images, report.summary()
-            resumed = run_batch(jobs, args.engine, params, workers=workers, progress=False)
+            resumed = drive(run_batch(jobs, args.engine, params, workers=workers))
             assert len(resumed.skipped) == args.images and not resumed.done
             work = sum(d["seconds"] for d in report.done)
             rows.append((workers, wall, args.images / wall * 60, work))

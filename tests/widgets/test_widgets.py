@@ -258,3 +258,17 @@ def test_current_plane_of_a_stack(make_napari_viewer, qtbot):
     layer = viewer.layers["movie backprop plane 1"]
     assert layer.data.shape == (32, 32)
     np.testing.assert_allclose(layer.scale, (1.0, 1.0))
+
+
+@pytest.mark.parametrize("name", ["preseg", "backprop", "predict", "parts", "train"])
+def test_every_engine_parameter_is_a_form_field(qtbot, name):
+    """The docks' forms and the command line are built from one dataclass per engine: every
+    parameter of every engine in the registry is a field of its form, with its default."""
+    from napari_unsupseg.core.base.params import specs
+    from napari_unsupseg.core.registry import ENGINES
+    from napari_unsupseg.widgets._form import ParamForm
+
+    engine = ENGINES[name]
+    form = ParamForm(engine.params)
+    assert set(form.widgets) == {s.name for s in specs(engine.params)}
+    assert form.params() == engine.params()  # the defaults come back unchanged
