@@ -22,7 +22,7 @@ from scipy import ndimage as ndi
 
 from napari_unsupseg.core.base.engine import run_to_end
 from napari_unsupseg.core.models.checkpoints import load_checkpoint
-from napari_unsupseg.core.predict import InferenceParams, predict
+from napari_unsupseg.core.predict import PredictParams, predict
 
 NAMES = ("deeplabv3plus_mobilenet", "deeplabv3plus_resnet50", "deeplabv3_mobilenet")
 
@@ -79,7 +79,7 @@ def main(vainf: str) -> None:
             expected = reference(x)[0]
             ours = loaded.model(x)[0]
         truth = expected.argmax(0).numpy()
-        labels = run_to_end(predict(rgb, InferenceParams(tile_size=1024), model=loaded)).labels
+        labels = run_to_end(predict(rgb, PredictParams(tile_size=1024), model=loaded)).labels
         print(f"{name}: predict agrees with the reference on "
               f"{100 * (labels == truth).mean():.2f}% of pixels "
               f"({len(np.unique(truth))} classes present; max logit difference "

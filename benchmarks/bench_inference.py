@@ -88,9 +88,9 @@ def plain_forward(loaded, image: np.ndarray, device: str) -> np.ndarray:
 
 def tiled(loaded, image: np.ndarray, tile: int, overlap: int, device: str, confidence=False):
     from napari_unsupseg.core.base.engine import run_to_end
-    from napari_unsupseg.core.predict import InferenceParams, predict
+    from napari_unsupseg.core.predict import PredictParams, predict
 
-    params = InferenceParams(tile_size=tile, overlap=overlap, device=device, classes="voc",
+    params = PredictParams(tile_size=tile, overlap=overlap, device=device, classes="voc",
                              confidence=confidence)
     return run_to_end(predict(image, params, model=loaded))
 

@@ -112,7 +112,7 @@ def score(case: str, pred: np.ndarray, truth: np.ndarray, scored: np.ndarray) ->
 
 def run_unet(image, painted, time_limit: float | None) -> dict:
     from napari_unsupseg.core.base.engine import RunControl, run_to_end
-    from napari_unsupseg.core.predict import InferenceParams, predict
+    from napari_unsupseg.core.predict import PredictParams, predict
     from napari_unsupseg.core.train import TrainParams, train
 
     params = TrainParams() if time_limit is None else TrainParams(time_limit=time_limit)
@@ -126,10 +126,10 @@ def run_unet(image, painted, time_limit: float | None) -> dict:
     result = run_to_end(train([image], [painted], params, control=RunControl(3.0)),
                         on_progress)
     trained = time.perf_counter() - start
-    pred = run_to_end(predict(image, InferenceParams(), model=result.model)).labels
+    pred = run_to_end(predict(image, PredictParams(), model=result.model)).labels
     predicted = time.perf_counter() - start - trained
     # The same model without its island step (core.islands): what the step adds.
-    plain = run_to_end(predict(image, InferenceParams(absorb_islands=False),
+    plain = run_to_end(predict(image, PredictParams(absorb_islands=False),
                                model=result.model)).labels
     meta = result.metadata
     return {"train_s": trained, "predict_s": predicted, "pred": pred, "plain": plain,

@@ -16,7 +16,7 @@ from napari_unsupseg.core.base.errors import InputError
 from napari_unsupseg.core.models import ModelConfig, build_model
 from napari_unsupseg.core.models.checkpoints import LoadedModel
 from napari_unsupseg.core.parts import PartsParams, discover_parts
-from napari_unsupseg.core.predict import InferenceParams, predict
+from napari_unsupseg.core.predict import PredictParams, predict
 from napari_unsupseg.core.preseg import PRESEG_METHODS, PresegParams, run_preseg
 from napari_unsupseg.core.train import TrainParams, train
 from napari_unsupseg.core.train.data import VALIDATION_BLOCK, prepare
@@ -161,7 +161,7 @@ def test_predict_at_odd_sizes(shape):
     model = _tiny_unet()
     image = _image(shape, dtype=np.uint16)
     try:
-        result = run_to_end(predict(image, InferenceParams(tile_size=64, overlap=16),
+        result = run_to_end(predict(image, PredictParams(tile_size=64, overlap=16),
                                     model=model))
     except InputError as error:  # a plane under 2 pixels a side is refused in words
         assert min(shape) < 2 and "\n" not in str(error)

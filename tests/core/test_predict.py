@@ -16,7 +16,7 @@ from napari_unsupseg.core.base.engine import Progress, RunControl, run_to_end
 from napari_unsupseg.core.base.errors import InputError
 from napari_unsupseg.core.models import ModelConfig, build_model
 from napari_unsupseg.core.models.checkpoints import LoadedModel, save_checkpoint
-from napari_unsupseg.core.predict import InferenceParams, plan_tiles, predict
+from napari_unsupseg.core.predict import PredictParams, plan_tiles, predict
 
 
 def sharp_unet(classes: int = 4, channels: int = 3, seed: int = 0) -> LoadedModel:
@@ -38,7 +38,7 @@ def smooth_image(shape, seed=0, dtype=np.uint8):
 
 
 def run(image, model, **kwargs):
-    return run_to_end(predict(image, InferenceParams(**kwargs), model=model))
+    return run_to_end(predict(image, PredictParams(**kwargs), model=model))
 
 
 @settings(max_examples=60, deadline=None)
@@ -154,7 +154,7 @@ def test_stack_is_predicted_plane_by_plane_and_reports_progress():
     model = sharp_unet()
     stack = np.stack([smooth_image((70, 70, 3), seed=s) for s in range(2)])
     events: list[Progress] = []
-    result = run_to_end(predict(stack, InferenceParams(tile_size=64, overlap=16), model=model),
+    result = run_to_end(predict(stack, PredictParams(tile_size=64, overlap=16), model=model),
                         events.append)
     assert result.labels.shape == (2, 70, 70)
     assert events[-1].step == events[-1].total == 2 * 4
@@ -256,7 +256,7 @@ def test_a_paused_run_leaves_its_thread_able_to_train():
     seen: list[bool] = []
 
     def worker() -> None:
-        run = predict(smooth_image((96, 96, 3)), InferenceParams(tile_size=64, overlap=8),
+        run = predict(smooth_image((96, 96, 3)), PredictParams(tile_size=64, overlap=8),
                       model=sharp_unet())
         next(run)
         next(run)
@@ -272,7 +272,7 @@ def test_a_stopped_run_is_a_finished_result_with_the_tiles_done():
     model = sharp_unet()  # 4 classes, no background: every predicted pixel is >= 1
     image = smooth_image((100, 100, 3))
     control = RunControl()
-    engine = predict(image, InferenceParams(tile_size=64, overlap=16), model=model,
+    engine = predict(image, PredictParams(tile_size=64, overlap=16), model=model,
                      control=control)
     assert next(engine).step == 0
     first = next(engine)  # one tile done
@@ -296,13 +296,13 @@ def test_previews_only_when_the_control_wants_one():
     model = sharp_unet()
     image = smooth_image((100, 100, 3))
     events = []
-    run_to_end(predict(image, InferenceParams(tile_size=64, overlap=16), model=model,
+    run_to_end(predict(image, PredictParams(tile_size=64, overlap=16), model=model,
                        control=RunControl(preview_interval=0)), events.append)
     previews = [e.preview for e in events if e.preview is not None]
     assert len(previews) == 4 and all(p.shape == (100, 100) for p in previews)
     assert previews[0] is not previews[-1] and (previews[0] == 0).any()  # copies, in order
     events.clear()
-    run_to_end(predict(image, InferenceParams(tile_size=64, overlap=16), model=model),
+    run_to_end(predict(image, PredictParams(tile_size=64, overlap=16), model=model),
                events.append)
     assert all(e.preview is None for e in events)
 

@@ -10,7 +10,7 @@ from napari_unsupseg.core.base.engine import run_to_end
 from napari_unsupseg.core.models import ModelConfig
 from napari_unsupseg.core.models.checkpoints import LoadedModel
 from napari_unsupseg.core.models.islands import FLOOR_FRACTION, absorb_islands, island_floors
-from napari_unsupseg.core.predict import InferenceParams, predict
+from napari_unsupseg.core.predict import PredictParams, predict
 
 
 def _square(labels: np.ndarray, y: int, x: int, side: int, value: int) -> None:
@@ -93,14 +93,14 @@ def _model(floors: dict[str, int]) -> LoadedModel:
 
 def test_predict_applies_a_trained_models_floors_and_can_be_told_not_to():
     image = np.zeros((64, 64, 1), np.float32)
-    plain = run_to_end(predict(image, InferenceParams(), model=_model({})))
+    plain = run_to_end(predict(image, PredictParams(), model=_model({})))
     assert (plain.labels[10:15, 10:15] == 2).all()
-    result = run_to_end(predict(image, InferenceParams(), model=_model({"2": 100})))
+    result = run_to_end(predict(image, PredictParams(), model=_model({"2": 100})))
     assert (result.labels[10:15, 10:15] == 1).all()
     assert result.metadata["islands_absorbed"] == 1
     assert "confidence" not in result.extras  # computed for the rule, not asked for
     same = (result.labels == plain.labels) | (plain.labels == 2)
     assert same.all() and (result.labels[40:] == 2).all()
-    off = run_to_end(predict(image, InferenceParams(absorb_islands=False),
+    off = run_to_end(predict(image, PredictParams(absorb_islands=False),
                              model=_model({"2": 100})))
     np.testing.assert_array_equal(off.labels, plain.labels)

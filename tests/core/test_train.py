@@ -10,7 +10,7 @@ import torch
 from napari_unsupseg.core.base.engine import Progress, RunControl, run_to_end
 from napari_unsupseg.core.base.errors import InputError
 from napari_unsupseg.core.models.checkpoints import load_checkpoint
-from napari_unsupseg.core.predict import InferenceParams, predict
+from napari_unsupseg.core.predict import PredictParams, predict
 from napari_unsupseg.core.samples.synthetic import nuclei
 from napari_unsupseg.core.train import TrainParams, save_model, train
 
@@ -43,7 +43,7 @@ def trained(blobs):
 def test_training_learns_beyond_a_constant_guess(blobs, trained):
     image, fg = blobs
     result, events = trained
-    pred = run_to_end(predict(image, InferenceParams(), model=result.model)).labels
+    pred = run_to_end(predict(image, PredictParams(), model=result.model)).labels
     assert set(np.unique(pred)) <= {1, 2}
     # bottom half: never painted
     score = iou(pred[48:] == 2, fg[48:])
@@ -73,7 +73,7 @@ def test_class_values_round_trip_through_save_load_predict(tmp_path):
     loaded = load_checkpoint(path)
     assert loaded.config.num_classes == 8 and loaded.config.in_channels == 2
     assert loaded.config.class_names[3] == "dim" and loaded.config.class_names[7] == "bright"
-    out = run_to_end(predict(image, InferenceParams(), model=loaded))
+    out = run_to_end(predict(image, PredictParams(), model=loaded))
     assert set(np.unique(out.labels)) <= {3, 7}
     assert (out.labels[:, :28] == 3).mean() > 0.9 and (out.labels[:, 36:] == 7).mean() > 0.9
     assert out.metadata["classes"]["3"] == "dim" and out.metadata["classes"]["7"] == "bright"

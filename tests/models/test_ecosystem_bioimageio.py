@@ -15,7 +15,7 @@ from napari_unsupseg.core.base.errors import InputError
 from napari_unsupseg.core.models import ModelConfig, build_model
 from napari_unsupseg.core.models.bioimageio import export_package
 from napari_unsupseg.core.models.checkpoints import LoadedModel, describe, load_checkpoint
-from napari_unsupseg.core.predict import InferenceParams, predict
+from napari_unsupseg.core.predict import PredictParams, predict
 
 CLASSES = ["background", "nucleus", "edge"]
 
@@ -28,7 +28,7 @@ def unet() -> LoadedModel:
 
 
 def labels(image, model):
-    return run_to_end(predict(image, InferenceParams(), model=model))
+    return run_to_end(predict(image, PredictParams(), model=model))
 
 
 def test_export_then_reimport_predicts_the_same(tmp_path, unet):

@@ -15,7 +15,7 @@ from napari_unsupseg.core.base.engine import run_to_end
 from napari_unsupseg.core.models import ModelConfig, build_model
 from napari_unsupseg.core.models.checkpoints import describe, load_checkpoint
 from napari_unsupseg.core.models.layouts import detect_config
-from napari_unsupseg.core.predict import InferenceParams, predict
+from napari_unsupseg.core.predict import PredictParams, predict
 
 MEAN_BGR = np.array([104.00698793, 116.66876762, 122.67891434], np.float32)
 
@@ -106,7 +106,7 @@ def test_fcn8s_from_pytorch_fcn_predicts_as_its_forward(tmp_path):
     with torch.inference_mode():
         expected = reference(x)[0]
         torch.testing.assert_close(loaded.model(x)[0], expected, rtol=1e-4, atol=1e-3)
-    result = run_to_end(predict(image, InferenceParams(tile_size=128), model=loaded))
+    result = run_to_end(predict(image, PredictParams(tile_size=128), model=loaded))
     truth = expected.argmax(0).numpy() + result.metadata["label_offset"]
     assert len(np.unique(truth)) >= 2
     assert agreement(result.labels, truth) >= 0.995

@@ -14,7 +14,7 @@ from napari_unsupseg.core.base.errors import InputError
 from napari_unsupseg.core.models import ModelConfig, build_model
 from napari_unsupseg.core.models.checkpoints import LoadedModel, describe, load_checkpoint
 from napari_unsupseg.core.models.onnx_model import input_layout
-from napari_unsupseg.core.predict import InferenceParams, predict
+from napari_unsupseg.core.predict import PredictParams, predict
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -91,7 +91,7 @@ def test_nhwc_fixed_size_probabilities_predicted_tile_by_tile(tmp_path):
     text = describe(loaded)
     assert "fixed 32 x 32" in text and "probabilities, NHWC" in text
     image = colour_blocks((50, 71))  # not a multiple of 32: edge tiles are padded up to 32
-    result = run_to_end(predict(image, InferenceParams(tile_size=1024, overlap=8),
+    result = run_to_end(predict(image, PredictParams(tile_size=1024, overlap=8),
                                 model=loaded))
     assert result.metadata["tiles"] == 6  # 2 x 3 tiles of 32 x 32
     with torch.inference_mode():  # per-pixel model: tiling cannot change the answer
@@ -108,7 +108,7 @@ def test_nchw_dynamic_logits_equal_the_torch_forward(tmp_path):
     assert loaded.model.layout == "NCHW" and not loaded.model.probabilities
     assert loaded.config.input_size == [] and loaded.config.intensity == "dtype"
     image = colour_blocks((45, 77))
-    result = run_to_end(predict(image, InferenceParams(), model=loaded))
+    result = run_to_end(predict(image, PredictParams(), model=loaded))
     with torch.inference_mode():
         expected = net(scaled(image))[0].argmax(0).numpy()
     assert len(np.unique(expected)) >= 2
@@ -126,8 +126,8 @@ def test_export_then_reimport_predicts_the_same(tmp_path):
     assert reloaded.config.class_names == ["a", "b", "c"]
     assert reloaded.config.mean == [0.4] * 3 and reloaded.model.size_multiple == 4
     image = smooth_rgb((48, 61))  # not a multiple of 4: tiles are padded as the U-Net's
-    first = run_to_end(predict(image, InferenceParams(), model=original))
-    second = run_to_end(predict(image, InferenceParams(), model=reloaded))
+    first = run_to_end(predict(image, PredictParams(), model=original))
+    second = run_to_end(predict(image, PredictParams(), model=reloaded))
     assert len(np.unique(first.labels)) >= 2
     assert agreement(first.labels, second.labels) >= 0.999
     assert second.metadata["class_names"] == ["a", "b", "c"]

@@ -18,7 +18,7 @@ from napari_unsupseg.core.models import build_model
 from napari_unsupseg.core.models.checkpoints import describe, load_checkpoint
 from napari_unsupseg.core.models.layouts import detect_config
 from napari_unsupseg.core.models.presets import IMAGENET_MEAN, IMAGENET_STD
-from napari_unsupseg.core.predict import InferenceParams, predict
+from napari_unsupseg.core.predict import PredictParams, predict
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_torchvision_weights_predict_as_torchvision(segmentation, tmp_path, name
         expected = reference(x)["out"][0]
         ours = loaded.model(x)[0]
     torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
-    result = run_to_end(predict(image, InferenceParams(tile_size=256), model=loaded))
+    result = run_to_end(predict(image, PredictParams(tile_size=256), model=loaded))
     truth = expected.argmax(0).numpy() + result.metadata["label_offset"]
     assert len(np.unique(truth)) >= 2  # the check is not between two constant images
     assert agreement(result.labels, truth) >= 0.995

@@ -14,8 +14,8 @@ from scipy import ndimage as ndi
 from napari_unsupseg.core.base.engine import run_to_end
 from napari_unsupseg.core.models import ModelConfig, build_model
 from napari_unsupseg.core.models.checkpoints import load_checkpoint, save_checkpoint
-from napari_unsupseg.core.predict import InferenceParams, predict
-from napari_unsupseg.widgets.inference import InferenceWidget
+from napari_unsupseg.core.predict import PredictParams, predict
+from napari_unsupseg.widgets.predict import PredictWidget
 
 pytestmark = pytest.mark.gui
 
@@ -51,7 +51,7 @@ def test_widget_predicts_classes_with_palette_and_names(make_napari_viewer, qtbo
     viewer = make_napari_viewer()
     data = image()
     viewer.add_image(data, name="cells", rgb=True, scale=(0.5, 2.0), translate=(10.0, -3.0))
-    widget = InferenceWidget(viewer)
+    widget = PredictWidget(viewer)
     viewer.window.add_dock_widget(widget, name="inference")
     assert "checkpoint" not in [w.name for w in widget.form.basic]
     widget.checkpoint.value = str(checkpoint)
@@ -65,7 +65,7 @@ def test_widget_predicts_classes_with_palette_and_names(make_napari_viewer, qtbo
 
     assert _run(qtbot, widget) == "done"
     layer = viewer.layers["cells classes"]
-    expected = run_to_end(predict(data, InferenceParams(tile_size=64, overlap=16),
+    expected = run_to_end(predict(data, PredictParams(tile_size=64, overlap=16),
                                   model=load_checkpoint(checkpoint)))
     np.testing.assert_array_equal(np.asarray(layer.data), expected.labels)
     assert len(np.unique(layer.data)) >= 2
@@ -97,7 +97,7 @@ def test_widget_refuses_without_a_checkpoint_and_reports_a_bad_one(
         make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     viewer.add_image(image(), name="cells", rgb=True)
-    widget = InferenceWidget(viewer)
+    widget = PredictWidget(viewer)
     assert _run(qtbot, widget) == "failed"
     errors = _errors()
     assert any("Choose a checkpoint" in e for e in errors)
@@ -111,7 +111,7 @@ def test_widget_refuses_without_a_checkpoint_and_reports_a_bad_one(
 
 
 def test_cancel_keeps_the_tiles_done_so_far(make_napari_viewer, qtbot, checkpoint, monkeypatch):
-    engine = InferenceWidget.engine
+    engine = PredictWidget.engine
 
     def slow_engine(self, image, params, inputs, control):  # 50 ms a tile, as on a slow CPU
         run = engine(self, image, params, inputs, control)
@@ -123,11 +123,11 @@ def test_cancel_keeps_the_tiles_done_so_far(make_napari_viewer, qtbot, checkpoin
             time.sleep(0.05)
             yield event
 
-    monkeypatch.setattr(InferenceWidget, "engine", slow_engine)
+    monkeypatch.setattr(PredictWidget, "engine", slow_engine)
     viewer = make_napari_viewer()
     data = np.tile(image(), (3, 3, 1))  # 270 x 231: many tiles of 64 px
     viewer.add_image(data, name="big", rgb=True)
-    widget = InferenceWidget(viewer)
+    widget = PredictWidget(viewer)
     widget.checkpoint.value = str(checkpoint)
     widget.form["tile_size"].value = 64
     widget.form["overlap"].value = 16
@@ -161,7 +161,7 @@ def test_torchscript_archive_runs_only_when_allowed(make_napari_viewer, qtbot, t
     scripted.save(str(path))
     viewer = make_napari_viewer()
     viewer.add_image(image(), name="cells", rgb=True)
-    widget = InferenceWidget(viewer)
+    widget = PredictWidget(viewer)
     widget.checkpoint.value = str(path)
     assert not widget.allow_code.value
     assert _run(qtbot, widget) == "failed"

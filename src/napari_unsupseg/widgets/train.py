@@ -218,9 +218,9 @@ class TrainWidget(DockLifetime, QWidget):
                 axis = None if extra else self.input.channel_axis.value
             elif layer is not None and not layer.rgb:
                 axis = self._matching_axis(layer)
-            from ..core.predict import InferenceParams
+            from ..core.predict import PredictParams
 
-            setup = make_setup(layer, params=InferenceParams(), engine_label="trained model",
+            setup = make_setup(layer, params=PredictParams(), engine_label="trained model",
                                channel_axis=axis, channel_layers=extra,
                                plane_mode=self.apply_planes.value,
                                current_point=self.viewer.dims.point)

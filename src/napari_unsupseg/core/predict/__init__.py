@@ -1,6 +1,6 @@
 """Model inference: a trained network applied tile by tile (:mod:`.engine`, :mod:`.tiles`)."""
 
-from .engine import InferenceParams, class_table, predict
+from .engine import InferenceParams, PredictParams, class_table, predict
 from .tiles import TilePlan, plan_tiles
 
-__all__ = ["InferenceParams", "TilePlan", "class_table", "plan_tiles", "predict"]
+__all__ = ["InferenceParams", "PredictParams", "TilePlan", "class_table", "plan_tiles", "predict"]

@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from ..models.loaded import LoadedModel
 
 @dataclass
-class InferenceParams:
+class PredictParams:
     """Parameters of :func:`predict` (shared by the widget and ``napari-unsupseg predict``)."""
 
     checkpoint: str = param(
@@ -138,7 +138,7 @@ def class_table(names: list[str], offset: int) -> dict[int, str]:
 # --------------------------------------------------------------------------- engine
 
 
-def predict(image: np.ndarray, params: InferenceParams, model: LoadedModel | None = None, *,
+def predict(image: np.ndarray, params: PredictParams, model: LoadedModel | None = None, *,
             control: RunControl | None = None) -> EngineRun:
     """Segment a channels-last plane ``(Y, X, C)`` or stack ``(N, Y, X, C)`` with a model.
 
@@ -320,3 +320,7 @@ def _tile_loader(stack: np.ndarray, chosen: list[int], low: np.ndarray, high: np
         return torch.from_numpy(np.ascontiguousarray(part.transpose(2, 0, 1)))
 
     return load
+
+
+#: The earlier name of :class:`PredictParams` (scripts written against it keep working).
+InferenceParams = PredictParams

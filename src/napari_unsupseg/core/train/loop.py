@@ -288,11 +288,11 @@ def _predict(net, config, plane: np.ndarray, device: str) -> np.ndarray:
     """The current network's labels for one plane, through the inference engine (so a
     preview is exactly what applying the model would give)."""
     from ..base.engine import run_to_end
-    from ..predict import InferenceParams, predict
+    from ..predict import PredictParams, predict
 
     was_training = net.training
     try:
-        result = run_to_end(predict(plane, InferenceParams(tile_size=512, overlap=32,
+        result = run_to_end(predict(plane, PredictParams(tile_size=512, overlap=32,
                                                             device=device),
                                     model=loaded_view(net, config)))
     finally:

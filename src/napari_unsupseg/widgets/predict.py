@@ -32,7 +32,7 @@ from ._runner import EngineRunner, call_in_worker
 CHECKPOINT_FILTER = "*.pth *.pt *.pth.tar *.ckpt *.tar"
 
 
-class InferenceWidget(EngineWidget):
+class PredictWidget(EngineWidget):
     """Segment an image layer with a trained DeepLabV3/V3+ or U-Net model (tiled)."""
 
     engine_entry: ClassVar[Engine | None] = ENGINES["predict"]
