@@ -2,13 +2,13 @@
 # The compatibility matrix: the test suite against the oldest napari the package claims and
 # the newest one, and the core alone (no napari, no Qt: what `pip install napari-unsupseg`
 # gives a batch worker). Not part of the default CI run: `.ci/run` calls it only when
-# UNSUPSEG_MATRIX=1 (then after the default run). Each environment is a fresh venv under $MATRIX_DIR; one summary line
-# per environment is printed at the end.
+# UNSUPSEG_MATRIX=1 (after the default run). Each environment is a fresh venv under
+# $MATRIX_DIR; one summary line per environment is printed at the end.
 #
 # PyTorch: every environment takes the CPU build 2.13.0 (`pip install torch==2.13.0`, the
 # wheel this project's machines keep on disk). The oldest PyTorch the package claims (2.6,
 # the first with `torch.load(weights_only=True)` safe globals) is not run here: from the
-# public index, torch 2.6 for Linux is the CUDA build (about 770 MB plus several GB of NVIDIA
+# public index, torch 2.6 for Linux is the CUDA build (several GB with its NVIDIA
 # libraries), so its floor rests on the version check in core/models/safe_load.py and its
 # test, not on this matrix.
 set -uo pipefail
