@@ -1,0 +1,214 @@
+"""Benchmark: the unsupervised engines on real images with human ground truth, beside the
+obvious baselines run in the same process on the same images.
+
+    python benchmarks/bench_real.py                          # both sets, every image, seed 0
+    python benchmarks/bench_real.py --set bsds --limit 10 --seeds 0,1,2
+    python benchmarks/bench_real.py --set dsb --methods otsu,backprop --json out.json
+
+Data: ``../shared/data/real-dev`` (BSDS500 validation photographs, DSB2018 fluorescence nuclei;
+see its README), read in place by ``real_data.py``. Scores: BSDS500 by the literature's mIoU
+("all", with "fine" and "coarse"); DSB2018 by foreground IoU (the labels more than half
+nuclei, what a user who knew the answer would pick, and an automatic rule: the labels
+brighter than the border's label) and
+instance F1 at IoU 0.5 of the automatic foreground.
+
+Methods: ``otsu`` (DSB: Otsu's threshold after a Gaussian blur of sigma 1), ``felzenszwalb``,
+``slic`` and ``kmeans`` (scikit-image / SciPy, each at every setting of a small grid; the
+summary shows each one's **best single setting on the same images**, which flatters the
+baseline), ``backprop`` (this package's segmenter with its defaults, per seed) and
+``reference`` (the ICASSP 2018 loop of ``bench_backprop.py``: Kanezaki's net and SLIC 10,000,
+stopped at ``--ref-max-iter``). Each call is timed whole (normalisation and superpixels
+included; the import of torch and one warm-up run are not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import real_data  # noqa: E402 - the loaders beside this script
+
+#: Baseline settings tried on every image; the summary keeps each method's best one.
+GRIDS: dict[str, list[dict[str, float]]] = {
+    "felzenszwalb": [{"scale": s, "sigma": 0.8, "min_size": m}
+                     for s in (100, 300, 1000) for m in (20, 100)],
+    "slic": [{"n_segments": n, "compactness": 10.0} for n in (8, 16, 32, 64, 128)],
+    "kmeans": [{"k": k} for k in (3, 4, 6, 8, 12)],
+}
+
+
+def baseline(method: str, image: np.ndarray, setting: dict[str, float]) -> np.ndarray:
+    from skimage import segmentation
+
+    rgb = image if image.shape[-1] == 3 else np.repeat(image, 3, axis=-1)
+    if method == "felzenszwalb":
+        return segmentation.felzenszwalb(rgb, channel_axis=-1, **setting)
+    if method == "slic":
+        return segmentation.slic(rgb, start_label=1, channel_axis=-1, **setting)
+    from scipy.cluster.vq import kmeans2
+    from skimage.color import rgb2lab
+
+    lab = rgb2lab(rgb).reshape(-1, 3)
+    _, labels = kmeans2(lab, int(setting["k"]), minit="++", seed=0)
+    return labels.reshape(image.shape[:2])
+
+
+def otsu(image: np.ndarray) -> np.ndarray:
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+
+    smooth = ndi.gaussian_filter(image[..., 0].astype(float), 1.0)
+    return smooth > threshold_otsu(smooth)
+
+
+def backprop(image: np.ndarray, seed: int) -> np.ndarray:
+    from napari_unsupseg.core.backprop import BackpropParams, segment
+    from napari_unsupseg.core.base.engine import run_to_end
+
+    return run_to_end(segment(image, BackpropParams(seed=seed))).labels
+
+
+def reference(image: np.ndarray, seed: int, max_iter: int) -> np.ndarray:
+    from bench_backprop import run_reference
+
+    return run_reference(image, seed, max_iter, None)["labels"]
+
+
+def timed(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    labels = run()
+    return labels, time.perf_counter() - start
+
+
+# ------------------------------------------------------------------------------ scoring
+
+
+def score_bsds(labels: np.ndarray, item: real_data.RealImage) -> dict[str, object]:
+    maps = real_data.bsds_best_ious(labels, item.truths)
+    return {"maps": maps, "all": float(np.concatenate(maps).mean())}
+
+
+def score_dsb(labels: np.ndarray, item: real_data.RealImage) -> dict[str, object]:
+    nuclei = item.instances > 0
+    if labels.dtype == bool:  # a threshold: its foreground is what it found
+        best = auto = labels
+    else:
+        best = real_data.best_foreground(labels, nuclei)
+        auto = real_data.automatic_foreground(labels, item.image[..., 0])
+    return {"best": real_data.iou(best, nuclei), "auto": real_data.iou(auto, nuclei),
+            "f1": real_data.instance_f1(auto, item.instances)}
+
+
+def runs(method: str, item: real_data.RealImage, seeds: list[int], ref_iter: int):
+    """(setting name, labels, seconds) of every run of ``method`` on one image."""
+    if method == "otsu":
+        yield "blur 1", *timed(lambda: otsu(item.image))
+    elif method in GRIDS:
+        for setting in GRIDS[method]:
+            name = ",".join(f"{k}={v:g}" for k, v in setting.items())
+            yield name, *timed(lambda s=setting: baseline(method, item.image, s))
+    elif method == "backprop":
+        for seed in seeds:
+            yield f"seed {seed}", *timed(lambda s=seed: backprop(item.image, s))
+    elif method == "reference":
+        for seed in seeds:
+            yield f"seed {seed}", *timed(lambda s=seed: reference(item.image, s, ref_iter))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", choices=("bsds", "dsb", "both"), default="both")
+    parser.add_argument("--limit", type=int, default=None, help="First N images of each set.")
+    parser.add_argument("--seeds", default="0", help="Seeds of the stochastic methods.")
+    parser.add_argument("--methods", default="otsu,felzenszwalb,slic,kmeans,backprop")
+    parser.add_argument("--ref-max-iter", type=int, default=100)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    methods = args.methods.split(",")
+    if "backprop" in methods or "reference" in methods:  # import torch and warm up, untimed
+        backprop(np.zeros((32, 32, 3), np.uint8) + 1, 0)
+    rows: list[dict[str, object]] = []
+    for name in ("bsds", "dsb") if args.set == "both" else (args.set,):
+        loader, score = (real_data.bsds, score_bsds) if name == "bsds" else (real_data.dsb,
+                                                                              score_dsb)
+        for item in loader(args.limit):
+            for method in methods:
+                if method == "otsu" and name == "bsds":
+                    continue
+                for setting, labels, seconds in runs(method, item, seeds, args.ref_max_iter):
+                    scores = score(labels, item)
+                    rows.append({"set": name, "image": item.name, "method": method,
+                                 "setting": setting, "seconds": seconds,
+                                 "labels": int(len(np.unique(labels))), **scores})
+                    shown = {k: round(v, 3) for k, v in scores.items() if isinstance(v, float)}
+                    print(f"{name} {item.name} {method:>12} {setting:<32} {shown} "
+                          f"{rows[-1]['labels']} labels {seconds:.2f} s", flush=True)
+    summarise(rows)
+    if args.json:
+        for row in rows:
+            row.pop("maps", None)
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+def summarise(rows: list[dict[str, object]]) -> None:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    groups: dict[tuple[str, str, str], list[dict[str, object]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["set"], row["method"], row["setting"])].append(row)
+    for name in sorted({row["set"] for row in rows}):
+        print(f"\n{name}: {len({r['image'] for r in rows if r['set'] == name})} images; "
+              f"peak resident memory of the process {peak:.0f} MiB")
+        best: dict[str, tuple[float, str]] = {}
+        for (set_name, method, setting), group in sorted(groups.items()):
+            if set_name != name:
+                continue
+            line, key = _line(name, group)
+            print(f"  {method:>12} {setting:<32} {line}")
+            if method not in best or key > best[method][0]:
+                best[method] = (key, setting)
+        print("  best single setting per method: " + "; ".join(
+            f"{m} {s} ({k:.3f})" for m, (k, s) in best.items()))
+        _spread(name, rows)
+
+
+def _line(name: str, group: list[dict[str, object]]) -> tuple[str, float]:
+    seconds = float(np.mean([r["seconds"] for r in group]))
+    labels = float(np.median([r["labels"] for r in group]))
+    if name == "bsds":
+        summary = real_data.bsds_summary([r["maps"] for r in group])
+        text = " ".join(f"{k} {v:.3f}" for k, v in summary.items())
+        return f"{text}, median {labels:.0f} labels, {seconds:.2f} s/image", summary["all"]
+    auto = [r["auto"] for r in group]
+    text = (f"fg IoU auto {np.mean(auto):.3f} (worst {np.min(auto):.3f}), best subset "
+            f"{np.mean([r['best'] for r in group]):.3f}, F1@0.5 "
+            f"{np.mean([r['f1'] for r in group]):.3f}, {seconds:.2f} s/image")
+    return text, float(np.mean(auto))
+
+
+def _spread(name: str, rows: list[dict[str, object]]) -> None:
+    """Largest difference between seeds on one image, for the seeded methods."""
+    key = "all" if name == "bsds" else "auto"
+    by_image: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in rows:
+        if row["set"] == name and str(row["setting"]).startswith("seed"):
+            by_image[(row["method"], row["image"])].append(float(row[key]))
+    methods = sorted({m for m, _ in by_image})
+    for method in methods:
+        spreads = [max(v) - min(v) for (m, _), v in by_image.items() if m == method and len(v) > 1]
+        if spreads:
+            print(f"  {method}: largest score spread between seeds on one image "
+                  f"{max(spreads):.3f}")
+
+
+if __name__ == "__main__":
+    main()
