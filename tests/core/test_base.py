@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -166,27 +166,58 @@ def test_read_image_errors_are_plain(tmp_path, name, content, words):
 
 def test_backprop_holds_its_superpixel_settings_as_preseg_params():
     """Composition: the segmenter's presegmentation settings are a PresegParams, shown flat
-    (prefix + the inner name), the older flat name kept as an alias, one mapping back."""
+    (prefix + the inner name, or the name the segmenter gives it), the older flat name kept
+    as an alias, one mapping back."""
     from napari_unsupseg.core.backprop import BackpropParams, default_params
     from napari_unsupseg.core.preseg import PresegParams, method_kwargs
 
     flat = {s.name: s for s in P.specs(BackpropParams)}
-    assert [n for n in flat if n.startswith("superpixel_")] == [
-        "superpixel_scale", "superpixel_min_size", "superpixel_n_segments",
+    assert [n for n in flat if n.startswith("superpixel")] == [
+        "superpixels", "superpixel_scale", "superpixel_min_size", "superpixel_n_segments",
         "superpixel_compactness"]
+    assert flat["superpixels"].path == ("preseg", "method")
+    assert flat["superpixels"].choices[0] == "auto" and flat["superpixels"].choices[-1] == "none"
     assert flat["superpixel_n_segments"].aliases == ("superpixel_count",)
     assert flat["superpixel_n_segments"].label == "superpixel count"
-    assert flat["superpixel_n_segments"].help == next(
-        s.help for s in P.specs(PresegParams) if s.name == "n_segments")
+    assert "Kanezaki 2018" in flat["superpixel_n_segments"].help  # the segmenter's words
+    assert flat["superpixel_n_segments"].min == 2  # the bound is PresegParams' own
     by_alias = P.from_mapping(BackpropParams, {"superpixel_count": 500, "max_iter": 3})
     by_name = default_params(superpixel_n_segments=500, max_iter=3)
     assert by_alias == by_name and isinstance(by_name.preseg, PresegParams)
     assert by_name.preseg.n_segments == 500 and by_name.preseg.scale == 16.0
+    assert by_name.preseg.method == "auto"
     assert P.flat_values(by_name)["superpixel_n_segments"] == 500
     preseg = by_name.preseg
-    assert method_kwargs(preseg)["n_segments"] == 500  # the one mapping presegmentation uses
-    with pytest.raises(InputError, match="'n_segments' must be at least 2"):
+    assert method_kwargs(replace(preseg, method="slic"))["n_segments"] == 500  # one mapping
+    with pytest.raises(InputError, match="'superpixel_n_segments' must be at least 2"):
         default_params(superpixel_n_segments=1)
+
+
+def test_nested_values_are_validated_with_the_outer_choices():
+    """'auto' and 'none' are the segmenter's methods, not presegmentation's; inner fields it
+    does not show are checked too, under their flat names."""
+    from napari_unsupseg.core.backprop import BackpropParams, default_params
+    from napari_unsupseg.core.preseg import PresegParams
+
+    assert default_params(superpixels="none").preseg.method == "none"
+    with pytest.raises(InputError, match="'superpixels' must be one of auto"):
+        default_params(superpixels="grid")
+    with pytest.raises(InputError, match="'method' must be one of"):
+        P.validate(PresegParams(method="auto"))
+    bad = replace(BackpropParams(), preseg=replace(BackpropParams().preseg, sigma=-1.0))
+    with pytest.raises(InputError, match="'superpixel_sigma' must be at least 0"):
+        P.validate(bad)
+    given = replace(BackpropParams().preseg, sigma=2.0)
+    built = P.from_mapping(BackpropParams, {"preseg": given, "superpixel_scale": 8.0})
+    assert (built.preseg.sigma, built.preseg.scale) == (2.0, 8.0)
+
+
+def test_saved_parameters_nest():
+    from napari_unsupseg.core.backprop import default_params
+
+    saved = provenance("backprop", default_params(superpixels="slic"))["parameters"]
+    assert saved["preseg"]["method"] == "slic" and saved["preseg"]["n_segments"] == 2000
+    json.dumps(saved)
 
 
 def test_the_old_option_names_still_work_on_the_command_line():
@@ -198,3 +229,11 @@ def test_the_old_option_names_still_work_on_the_command_line():
     new = parser.parse_args(["backprop", "x.png", "--superpixel-n-segments", "700",
                              "--superpixel-scale", "8"])
     assert old.superpixel_n_segments == new.superpixel_n_segments == 700
+    from napari_unsupseg.cli._common import params_from_args
+    from napari_unsupseg.core.backprop import BackpropParams
+
+    args = parser.parse_args(["backprop", "x.png", "--superpixels", "slic",
+                              "--superpixel-count", "700"])
+    built = params_from_args(BackpropParams, args)
+    assert (built.preseg.method, built.preseg.n_segments, built.preseg.scale) == (
+        "slic", 700, 16.0)

@@ -16,7 +16,7 @@ from _gui import error_messages as _errors
 
 from napari_unsupseg.core.base.engine import Progress, Result, provenance
 from napari_unsupseg.core.base.errors import InputError
-from napari_unsupseg.core.base.params import param, specs
+from napari_unsupseg.core.base.params import Shown, nested, param, specs
 from napari_unsupseg.widgets._base import CURRENT_PLANE, EngineWidget, error_message
 from napari_unsupseg.widgets._form import OptionalValue, ParamForm, widget_for
 
@@ -140,6 +140,35 @@ def test_form_reports_bad_values_in_plain_words():
     form["k"].value = 1
     with pytest.raises(InputError, match="at least 2"):
         form.params()
+
+
+@dataclass
+class _Inner:
+    kind: str = param("x", "Kind.", choices=("x", "y"))
+    size: int = param(4, "Size.", min=1)
+    hidden: float = param(0.5, "Not shown.", min=0.0)
+
+
+@dataclass
+class _Outer:
+    steps: int = param(2, "Steps.", min=1)
+    inner: _Inner = nested(
+        lambda: _Inner(kind="any", size=8), prefix="inner_",
+        shown={"kind": Shown(name="kinds", choices=("any", "x", "y")),
+               "size": Shown(label="inner count", aliases=("inner_count",), advanced=True)},
+    )
+
+
+def test_form_shows_a_nested_object_flat_and_builds_it_back():
+    """The form and the command line list nested parameters from one flattening: no code
+    of their own for the outer engine."""
+    form = ParamForm(_Outer)
+    assert [w.label for w in form.basic] == ["steps", "kinds"]
+    assert [w.label for w in form.advanced] == ["inner count"]
+    assert form["kinds"].value == "any" and form["inner_size"].value == 8
+    assert form.params() == _Outer()
+    form.set_values({"inner_count": 3, "kinds": "y"})  # an alias sets the field too
+    assert form.params().inner == _Inner(kind="y", size=3, hidden=0.5)
 
 
 def test_error_message_words():

@@ -3,11 +3,12 @@
 :func:`widget_for` turns one :class:`~napari_unsupseg.core.base.params.ParamSpec` into a
 magicgui widget (check box, spin box, drop-down, text field) with the parameter's
 label, help (as tool tip), bounds and default. :class:`ParamForm` lays out every
-parameter of a dataclass: the everyday ones in :attr:`ParamForm.basic`, the
-``advanced=True`` ones in :attr:`ParamForm.advanced`, which the widgets fold away
-in a collapsible "Advanced settings" section. :meth:`ParamForm.params` reads the
-values back and builds (and validates) the dataclass with
-:func:`~napari_unsupseg.core.base.params.from_mapping`, so a bad value comes back as an
+parameter of a dataclass (the fields of a nested parameter object flat, as
+:func:`~napari_unsupseg.core.base.params.specs` lists them): the everyday ones in
+:attr:`ParamForm.basic`, the ``advanced=True`` ones in :attr:`ParamForm.advanced`, which
+the widgets fold away in a collapsible "Advanced settings" section.
+:meth:`ParamForm.params` reads the values back and builds (and validates) the dataclass
+with :func:`~napari_unsupseg.core.base.params.from_mapping`, so a bad value comes back as an
 :class:`~napari_unsupseg.core.base.errors.InputError` in plain words.
 
 No Qt code here beyond magicgui widgets; the collapsible is added by the caller.
@@ -197,12 +198,14 @@ class ParamForm:
         return {s.name: read_value(s, self.widgets[s.name]) for s in self.specs}
 
     def set_values(self, values: Mapping[str, Any]) -> None:
-        """Set the fields named in ``values`` (other keys are ignored)."""
+        """Set the fields named in ``values`` by their flat names or aliases (other keys
+        are ignored)."""
         for spec in self.specs:
-            if spec.name not in values:
+            key = spec.key_in(values)
+            if key is None:
                 continue
             widget = self.widgets[spec.name]
-            value = values[spec.name]
+            value = values[key]
             if isinstance(widget, LiteralEdit):
                 widget.value = "" if value is None else repr(value)
             elif isinstance(widget, widgets.LineEdit):

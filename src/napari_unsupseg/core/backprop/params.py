@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base.device import DEVICE_CHOICES
-from ..base.params import from_mapping, nested, param
+from ..base.params import Shown, from_mapping, nested, param
 from ..preseg import PRESEG_METHODS, PresegParams
 
 NETWORKS = ("fast", "kanezaki")
@@ -82,23 +82,39 @@ class BackpropParams:
         "(0 = keep everything).",
         min=0,
     )
-    superpixels: str = param(
-        "auto",
-        "Presegmentation whose superpixels vote on the labels: auto (felzenszwalb for the "
-        "fast network, slic for kanezaki), felzenszwalb, slic, quickshift, watershed, "
-        "kmeans, or 'none' (no vote, TIP 2020 style; use with w_con > 0).",
-        choices=SUPERPIXEL_CHOICES,
-    )
     preseg: PresegParams = nested(
-        lambda: PresegParams(n_segments=2000, compactness=10.0, scale=16.0, min_size=16),
+        lambda: PresegParams(method="auto", n_segments=2000, compactness=10.0, scale=16.0,
+                             min_size=16),
         prefix="superpixel_",
-        # The presegmentation settings the segmenter offers (the method is 'superpixels'
-        # above: it adds 'auto' and 'none'); the older flat names keep working.
+        # The presegmentation settings the segmenter offers, in the words of the segmenter
+        # (its method adds 'auto' and 'none'); the older flat name keeps working.
         shown={
-            "scale": {},
-            "min_size": {"advanced": True},
-            "n_segments": {"label": "superpixel count", "aliases": ("superpixel_count",)},
-            "compactness": {"advanced": True},
+            "method": Shown(
+                name="superpixels",
+                help="Presegmentation whose superpixels vote on the labels: auto "
+                "(felzenszwalb for the fast network, slic for kanezaki), felzenszwalb, "
+                "slic, quickshift, watershed, kmeans, or 'none' (no vote, TIP 2020 style; "
+                "use with w_con > 0).",
+                choices=SUPERPIXEL_CHOICES,
+            ),
+            "scale": Shown(
+                help="Felzenszwalb superpixels: larger gives fewer, bigger superpixels."),
+            "min_size": Shown(
+                help="Felzenszwalb superpixels: the smallest in pixels (smaller ones are "
+                "merged); keep it under the area of the smallest objects wanted.",
+                advanced=True,
+            ),
+            "n_segments": Shown(
+                label="superpixel count",
+                help="About how many superpixels for slic, watershed and kmeans (Kanezaki "
+                "2018 used 10000 slic superpixels with compactness 100).",
+                aliases=("superpixel_count",),
+            ),
+            "compactness": Shown(
+                help="Shape versus colour for slic, watershed and kmeans superpixels "
+                "(higher = rounder).",
+                advanced=True,
+            ),
         },
     )
     w_con: float = param(

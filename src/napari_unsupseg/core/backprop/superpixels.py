@@ -61,9 +61,9 @@ def vote(superpixels: Any, labels: Any, n_classes: int | None = None) -> Any:
 
 def superpixel_method(params: BackpropParams) -> str:
     """The presegmentation method that ``params`` stands for ('auto' resolved)."""
-    if params.superpixels == "auto":
+    if params.preseg.method == "auto":
         return AUTO_SUPERPIXELS[params.network]
-    return params.superpixels
+    return params.preseg.method
 
 
 def plane_superpixels(plane: np.ndarray, params: BackpropParams) -> np.ndarray | None:

@@ -13,8 +13,10 @@ parameter cannot exist in one driver and not the other::
 :class:`InputError` in plain words.
 
 An engine that uses another engine's settings holds them whole (composition) with
-:func:`nested`: the drivers show the fields it names as flat options (``prefix`` + the
-inner field's name), and :func:`from_mapping` builds the inner object back from them.
+:func:`nested`: :func:`specs` shows the inner fields it names as flat parameters
+(``prefix`` + the inner field's name unless :class:`Shown` renames it), so the command
+line and the forms offer them with no code of their own, :func:`from_mapping` builds the
+inner object back from them, and :func:`validate` checks the inner values too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -55,20 +58,33 @@ def param(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def nested(
-    default_factory: Any,
-    *,
-    prefix: str,
-    shown: dict[str, dict[str, Any]],
-) -> Any:
+@dataclass(frozen=True)
+class Shown:
+    """How the drivers show one field of a nested parameter object; what is left as None
+    keeps the inner field's own (the label then comes from the flat name)."""
+
+    name: str | None = None  #: the flat name; default: the prefix + the field's name
+    label: str | None = None
+    help: str | None = None
+    choices: tuple[Any, ...] | None = None
+    advanced: bool | None = None
+    aliases: tuple[str, ...] = ()  #: older flat names that keep working
+
+
+@dataclass(frozen=True)
+class _Nest:
+    prefix: str
+    shown: dict[str, Shown]
+
+
+def nested(default_factory: Callable[[], Any], *, prefix: str, shown: dict[str, Shown]) -> Any:
     """A field holding another parameter dataclass (its defaults from ``default_factory``).
 
-    ``shown``: the inner fields the drivers offer, in order, each with overrides of its
-    ``label``, ``advanced`` flag and ``aliases`` (older flat names that keep working);
-    the others keep the factory's values.
+    ``shown``: the inner fields the drivers offer, in their order; the others keep the
+    factory's values (and are still validated).
     """
     return dataclasses.field(default_factory=default_factory,
-                             metadata={"nested": {"prefix": prefix, "shown": shown}})
+                             metadata={"nested": _Nest(prefix, shown)})
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,10 @@ class ParamSpec:
     path: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
 
+    def key_in(self, values: Mapping[str, Any]) -> str | None:
+        """The name (or alias) under which ``values`` holds this parameter, if any."""
+        return next((k for k in (self.name, *self.aliases) if k in values), None)
+
 
 def _base_type(annotation: Any) -> tuple[type, bool]:
     """(type, optional) from an annotation such as ``int | None``."""
@@ -109,13 +129,18 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
 
 
 def specs(params_type: type) -> list[ParamSpec]:
-    """The parameters of an engine's dataclass, in declaration order (nested ones flat)."""
+    """The parameters the drivers offer, in declaration order (nested ones flat)."""
+    return _specs(params_type, every=False)
+
+
+def _specs(params_type: type, every: bool) -> list[ParamSpec]:
+    """``every``: nested fields the drivers do not offer too (for validation)."""
     hints = typing.get_type_hints(params_type)
     out = []
     for f in dataclasses.fields(params_type):
         meta = f.metadata
         if "nested" in meta:
-            out += _nested_specs(f, hints[f.name], meta["nested"])
+            out += _nested_specs(f, hints[f.name], meta["nested"], every)
             continue
         kind, optional = _base_type(hints[f.name])
         out.append(
@@ -135,28 +160,46 @@ def specs(params_type: type) -> list[ParamSpec]:
     return out
 
 
-def _nested_specs(f: dataclasses.Field, inner_type: type, nest: dict[str, Any]
+def _nested_specs(f: dataclasses.Field, inner_type: type, nest: _Nest, every: bool
                   ) -> list[ParamSpec]:
-    inner = {spec.name: spec for spec in specs(inner_type)}
+    inner = {spec.name: spec for spec in _specs(inner_type, every=True)}
+    unknown = set(nest.shown) - set(inner)
+    if unknown:
+        raise TypeError(f"{inner_type.__name__} has no field {sorted(unknown)}")
     defaults = f.default_factory()  # type: ignore[misc]
+    hidden = [n for n in inner if n not in nest.shown] if every else []
     out = []
-    for field_name, view in nest["shown"].items():
-        spec, name = inner[field_name], nest["prefix"] + field_name
+    for inner_name in [*nest.shown, *hidden]:
+        spec, view = inner[inner_name], nest.shown.get(inner_name, Shown())
+        name = view.name or nest.prefix + inner_name
+        steps = spec.path or (spec.name,)
         out.append(dataclasses.replace(
-            spec, name=name, path=(f.name, field_name),
-            default=getattr(defaults, field_name),
-            label=view.get("label") or name.replace("_", " "),
-            advanced=bool(view.get("advanced", spec.advanced)),
-            aliases=tuple(view.get("aliases", ())),
+            spec, name=name, path=(f.name, *steps), default=_follow(defaults, steps),
+            help=view.help or spec.help,
+            choices=view.choices or spec.choices,
+            label=view.label or name.replace("_", " "),
+            advanced=spec.advanced if view.advanced is None else view.advanced,
+            aliases=view.aliases,
         ))
     return out
 
 
-def value_of(params: Any, spec: ParamSpec) -> Any:
-    """The value ``spec`` stands for in ``params`` (through a nested object if need be)."""
-    for step in spec.path or (spec.name,):
+def _follow(params: Any, steps: tuple[str, ...]) -> Any:
+    for step in steps:
         params = getattr(params, step)
     return params
+
+
+def _replaced(params: Any, steps: tuple[str, ...], value: Any) -> Any:
+    """A copy of ``params`` with the value at ``steps`` (through nested objects) replaced."""
+    head, *rest = steps
+    inner = _replaced(getattr(params, head), tuple(rest), value) if rest else value
+    return dataclasses.replace(params, **{head: inner})
+
+
+def value_of(params: Any, spec: ParamSpec) -> Any:
+    """The value ``spec`` stands for in ``params`` (through a nested object if need be)."""
+    return _follow(params, spec.path or (spec.name,))
 
 
 def flat_values(params: Any) -> dict[str, Any]:
@@ -165,11 +208,9 @@ def flat_values(params: Any) -> dict[str, Any]:
 
 
 def validate(params: Any) -> None:
-    """Check every declared bound and choice; raise :class:`InputError` in plain words."""
-    for f in dataclasses.fields(params):
-        if "nested" in f.metadata:
-            validate(getattr(params, f.name))
-    for spec in specs(type(params)):
+    """Check every declared bound and choice, nested values included (with the choices the
+    outer object allows); raise :class:`InputError` in plain words."""
+    for spec in _specs(type(params), every=True):
         value = value_of(params, spec)
         if value is None:
             if not spec.optional:
@@ -184,24 +225,25 @@ def validate(params: Any) -> None:
             raise InputError(f"'{spec.name}' must be at most {spec.max}; got {value}.")
 
 
-def from_mapping(params_type: type[P], values: dict[str, Any]) -> P:
+def from_mapping(params_type: type[P], values: Mapping[str, Any]) -> P:
     """Build and validate a parameter object from flat names (or their aliases), ignoring
-    keys it does not have; nested objects start from their defaults (or the object given
-    under the field's own name) and take the flat values meant for them."""
+    keys it does not have; a nested object starts from its defaults (or from the object
+    given under the field's own name) and takes the flat values meant for it."""
     kwargs: dict[str, Any] = {}
-    inner: dict[str, dict[str, Any]] = {}
+    for f in dataclasses.fields(params_type):  # type: ignore[arg-type]
+        if "nested" in f.metadata:
+            start = f.default_factory()  # type: ignore[misc]
+            given = values.get(f.name)
+            kwargs[f.name] = given if isinstance(given, type(start)) else start
     for spec in specs(params_type):
-        key = next((k for k in (spec.name, *spec.aliases) if k in values), None)
+        key = spec.key_in(values)
         if key is None:
             continue
         if spec.path:
-            inner.setdefault(spec.path[0], {})[spec.path[1]] = values[key]
+            head, steps = spec.path[0], spec.path[1:]
+            kwargs[head] = _replaced(kwargs[head], steps, values[key])
         else:
             kwargs[spec.name] = values[key]
-    for f in dataclasses.fields(params_type):  # type: ignore[arg-type]
-        if "nested" in f.metadata:
-            start = values.get(f.name) or f.default_factory()  # type: ignore[misc]
-            kwargs[f.name] = dataclasses.replace(start, **inner.get(f.name, {}))
     params = params_type(**kwargs)
     validate(params)
     return params
