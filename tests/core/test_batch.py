@@ -113,6 +113,32 @@ def test_batch_is_a_generator_of_progress_that_returns_the_report(tmp_path):
     assert len(report.done) == 3 and report.ok
 
 
+def test_a_stopped_batch_returns_the_report_so_far(tmp_path):
+    """Asked to stop after the first file, the batch cancels the rest and returns what it
+    has: one event, one file in the report, and a rerun resumes with the others."""
+    from napari_unsupseg.core.base.engine import RunControl, drive
+    from napari_unsupseg.core.batch import run_batch
+    from napari_unsupseg.core.preseg import PresegParams
+
+    _images(tmp_path / "in", 3)
+    jobs = plan_jobs([tmp_path / "in"], tmp_path / "out", "preseg")
+    control = RunControl()
+    events = []
+
+    def stop_after_first(event):
+        events.append(event)
+        control.request_stop()
+
+    report = drive(run_batch(jobs, "preseg", PresegParams(n_segments=20), workers=1,
+                             control=control), stop_after_first)
+    assert len(events) == 1 and events[0].total == 3
+    assert len(report.done) == 1 and report.ok and report.seconds > 0
+    assert Path(report.done[0]["output"]).is_file()
+    rest = drive(run_batch(jobs, "preseg", PresegParams(n_segments=20), workers=1),
+                 lambda event: None)
+    assert len(rest.skipped) >= 1 and len(rest.skipped) + len(rest.done) == 3
+
+
 def test_batch_finds_parts_across_the_whole_collection(tmp_path, capsys):
     """Part discovery learns from all the files together: one label file per input, each
     with the parts of that image, and a rerun skips them."""
