@@ -1,5 +1,5 @@
-"""The one worker wiring every dock uses: two-press cancel, plain-function runs, failures as
-one sentence."""
+"""The one worker wiring every dock uses: two-press cancel, busy state of the view, plain-function
+runs, failures as one sentence, disposal. The docks' own smoke tests are in test_run_users.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from _gui import error_messages
 
 from napari_unsupseg.core.base.engine import Progress, Result
 from napari_unsupseg.core.base.errors import InputError
-from napari_unsupseg.widgets._runner import EngineRunner, call_in_worker, show_failure
+from napari_unsupseg.widgets._runner import (
+    EngineRunner,
+    RunTexts,
+    call_in_worker,
+    show_failure,
+)
 
 pytestmark = pytest.mark.gui
 
@@ -70,3 +75,132 @@ def test_a_failure_is_one_sentence_and_a_notification(qtbot, make_napari_viewer)
     show_failure(RuntimeError("boom"), shown.append, "Training")
     assert shown == ["Failed: The image is empty.", "Failed: Training failed: boom"]
     assert {"The image is empty.", "Training failed: boom"} <= set(error_messages())
+
+
+class _View:
+    """The run controls as the runner sees them: what it was told, in order."""
+
+    def __init__(self):
+        self.busy: list[tuple[bool, bool]] = []
+        self.statuses: list[str] = []
+
+    def set_busy(self, busy, succeeded=False):
+        self.busy.append((busy, succeeded))
+
+    def set_status(self, text):
+        self.statuses.append(text)
+
+
+def _previewing(control):
+    for step in range(1, 1000):
+        time.sleep(0.01)
+        yield Progress(step, 1000, preview=step)
+        if control.stop_requested:
+            return Result(labels=None, metadata={"steps": step})
+    return Result(labels=None, metadata={"steps": 1000})
+
+
+def test_the_view_is_busy_during_a_run_and_a_stopped_run_hands_over_its_result(qtbot):
+    view, results, progress, previews = _View(), [], [], []
+
+    def keep(outcome, value):
+        results.append((outcome, value, list(view.busy)))
+
+    runner = EngineRunner(preview_interval=0.05, view=view)
+    runner.start(_previewing, "previews", status="Working...", on_progress=progress.append,
+                 on_preview=previews.append, on_result=keep)
+    assert view.busy == [(True, False)] and view.statuses == ["Working..."]
+    qtbot.waitUntil(lambda: len(previews) >= 1, timeout=5_000)
+    with qtbot.waitSignal(runner.ended, timeout=10_000) as ended:
+        assert runner.cancel() == "stopping"
+        shown = len(previews)
+    assert ended.args[0] == "stopped"
+    assert view.statuses[-1] == RunTexts().stopping
+    # The result is handed over while the view is still busy, then the view is idle.
+    [(outcome, value, busy_then)] = results
+    assert outcome == "stopped" and value is ended.args[1] and busy_then == [(True, False)]
+    assert view.busy == [(True, False), (False, True)]
+    assert len(progress) >= shown and len(previews) == shown  # no preview once stopping
+
+
+def test_two_presses_abandon_and_say_so(qtbot):
+    view, results = _View(), []
+    texts = RunTexts(stopping="keeping the best", abandoned="nothing kept")
+    runner = EngineRunner(view=view, texts=texts)
+    runner.start(_stubborn, "stubborn", on_result=lambda *args: results.append(args))
+    with qtbot.waitSignal(runner.progressed, timeout=5_000):
+        pass
+    runner.cancel()
+    with qtbot.waitSignal(runner.ended, timeout=10_000) as ended:
+        assert runner.cancel() == "abandoning"
+    assert ended.args == ["abandoned", None] and not results
+    assert view.statuses == ["keeping the best", texts.abandoning, "nothing kept"]
+    assert view.busy == [(True, False), (False, False)]
+
+
+def _failing(control):
+    yield Progress(1, 2)
+    raise RuntimeError("out of memory")
+
+
+def test_a_failure_in_the_worker_is_a_notification_and_the_view_ends_idle(
+    qtbot, make_napari_viewer
+):
+    make_napari_viewer()
+    view, results = _View(), []
+    runner = EngineRunner(view=view, what="Training")
+    with qtbot.waitSignal(runner.ended, timeout=10_000) as ended:
+        runner.start(_failing, "failing", on_result=lambda *args: results.append(args))
+    outcome, error = ended.args
+    assert outcome == "failed" and isinstance(error, RuntimeError) and not results
+    assert view.statuses[-1] == "Failed: Training failed: out of memory"
+    assert error_messages() == ["Training failed: out of memory"]
+    assert view.busy[-1] == (False, False) and not runner.running
+
+
+def test_a_result_that_cannot_be_written_is_a_failure_in_words(qtbot, make_napari_viewer):
+    make_napari_viewer()
+    view = _View()
+    runner = EngineRunner(view=view)
+
+    def write(outcome, value):
+        raise ValueError("the layer is gone")
+
+    with qtbot.waitSignal(runner.ended, timeout=10_000) as ended:
+        runner.start(call_in_worker(lambda: 1), "one", what="Applying the model",
+                     on_result=write)
+    assert ended.args[0] == "failed" and isinstance(ended.args[1], ValueError)
+    assert error_messages() == ["Applying the model failed: the layer is gone"]
+    assert view.busy[-1] == (False, False)
+
+
+def test_a_preview_that_cannot_be_shown_abandons_the_run_in_words(qtbot, make_napari_viewer):
+    make_napari_viewer()
+    runner = EngineRunner(preview_interval=0.0, view=_View())
+
+    def show(event):
+        raise ValueError("bad preview")
+
+    with qtbot.waitSignal(runner.ended, timeout=10_000) as ended:
+        runner.start(_previewing, "previews", on_preview=show)
+    assert ended.args == ["abandoned", None]
+    assert error_messages() == ["Segmentation failed: bad preview"]
+
+
+def test_a_refused_run_is_shown_like_a_failure(make_napari_viewer):
+    make_napari_viewer()
+    view = _View()
+    EngineRunner(view=view).fail(InputError("Choose an image layer."))
+    assert view.statuses == ["Failed: Choose an image layer."] and view.busy == []
+    assert error_messages() == ["Choose an image layer."]
+
+
+def test_a_disposed_runner_abandons_its_run_and_starts_no_other(qtbot):
+    view = _View()
+    runner = EngineRunner(view=view)
+    runner.start(_stubborn, "stubborn")
+    with qtbot.waitSignal(runner.ended, timeout=10_000) as ended:
+        runner.dispose()
+    assert ended.args == ["abandoned", None]
+    runner.start(_stubborn, "again")
+    assert not runner.running and view.busy == [(True, False), (False, False)]

@@ -3,19 +3,21 @@
 - :class:`~._pickers.ImageInput`: the image layer, its channels (a named axis, RGB,
   or several single-channel layers) and its planes;
 - :class:`~._form.ParamForm`: the engine's parameters, from its dataclass;
-- :class:`~._runner.EngineRunner`: the worker, previews, stop and abandon;
+- :class:`~._runner.EngineRunner`: the worker, previews, the two-press cancel, the busy
+  state of the run controls, failures as notifications, and abandoning the run when the
+  dock goes away (the widget is its view);
 - :class:`~._results.ResultWriter`: result and extra layers, never over an edit.
 
 A run: Run reads every choice into a :class:`~._setup.RunSetup` (main thread); the
 runner calls :meth:`EngineWidget._work` in the worker thread, which cuts the image,
 starts :meth:`engine` and returns the finished labels; previews and the result
-are written on the main thread. Cancel asks the engine to *finish early*: the result
-is the same finished, post-processed one a full run gives (``stopped_early`` in its
-metadata), written like any result. Closing the dock abandons the run.
+are written on the main thread by the run's callbacks. Cancel asks the engine to
+*finish early*: the result is the same finished, post-processed one a full run gives
+(``stopped_early`` in its metadata), written like any result.
 
-A subclass sets ``params_type`` and ``engine_label`` and implements :meth:`engine`
-(worker thread: no Qt, no napari); the other class attributes and the methods
-between "extension points" below are optional (see the preseg, backprop, inference
+A subclass sets ``engine_entry`` (or ``params_type`` and ``engine_label``) and implements
+:meth:`engine` (worker thread: no Qt, no napari); the other class attributes and the
+methods between "extension points" below are optional (see the preseg, backprop, predict
 and parts widgets, 30 to 180 lines each).
 
 Signal: :attr:`EngineWidget.run_finished` (``"done"``, ``"stopped"``, ``"failed"``)
@@ -24,9 +26,8 @@ once a run has ended and the widget is idle again.
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Generator
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -44,7 +45,7 @@ from ._folder import FolderApply
 from ._form import ParamForm
 from ._pickers import ImageInput, LayerPicker
 from ._results import ResultWriter
-from ._runner import CANCEL_STATUS, EngineRunner, error_message, show_failure
+from ._runner import EngineRunner, error_message
 from ._setup import (
     CURRENT_PLANE,
     Outcome,
@@ -62,8 +63,6 @@ __all__ = [
     "CURRENT_PLANE", "EngineWidget", "LayerPicker", "RunSetup", "error_message", "image_axes",
     "layer_data",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 class EngineWidget(DockLifetime, QWidget):
@@ -101,10 +100,7 @@ class EngineWidget(DockLifetime, QWidget):
                 else None
         self.viewer = viewer
         self.writer = ResultWriter(viewer)
-        self.runner = EngineRunner(self, preview_interval=self.preview_interval)
-        self._setup_of_run: RunSetup | None = None
-        self._last_outcome = ""
-        self._started = 0.0
+        self.runner = EngineRunner(self, preview_interval=self.preview_interval, view=self)
         self._build()
         self._connect()
 
@@ -152,7 +148,7 @@ class EngineWidget(DockLifetime, QWidget):
         layout.addWidget(self.options.native)
         layout.addWidget(self.controls)
         if self.batch_engine is not None:
-            self.folder = FolderApply(self.batch_engine, self.batch_params)
+            self.folder = FolderApply(self.batch_engine, self.batch_params, self)
             folder = QCollapsible("Apply to a folder", self)
             folder.addWidget(self.folder.container.native)
             layout.addWidget(folder)
@@ -163,7 +159,6 @@ class EngineWidget(DockLifetime, QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.reset_button.clicked.connect(self.form.reset)
         self.runner.progressed.connect(self._show_progress)
-        self.runner.previewed.connect(self._show_preview)
         self.runner.ended.connect(self._on_ended)
 
     # The input controls, by the names the widgets have always had.
@@ -296,26 +291,21 @@ class EngineWidget(DockLifetime, QWidget):
             setup = self._setup()
             inputs = self.collect_inputs(setup)
         except Exception as exc:  # InputError, or a bug: plain words, window alive
-            if not isinstance(exc, InputError):
-                logger.exception("preparing the run failed")
-            self._notify_error(exc)
+            self.runner.fail(exc)
             self.run_finished.emit("failed")
             return
-        self._setup_of_run = setup
         self.writer.begin()
-        self._started = time.perf_counter()
-        self._set_busy(True)
-        self._set_status(f"Running {self.engine_label} on '{setup.source_name}'...")
         self.runner.start(
             lambda control: self._work(setup, inputs, control),
             f"{self.engine_label}: {setup.source_name}",
+            status=f"Running {self.engine_label} on '{setup.source_name}'...",
+            on_preview=partial(self._show_preview, setup),
+            on_result=partial(self._write_outcome, setup),
         )
 
     def cancel(self) -> None:
         """First press: finish early with a finished result. Second press: abandon."""
-        done = self.runner.cancel()
-        if done:
-            self._set_status(CANCEL_STATUS[done])
+        self.runner.cancel()
 
     def _work(
         self, setup: RunSetup, inputs: dict[str, Any], control: RunControl
@@ -325,46 +315,20 @@ class EngineWidget(DockLifetime, QWidget):
             setup, lambda image: self.engine(image, setup.params, inputs, control)
         )
 
-    # ----------------------------------------------------------------- runner signals
+    # ----------------------------------------------------------------- run events
 
     def _show_progress(self, event: Progress) -> None:
         self.controls.show_progress(event, quiet=self.runner.stopping)
 
-    def _show_preview(self, event: Progress) -> None:
-        setup = self._setup_of_run
-        if setup is None or self.runner.stopping:
-            return
+    def _show_preview(self, setup: RunSetup, event: Progress) -> None:
         metadata = {
             "engine": self.engine_label,
             "status": f"live preview at step {event.step}/{event.total}",
             "napari": {"source_layer": setup.source_name},
         }
-        try:
-            self.writer.write(setup, event.preview, metadata)
-        except Exception as exc:  # never leave an exception in a Qt slot
-            logger.exception("showing a preview failed")
-            self._notify_error(exc)
-            self.runner.abandon()
+        self.writer.write(setup, event.preview, metadata)
 
-    def _on_ended(self, outcome: str, value: Any) -> None:
-        setup, self._setup_of_run = self._setup_of_run, None
-        if outcome == "failed":
-            self._notify_error(value)
-        elif outcome == "abandoned":
-            self._set_status("Abandoned; nothing more was written.")
-            outcome = "stopped"
-        elif setup is not None and isinstance(value, Outcome):
-            try:
-                self._write_outcome(setup, value, stopped=outcome == "stopped")
-            except Exception as exc:
-                logger.exception("writing the result failed")
-                self._notify_error(exc)
-                outcome = "failed"
-        self._last_outcome = outcome
-        self._set_busy(False)
-        self.run_finished.emit(outcome)
-
-    def _write_outcome(self, setup: RunSetup, outcome: Outcome, *, stopped: bool) -> None:
+    def _write_outcome(self, setup: RunSetup, ended: str, outcome: Outcome) -> None:
         metadata = self.result_metadata(setup, dict(outcome.result.metadata))
         layer = self.writer.write(setup, outcome.labels, metadata)
         self.style_result(layer, outcome.result, setup)
@@ -373,29 +337,26 @@ class EngineWidget(DockLifetime, QWidget):
             self.writer.add_mean_colour(setup, outcome.mean)
         self.write_extras(outcome.result, setup)
         n = len(np.unique(outcome.labels[outcome.labels > 0]))
-        seconds = time.perf_counter() - self._started
-        what = "Stopped early" if stopped else "Done"
-        self._set_status(f"{what}: {n} labels in {seconds:.1f} s, in layer '{layer.name}'.")
+        what = "Stopped early" if ended == "stopped" else "Done"
+        self.set_status(f"{what}: {n} labels in {self.runner.elapsed:.1f} s, "
+                        f"in layer '{layer.name}'.")
 
-    # ----------------------------------------------------------------- UI state
+    def _on_ended(self, outcome: str, _value: Any) -> None:
+        self.run_finished.emit("stopped" if outcome == "abandoned" else outcome)
 
-    def _set_busy(self, busy: bool) -> None:
-        self.controls.set_busy(busy, succeeded=self._last_outcome in ("done", "stopped"))
+    # ----------------------------------------------------------------- the runner's view
+
+    def set_busy(self, busy: bool, succeeded: bool = False) -> None:
+        """The run controls, and every choice locked while a run reads them."""
+        self.controls.set_busy(busy, succeeded)
         for container in (self.inputs, self.form.basic, self.form.advanced, self.options):
             container.enabled = not busy
 
-    def _set_status(self, text: str) -> None:
+    def set_status(self, text: str) -> None:
         self.controls.set_status(text)
 
-    def _notify_error(self, exc: BaseException) -> None:
-        """Show an error as a napari notification in plain words (main thread)."""
-        show_failure(exc, self._set_status)
-
     def dispose(self) -> None:
-        """Abandon a run and stop following the viewer (the dock is going away)."""
-        self.runner.abandon()
-        if self.batch_engine is not None:
-            self.folder.dispose()
+        """Stop following the viewer (the dock is going away; its runs are abandoned)."""
         self.input.disconnect()
         for picker in vars(self).values():
             if isinstance(picker, LayerPicker):

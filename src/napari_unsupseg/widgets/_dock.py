@@ -2,8 +2,10 @@
 
 napari closes a dock widget in two ways: a close event, or (the dock's close button,
 ``remove_dock_widget``) by taking the widget out of its dock, setting its parent to
-``None`` without closing it. :class:`DockLifetime` calls the widget's ``dispose()``
-once in either case, so that a run is abandoned and viewer connections are undone.
+``None`` without closing it. :class:`DockLifetime` acts once in either case: it
+disposes of every :class:`~._runner.EngineRunner` the widget owns (its runs are
+abandoned, none starts again), then calls the widget's ``dispose()`` to undo its viewer
+connections.
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ from typing import Any
 
 from qtpy.QtCore import QEvent
 
+from ._runner import EngineRunner
+
 
 class DockLifetime:
     """Mixin placed before ``QWidget``: ``dispose()`` once when the dock goes away."""
 
     def dispose(self) -> None:
-        """Abandon work and stop following the viewer (override; called once)."""
+        """Stop following the viewer (override; called once, runs already abandoned)."""
 
     def _dispose_once(self) -> None:
         if not getattr(self, "_disposed", False):
             self._disposed = True
+            for runner in self.findChildren(EngineRunner):  # type: ignore[attr-defined]
+                runner.dispose()
             self.dispose()
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name

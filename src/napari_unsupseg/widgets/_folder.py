@@ -10,30 +10,32 @@ stops the run after the files under way (a second press abandons it).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from magicgui import widgets
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject
 
 from ..core.base.engine import Progress
 from ..core.base.errors import InputError
 from ._form import chosen_path
-from ._runner import CANCEL_STATUS, EngineRunner, show_failure
+from ._runner import EngineRunner, RunTexts
 
-logger = logging.getLogger(__name__)
+TEXTS = RunTexts(abandoned="Abandoned: the files already written are kept.")
 
 
 class FolderApply:
     """The controls and the run of "apply to a folder" for one engine widget.
 
-    ``engine``: the batch engine's name (``"backprop"``, ``"predict"``, ...);
+    ``engine``: the batch engine's name (the registry's, e.g. ``"backprop"``);
     ``read_params``: reads the widget's parameters on the main thread (may raise
-    ``InputError``).
+    ``InputError``); ``parent``: the dock, which abandons the run when it goes away.
+    It is its runner's view: the button says whether a run is under way.
     """
 
-    def __init__(self, engine: str, read_params: Callable[[], Any]) -> None:
+    def __init__(self, engine: str, read_params: Callable[[], Any],
+                 parent: QObject | None = None) -> None:
         self.engine = engine
         self.read_params = read_params
         self.source = widgets.FileEdit(label="input folder", mode="d",
@@ -47,19 +49,25 @@ class FolderApply:
         self.container = widgets.Container(
             widgets=[self.source, self.target, self.workers, self.button, self.status]
         )
+        self.runner = EngineRunner(parent, preview_interval=None, view=self, what="The batch",
+                                   texts=TEXTS)
         self.button.changed.connect(self._on_button)
-        self.runner = EngineRunner(preview_interval=None)
-        self.runner.progressed.connect(self._on_progress)
-        self.runner.ended.connect(self._on_ended)
+        self.runner.progressed.connect(self._show_progress)
 
     @property
     def worker(self) -> Any:
         """The running worker (``None`` when idle)."""
         return self.runner.worker
 
+    def set_busy(self, busy: bool, succeeded: bool = False) -> None:
+        self.button.text = "Stop the folder run" if busy else "Apply to folder"
+
+    def set_status(self, text: str) -> None:
+        self.status.value = text
+
     def _on_button(self, *_: Any) -> None:
         if self.runner.running:
-            self.status.value = CANCEL_STATUS[self.runner.cancel()]
+            self.runner.cancel()
         else:
             self.start()
 
@@ -70,8 +78,7 @@ class FolderApply:
         try:
             jobs, params = self._plan()
         except InputError as error:
-            self.status.value = f"Failed: {error}"
-            show_error(str(error))
+            self.runner.fail(error)
             return
         from ..core.batch import run_batch
 
@@ -79,9 +86,9 @@ class FolderApply:
         self.runner.start(
             lambda control: run_batch(jobs, self.engine, params, workers=workers,
                                       control=control),
-            f"{self.engine}: folder", preview_interval=None)
-        self.button.text = "Stop the folder run"
-        self.status.value = f"Starting {len(jobs)} file(s) on {workers} worker(s)..."
+            f"{self.engine}: folder", preview_interval=None,
+            status=f"Starting {len(jobs)} file(s) on {workers} worker(s)...",
+            on_result=self._report)
 
     def _plan(self) -> tuple[list[Any], Any]:
         from ..core.batch import plan_jobs
@@ -95,20 +102,9 @@ class FolderApply:
             raise InputError("Choose an output folder other than the input folder.")
         return plan_jobs([str(source)], target, self.engine), self.read_params()
 
-    def _on_progress(self, event: Progress) -> None:
+    def _show_progress(self, event: Progress) -> None:
         self.status.value = f"{event.step} of {event.total} file(s) done..."
 
-    def _on_ended(self, outcome: str, report: Any) -> None:
-        self.button.text = "Apply to folder"
-        if outcome == "failed":
-            show_failure(report, lambda text: setattr(self.status, "value", text), "The batch")
-        elif outcome == "abandoned" or report is None:
-            self.status.value = "Abandoned: the files already written are kept."
-        else:
-            self.status.value = report.summary()
-            (show_info if report.ok else show_error)(report.summary().splitlines()[0])
-
-    def dispose(self) -> None:
-        """Abandon a folder run (the dock is going away)."""
-        self.runner.abandon()
-
+    def _report(self, _outcome: str, report: Any) -> None:
+        self.status.value = report.summary()
+        (show_info if report.ok else show_error)(report.summary().splitlines()[0])

@@ -1,25 +1,37 @@
-"""The runner: one engine run in a worker thread, with previews, stop and abandon.
+"""The runner: every run of every dock in a worker thread, with its controls, cancel and failures.
 
-:class:`EngineRunner` owns the worker and nothing else: it knows no layer, form or
-image. A widget gives it a function that starts a generator from a
-:class:`~napari_unsupseg.core.base.engine.RunControl`; the runner calls it in the worker
-thread and reports back on the main thread through three signals:
+:class:`EngineRunner` is the one worker wiring of the plugin: the engine widgets, the
+training widget, "apply to a folder" and reading a checkpoint all run through it. It knows
+no layer, form or image. A widget gives :meth:`~EngineRunner.start` a function that starts
+a generator from a :class:`~napari_unsupseg.core.base.engine.RunControl`; the runner calls
+it in the worker thread and, on the main thread, owns what every run shares:
+
+- the **busy state**: its :class:`RunView` (the widget's run controls) is told when a run
+  starts and when it has ended (``set_busy``), and what the run is doing (``set_status``);
+- the **two-press cancel** (:meth:`~EngineRunner.cancel`): the first press (and the activity
+  dock's cancel, which calls the worker's ``quit``) asks the engine to finish with what it
+  has, a second press abandons the run (it ends at its next step and keeps nothing);
+- **failures** in words: an exception in the worker, or in the widget's own handling of a
+  preview or a result, is one sentence in the status line and a napari notification
+  (:func:`show_failure`), never a traceback dialog;
+- **disposal**: :meth:`~EngineRunner.dispose` abandons the run and refuses new ones (the
+  dock's :class:`~._dock.DockLifetime` disposes of every runner of a dock that goes away).
+
+What a run leaves goes to the callbacks given to :meth:`~EngineRunner.start` for that run
+(``on_progress``, ``on_preview``, ``on_result``), so a widget keeps no run state of its own;
+observers of every run connect to three signals:
 
 - ``progressed(Progress)``: every event the engine yields;
 - ``previewed(Progress)``: events carrying a preview, at most one every
   ``preview_interval`` seconds (the engine computes a preview only when the control
-  says one is due, and the newest waiting one is shown when the interval is up);
-- ``ended(str, object)``: ``"done"`` with the generator's return value,
-  ``"stopped"`` with it when the run was asked to finish early (a finished result,
-  not the last preview), ``"abandoned"`` with ``None``, or ``"failed"`` with the
-  exception. Failures come back as values, so napari shows no traceback dialog.
+  says one is due, and the newest waiting one is shown when the interval is up); none
+  once the run is asked to stop;
+- ``ended(str, object)``: once the view is idle again: ``"done"`` with the generator's
+  return value, ``"stopped"`` with it when the run was asked to finish early (a finished
+  result, not the last preview), ``"abandoned"`` with ``None``, or ``"failed"`` with the
+  exception.
 
-:meth:`cancel` is every Cancel button's rule: the first press (and the activity dock's
-cancel, which calls the worker's ``quit``) asks the engine to finish with what it has
-(:meth:`stop`), a second press abandons it (:meth:`abandon`: the run ends at its next step
-and keeps nothing; also when the dock is closed). :func:`call_in_worker` runs a plain
-function (reading a file) through the same runner, and :func:`show_failure` is how every
-widget shows a failed run: one sentence as a napari notification, never a traceback.
+:func:`call_in_worker` runs a plain function (reading a file) through the same runner.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ import time
 import traceback
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error
@@ -41,12 +53,29 @@ from ..core.base.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-#: What the status line says when Cancel is pressed (see :meth:`EngineRunner.cancel`).
-CANCEL_STATUS = {"stopping": "Stopping: finishing the result so far...",
-                 "abandoning": "Abandoning the run..."}
-
 #: A function, run in the worker thread, that starts the run's generator.
 StartRun = Callable[[RunControl], Generator[Progress, None, Any]]
+#: What a run left, for the widget: ``(outcome, value)`` with outcome "done" or "stopped".
+OnResult = Callable[[str, Any], None]
+
+
+class RunView(Protocol):
+    """What a runner drives: a widget's run controls (a widget adds its own to them)."""
+
+    def set_busy(self, busy: bool, succeeded: bool = False) -> None:
+        """A run starts (busy) or has ended (``succeeded``: whether it left a result)."""
+
+    def set_status(self, text: str) -> None:
+        """One line saying what the run is doing."""
+
+
+@dataclass(frozen=True)
+class RunTexts:
+    """What the status line says when Cancel is pressed and when a run is abandoned."""
+
+    stopping: str = "Stopping: finishing the result so far..."
+    abandoning: str = "Abandoning the run..."
+    abandoned: str = "Abandoned; nothing more was written."
 
 
 @dataclass
@@ -74,48 +103,97 @@ class _FinishingWorker(GeneratorWorker):
         super().quit()
 
 
+@dataclass
+class _Run:
+    """The state of the run under way (the runner holds at most one)."""
+
+    worker: _FinishingWorker
+    control: RunControl
+    what: str
+    preview_interval: float | None
+    on_progress: Callable[[Progress], None] | None
+    on_preview: Callable[[Progress], None] | None
+    on_result: OnResult | None
+    returned: tuple[str, Any] | None = None
+    pending: Progress | None = None
+    last_shown: float = -math.inf
+
+
 class EngineRunner(QObject):
-    """Runs one engine at a time in a worker thread; see the module docstring."""
+    """Runs one generator at a time in a worker thread; see the module docstring.
+
+    ``view``: the run controls it keeps busy and writes the status to (``None``: a run
+    nobody watches, such as reading a file); ``what``: how a failure begins ("Training
+    failed: ..."); ``texts``: the status lines of cancel and abandon.
+    """
 
     progressed = Signal(object)
     previewed = Signal(object)
     ended = Signal(str, object)
 
-    def __init__(self, parent: QObject | None = None, preview_interval: float | None = 0.25):
+    def __init__(
+        self,
+        parent: QObject | None = None,
+        preview_interval: float | None = 0.25,
+        *,
+        view: RunView | None = None,
+        what: str = "Segmentation",
+        texts: RunTexts = RunTexts(),
+    ) -> None:
         super().__init__(parent)
         self.preview_interval = preview_interval
-        self._worker: _FinishingWorker | None = None
-        self._control: RunControl | None = None
-        self._pending: Progress | None = None
-        self._last_shown = -math.inf
-        self._returned: tuple[str, Any] | None = None
+        self.view = view
+        self.what = what
+        self.texts = texts
+        self._run: _Run | None = None
+        self._started = time.perf_counter()
+        self._disposed = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._flush_preview)
 
     @property
     def running(self) -> bool:
-        return self._worker is not None
+        return self._run is not None
 
     @property
     def worker(self) -> GeneratorWorker | None:
         """The running worker (``None`` when idle)."""
-        return self._worker
+        return None if self._run is None else self._run.worker
 
     @property
     def stopping(self) -> bool:
-        return self._control is not None and self._control.stop_requested
+        return self._run is not None and self._run.control.stop_requested
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the current (or last) run started."""
+        return time.perf_counter() - self._started
 
     def start(
         self,
         start_run: StartRun,
         description: str,
         preview_interval: float | None = ...,  # type: ignore[assignment]
+        *,
+        status: str = "",
+        what: str | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        on_preview: Callable[[Progress], None] | None = None,
+        on_result: OnResult | None = None,
     ) -> None:
-        """Start a run (refused while one is running). ``preview_interval``: seconds
-        between previews for this run (``None``: no previews; default: the runner's)."""
-        if self._worker is not None:
+        """Start a run (refused while one is running; nothing once disposed of).
+
+        ``preview_interval``: seconds between previews for this run (``None``: no previews;
+        default: the runner's); ``status``: the line shown while it starts; ``what``: how
+        its failure begins (default: the runner's). The callbacks are this run's: every
+        event, each preview shown, and ``(outcome, value)`` when it left a value; one that
+        raises is shown as the run's failure.
+        """
+        if self._run is not None:
             raise RuntimeError("a run is already under way")
+        if self._disposed:
+            return
         interval = self.preview_interval if preview_interval is ... else preview_interval
         control = RunControl(interval)
 
@@ -142,57 +220,94 @@ class EngineRunner(QObject):
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
-        self._worker, self._control = worker, control
-        self._pending, self._last_shown, self._returned = None, -math.inf, None
+        self._run = _Run(worker, control, what or self.what, interval,
+                         on_progress, on_preview, on_result)
+        self._started = time.perf_counter()
+        if self.view is not None:
+            self.view.set_busy(True)
+        if status:
+            self._set_status(status)
         worker.start()
 
     def cancel(self) -> str:
         """The Cancel button: the first press finishes early with a finished result, the
-        second abandons the run. Returns what it did: "stopping", "abandoning" or ""
-        (nothing was running)."""
-        if self._worker is None:
+        second abandons the run; the status line says which. Returns what it did:
+        "stopping", "abandoning" or "" (nothing was running)."""
+        if self._run is None:
             return ""
-        if self.stopping:
+        done = "abandoning" if self.stopping else "stopping"
+        if done == "stopping":
+            self.stop()
+        else:
             self.abandon()
-            return "abandoning"
-        self.stop()
-        return "stopping"
+        self._set_status(getattr(self.texts, done))
+        return done
 
     def stop(self) -> None:
         """Ask the engine to finish early with a finished result."""
-        if self._control is not None:
-            self._control.request_stop()
+        if self._run is not None:
+            self._run.control.request_stop()
 
     def abandon(self) -> None:
         """End the run at its next step and keep nothing."""
-        if self._worker is not None:
+        if self._run is not None:
             self.stop()
-            self._worker.quit()
+            self._run.worker.quit()
+
+    def dispose(self) -> None:
+        """Abandon the run and start no other (the dock is going away)."""
+        self._disposed = True
+        self.abandon()
+
+    def fail(self, exc: BaseException, what: str | None = None) -> None:
+        """Show a failure in words: a run refused before it started (its inputs), or work
+        of the widget's own (saving a file). ``what``: default, the runner's."""
+        show_failure(exc, self._set_status, what or self.what)
+
+    def _set_status(self, text: str) -> None:
+        if self.view is not None:
+            self.view.set_status(text)
 
     # ------------------------------------------------------------------ worker handlers
 
     def _on_yielded(self, event: Progress) -> None:
-        self._update_activity_bar(event)
-        self.progressed.emit(event)
-        if event.preview is None or self._worker is None:
+        run = self._run
+        if run is None:
             return
-        # Previews can queue up while the main thread is busy: show the newest, on time.
-        self._pending = event
-        wait = self._last_shown + (self.preview_interval or 0.0) - time.monotonic()
-        if wait <= 0:
-            self._flush_preview()
-        elif not self._timer.isActive():
-            self._timer.start(int(wait * 1000) + 1)
+        self.progressed.emit(event)
+        if run.on_progress is not None:
+            run.on_progress(event)
+        if event.preview is not None and not run.control.stop_requested:
+            # Previews can queue up while the main thread is busy: show the newest, on time.
+            run.pending = event
+            wait = run.last_shown + (run.preview_interval or 0.0) - time.monotonic()
+            if wait <= 0:
+                self._flush_preview()
+            elif not self._timer.isActive():
+                self._timer.start(int(wait * 1000) + 1)
+        # Last, and only while the run lasts: napari's activity bar processes events, in
+        # which the run may end (nothing of this event may reach the widget after that).
+        if self._run is run:
+            self._update_activity_bar(run, event)
 
     def _flush_preview(self) -> None:
-        event, self._pending = self._pending, None
-        if event is None or self._worker is None:
+        run = self._run
+        if run is None or run.pending is None or run.control.stop_requested:
             return
-        self._last_shown = time.monotonic()
+        event, run.pending = run.pending, None
+        run.last_shown = time.monotonic()
         self.previewed.emit(event)
+        if run.on_preview is None or self._run is not run:
+            return
+        try:
+            run.on_preview(event)
+        except Exception as exc:  # noqa: BLE001 - never leave an exception in a Qt slot
+            self.fail(exc, run.what)
+            self.abandon()
 
-    def _update_activity_bar(self, event: Progress) -> None:
-        pbar = getattr(self._worker, "pbar", None)
+    @staticmethod
+    def _update_activity_bar(run: _Run, event: Progress) -> None:
+        pbar = getattr(run.worker, "pbar", None)
         if pbar is None or event.total <= 0:
             return
         if pbar.total != event.total:
@@ -201,20 +316,36 @@ class EngineRunner(QObject):
             pbar.update(event.step - pbar.n)
 
     def _on_returned(self, value: Any) -> None:
+        if self._run is None:
+            return
         if isinstance(value, Failure):
             logger.error("a run failed:\n%s", value.details)
-            self._returned = ("failed", value.error)
+            self._run.returned = ("failed", value.error)
         else:
-            self._returned = ("stopped" if self.stopping else "done", value)
+            self._run.returned = ("stopped" if self.stopping else "done", value)
 
     def _on_errored(self, exc: BaseException) -> None:
-        self._returned = ("failed", exc)  # a last resort: work() returns failures
+        if self._run is not None:
+            self._run.returned = ("failed", exc)  # a last resort: work() returns failures
 
     def _on_finished(self) -> None:
+        run, self._run = self._run, None
+        if run is None:
+            return
         self._timer.stop()
-        outcome, value = self._returned or ("abandoned", None)
-        self._worker = self._control = self._pending = None
-        self._returned = None
+        outcome, value = run.returned or ("abandoned", None)
+        if outcome == "failed":
+            show_failure(value, self._set_status, run.what)
+        elif outcome == "abandoned":
+            self._set_status(self.texts.abandoned)
+        elif run.on_result is not None:
+            try:
+                run.on_result(outcome, value)
+            except Exception as exc:  # noqa: BLE001 - never leave an exception in a Qt slot
+                outcome, value = "failed", exc
+                show_failure(exc, self._set_status, run.what)
+        if self.view is not None:
+            self.view.set_busy(False, succeeded=outcome in ("done", "stopped"))
         self.ended.emit(outcome, value)
 
 

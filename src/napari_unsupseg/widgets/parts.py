@@ -134,7 +134,8 @@ class PartsWidget(EngineWidget):
                 face_color=colours if colours is not None and len(colours) else "white",
                 border_color="black",
                 size=max(3.0, min(setup.spatial_shape) / 25),
-                metadata={"engine": "parts", "centres": "(image, row, column) of each part"},
+                metadata={"engine": ENGINES["parts"].name,
+                          "centres": "(image, row, column) of each part"},
                 **setup.transform,
             )
 

@@ -56,8 +56,8 @@ class PredictWidget(EngineWidget):
         self.checkpoint.changed.connect(self._on_checkpoint)
         self._cache: dict[tuple[Any, ...], Any] = {}
         # Reading a file is a run of its own, beside (never blocking) a prediction.
-        self.reader = EngineRunner(self, preview_interval=None)
-        self.reader.ended.connect(self._show_description)
+        self.reader = EngineRunner(self, preview_interval=None, what="Reading the checkpoint")
+        self.reader.ended.connect(self._start_reading)  # the file chosen during the last read
         self._reading: Path | None = None
         return [self.checkpoint, self.model_info, self.allow_code]
 
@@ -77,15 +77,15 @@ class PredictWidget(EngineWidget):
         self.reader.abandon()  # a later choice supersedes an earlier one still being read
         self._start_reading()
 
-    def _start_reading(self) -> None:
+    def _start_reading(self, *_: Any) -> None:
         if not self.reader.running and self._reading is not None:
             path, self._reading = self._reading, None
-            self.reader.start(call_in_worker(describe_file, path), f"read {path.name}")
+            self.reader.start(call_in_worker(describe_file, path), f"read {path.name}",
+                              on_result=self._show_description)
 
-    def _show_description(self, outcome: str, text: Any) -> None:
-        if outcome == "done" and self._reading is None:
+    def _show_description(self, _outcome: str, text: str) -> None:
+        if self._reading is None:  # else a later choice is waiting to be read
             self.model_info.value = text
-        self._start_reading()  # the file chosen while the last one was being read
 
     def collect_inputs(self, setup: RunSetup) -> dict[str, Any]:
         path = self._checked_checkpoint()
@@ -125,12 +125,6 @@ class PredictWidget(EngineWidget):
             self._cache.clear()  # keep one model: they can be large
             self._cache[key] = model
         return predict(image, params, model=model, control=control)
-
-    def dispose(self) -> None:
-        """Also let go of a file still being read (the dock is going away)."""
-        self._reading = None
-        self.reader.abandon()
-        super().dispose()
 
     # ------------------------------------------------------------------ result
 

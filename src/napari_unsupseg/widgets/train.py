@@ -3,8 +3,9 @@
 Composed of the shared parts: :class:`~._pickers.ImageInput` (the image, its channels,
 every labelled plane of a stack is used), a :class:`~._pickers.LayerPicker` for the
 labels layer (0 = unlabelled, k = class k), the :class:`~._form.ParamForm` of
-:class:`~napari_unsupseg.core.train.TrainParams`, an :class:`~._runner.EngineRunner`,
-a :class:`~._results.ResultWriter` and a live :class:`~._plot.LossPlot`.
+:class:`~napari_unsupseg.core.train.TrainParams`, an :class:`~._runner.EngineRunner`
+(training and applying are two kinds of run, each with its own callbacks), a
+:class:`~._results.ResultWriter` and a live :class:`~._plot.LossPlot`.
 
 While training, the loss curves grow in the dock and a prediction of the plane shown
 appears every few seconds in a Labels layer (never over a layer you edited). Cancel
@@ -17,8 +18,7 @@ model unless "continue from the last model" is unticked or a checkpoint is chose
 
 from __future__ import annotations
 
-import logging
-import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,25 +35,27 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from ..core.base.engine import Progress
 from ..core.base.errors import InputError
-from ..core.train.params import TrainParams
+from ..core.registry import ENGINES
 from ._controls import RunControls
 from ._dock import DockLifetime
 from ._form import ParamForm, chosen_path
 from ._layers import as_label_data, same, show_classes
 from ._pickers import ImageInput, LayerPicker
 from ._results import ResultWriter
-from ._runner import CANCEL_STATUS, EngineRunner, show_failure
+from ._runner import EngineRunner, RunTexts
 from ._setup import CURRENT_PLANE, RunSetup, make_setup, run_in_worker
 
 if TYPE_CHECKING:
     import napari.viewer
 
-logger = logging.getLogger(__name__)
-
+ENGINE = ENGINES["train"]
 EVERY_PLANE = "every labelled plane"
 APPLY_PLANES = (CURRENT_PLANE, "every plane")
 CHECKPOINT_FILTER = "*.pth *.pt *.pth.tar *.ckpt *.tar"
+TEXTS = RunTexts(stopping="Stopping: keeping the best model so far...",
+                 abandoned="Abandoned: nothing was kept.")
 
 
 class TrainWidget(DockLifetime, QWidget):
@@ -66,13 +68,10 @@ class TrainWidget(DockLifetime, QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self.writer = ResultWriter(viewer)
-        self.runner = EngineRunner(self)
+        self.runner = EngineRunner(self, view=self, what="Training", texts=TEXTS)
         self.model: Any = None  # the last trained LoadedModel
         self.metadata: dict[str, Any] = {}
-        self._task = ""
-        self._setup: RunSetup | None = None
         self._styled: set[int] = set()
-        self._started = time.perf_counter()
         self._build()
         self._connect()
 
@@ -94,7 +93,7 @@ class TrainWidget(DockLifetime, QWidget):
         self.inputs = widgets.Container(
             widgets=[*self.input.controls, self.labels_picker.combo, self.init_file,
                      self.continue_box], labels=True)
-        self.form = ParamForm(TrainParams, hidden=("init",))
+        self.form = ParamForm(ENGINE.params, hidden=("init",))
         self.controls = RunControls("Train", self)
         self.train_button = self.controls.run_button
         self.cancel_button = self.controls.cancel_button
@@ -131,7 +130,7 @@ class TrainWidget(DockLifetime, QWidget):
         layout.addLayout(row)
         layout.addWidget(self.model_info)
         layout.addStretch(1)
-        self._set_busy(False)
+        self.set_busy(False)
 
     def _connect(self) -> None:
         self.train_button.clicked.connect(self.train)
@@ -139,9 +138,8 @@ class TrainWidget(DockLifetime, QWidget):
         self.controls.reset_button.clicked.connect(self.form.reset)
         self.apply_button.clicked.connect(self.apply)
         self.save_button.clicked.connect(lambda: self.save())
-        self.runner.progressed.connect(self._on_progress)
-        self.runner.previewed.connect(self._on_preview)
-        self.runner.ended.connect(self._on_ended)
+        # The bar follows every run; the status text is this widget's own.
+        self.runner.progressed.connect(partial(self.controls.show_progress, quiet=True))
 
     # ----------------------------------------------------------------- training
 
@@ -158,7 +156,7 @@ class TrainWidget(DockLifetime, QWidget):
             extra = self.input.extra_channels
             axis = None if extra else self.input.channel_axis.value
             params = self.form.params(init=self._init_path())
-            setup = make_setup(layer, params=params, engine_label="train", channel_axis=axis,
+            setup = make_setup(layer, params=params, engine_label=ENGINE.name, channel_axis=axis,
                                channel_layers=extra, plane_mode=EVERY_PLANE)
             painted = self.labels_picker.value
             if painted is None:
@@ -174,15 +172,11 @@ class TrainWidget(DockLifetime, QWidget):
             values = [int(v) for v in np.unique(labels) if 0 < v <= 255]
             colours = {v: np.asarray(painted.get_color(v), float) for v in values}
         except Exception as exc:  # InputError, or a bug: plain words, window alive
-            self._fail(exc)
+            self.runner.fail(exc)
             return
         start = self.model if (self.continue_box.value and not params.init) else None
-        self._task, self._setup = "train", shown
         self.writer.begin()
         self.plot.clear()
-        self._set_busy(True)
-        self._started = time.perf_counter()
-        self._set_status(f"Training on '{layer.name}' with '{painted.name}'...")
 
         def work(control: Any) -> Any:
             from ..core.train import train
@@ -191,15 +185,15 @@ class TrainWidget(DockLifetime, QWidget):
             return (yield from train([image], [labels], params, control=control,
                                      preview=(0, plane), colours=colours, start=start))
 
-        self.runner.start(work, f"train: {layer.name}", preview_interval=self.preview_interval)
+        self.runner.start(
+            work, f"{ENGINE.name}: {layer.name}", preview_interval=self.preview_interval,
+            status=f"Training on '{layer.name}' with '{painted.name}'...",
+            on_progress=self._plot_progress, on_preview=partial(self._show_preview, shown),
+            on_result=partial(self._trained, shown))
 
     def cancel(self) -> None:
         """First press: finish with the best model so far. Second press: abandon."""
-        done = self.runner.cancel()
-        if done == "stopping":
-            self._set_status("Stopping: keeping the best model so far...")
-        elif done:
-            self._set_status(CANCEL_STATUS[done])
+        self.runner.cancel()
 
     # ----------------------------------------------------------------- applying
 
@@ -220,18 +214,15 @@ class TrainWidget(DockLifetime, QWidget):
                 axis = self._matching_axis(layer)
             from ..core.predict import PredictParams
 
-            setup = make_setup(layer, params=PredictParams(), engine_label="trained model",
+            setup = make_setup(layer, params=PredictParams(), engine_label=ENGINE.layer,
                                channel_axis=axis, channel_layers=extra,
                                plane_mode=self.apply_planes.value,
                                current_point=self.viewer.dims.point)
         except Exception as exc:
-            self._fail(exc, "Applying the model")
+            self.runner.fail(exc, "Applying the model")
             return
         model = self.model
-        self._task, self._setup = "apply", setup
         self.writer.begin()
-        self._set_busy(True)
-        self._set_status(f"Applying the model to '{setup.source_name}'...")
 
         def work(control: Any) -> Any:
             from ..core.predict import predict
@@ -239,7 +230,9 @@ class TrainWidget(DockLifetime, QWidget):
             return (yield from run_in_worker(
                 setup, lambda image: predict(image, setup.params, model=model)))
 
-        self.runner.start(work, f"apply: {setup.source_name}", preview_interval=None)
+        self.runner.start(work, f"apply: {setup.source_name}", preview_interval=None,
+                          status=f"Applying the model to '{setup.source_name}'...",
+                          what="Applying the model", on_result=partial(self._applied, setup))
 
     def _matching_axis(self, layer: Any) -> int | None:
         """The training image's channel axis, if the other layer has it with the model's
@@ -254,7 +247,7 @@ class TrainWidget(DockLifetime, QWidget):
     def save(self, path: str | Path | None = None) -> Path | None:
         """Write the trained model (asks for a file name when none is given)."""
         if self.model is None:
-            self._fail(InputError("Train a model first: there is none to save yet."))
+            self.runner.fail(InputError("Train a model first: there is none to save yet."))
             return None
         if path is None:
             path, _ = QFileDialog.getSaveFileName(self, "Save model", "model.pt",
@@ -266,17 +259,15 @@ class TrainWidget(DockLifetime, QWidget):
         try:
             written = save_model(path, self.model, self.metadata)
         except Exception as exc:  # noqa: BLE001 - plain words, window alive
-            self._fail(exc, "Saving the model")
+            self.runner.fail(exc, "Saving the model")
             return None
-        self._set_status(f"Saved the model to {written}.")
+        self.set_status(f"Saved the model to {written}.")
         return written
 
-    # ----------------------------------------------------------------- runner events
+    # ----------------------------------------------------------------- run events
 
-    def _on_progress(self, event: Any) -> None:
-        self.controls.show_progress(event, quiet=True)  # the text is this widget's own
-        if self._task != "train":
-            return
+    def _plot_progress(self, event: Progress) -> None:
+        """A training step: the loss curves and the trainer's message."""
         val_loss = event.metrics.get("val_loss")
         if "epoch_loss" in event.metrics:
             val_loss = event.metrics["epoch_loss"]
@@ -284,38 +275,23 @@ class TrainWidget(DockLifetime, QWidget):
         if val_loss is not None or event.loss is not None:
             self.plot.add(event.step, loss=event.loss, val_loss=val_loss)
         if event.message:
-            self._set_status(f"{event.message} ({time.perf_counter() - self._started:.0f} s)")
+            self.set_status(f"{event.message} ({self.runner.elapsed:.0f} s)")
 
-    def _on_preview(self, event: Any) -> None:
-        if self._task == "train" and self._setup is not None and event.preview is not None:
-            self._write(self._setup, event.preview, {"napari_unsupseg": "training preview"})
+    def _show_preview(self, setup: RunSetup, event: Progress) -> None:
+        self._write(setup, event.preview, {"napari_unsupseg": "training preview"})
 
-    def _on_ended(self, outcome: str, value: Any) -> None:
-        try:
-            self._finish(outcome, value)
-        finally:
-            self._set_busy(False, succeeded=outcome in ("done", "stopped"))
-
-    def _finish(self, outcome: str, value: Any) -> None:
-        task, setup = self._task, self._setup
-        self._task = ""
-        if outcome == "failed":
-            self._fail(value, "Training" if task == "train" else "Applying the model")
-            return
-        if outcome == "abandoned" or value is None or setup is None:
-            self._set_status("Abandoned: nothing was kept.")
-            return
-        if task == "train":
-            self.model, self.metadata = value.model, value.metadata
-            self.plot.redraw()
-            if value.labels.size:
-                layer = self._write(setup, value.labels, value.metadata)
-                self.writer.finish(setup, layer)
-            self._describe(value.metadata)
-        else:
-            layer = self._write(setup, value.labels, value.result.metadata)
+    def _trained(self, setup: RunSetup, _outcome: str, value: Any) -> None:
+        self.model, self.metadata = value.model, value.metadata
+        self.plot.redraw()
+        if value.labels.size:
+            layer = self._write(setup, value.labels, value.metadata)
             self.writer.finish(setup, layer)
-            self._set_status(f"Applied the model to '{setup.source_name}'.")
+        self._describe(value.metadata)
+
+    def _applied(self, setup: RunSetup, _outcome: str, value: Any) -> None:
+        layer = self._write(setup, value.labels, value.result.metadata)
+        self.writer.finish(setup, layer)
+        self.set_status(f"Applied the model to '{setup.source_name}'.")
 
     def _write(self, setup: RunSetup, labels: np.ndarray, metadata: dict[str, Any]) -> Any:
         layer = self.writer.write(setup, as_label_data(labels), metadata)
@@ -342,25 +318,22 @@ class TrainWidget(DockLifetime, QWidget):
         text = (f"{meta.get('architecture')} model: classes {classes}; best epoch "
                 f"{meta.get('best_epoch')} of {meta.get('epochs_run')}{score} ({ended}).")
         self.model_info.setText(text)
-        self._set_status("Training finished. Apply the model or save it.")
+        self.set_status("Training finished. Apply the model or save it.")
 
-    # ----------------------------------------------------------------- state
+    # ----------------------------------------------------------------- the runner's view
 
-    def _set_busy(self, busy: bool, succeeded: bool = False) -> None:
+    def set_busy(self, busy: bool, succeeded: bool = False) -> None:
+        """The run controls; Apply and Save once there is a model and no run."""
         self.controls.set_busy(busy, succeeded)
         has_model = self.model is not None
         self.apply_button.setEnabled(not busy and has_model)
         self.save_button.setEnabled(not busy and has_model)
 
-    def _set_status(self, text: str) -> None:
+    def set_status(self, text: str) -> None:
         self.controls.set_status(text)
 
-    def _fail(self, exc: BaseException, what: str = "Training") -> None:
-        show_failure(exc, self._set_status, what)
-
     def dispose(self) -> None:
-        """Abandon a run and stop following the viewer (the dock is closing)."""
-        self.runner.abandon()
+        """Stop following the viewer (the dock is closing; its runs are abandoned)."""
         self.input.disconnect()
         self.labels_picker.disconnect()
         self.apply_picker.disconnect()
