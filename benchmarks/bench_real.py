@@ -7,23 +7,28 @@ obvious baselines run in the same process on the same images.
 
 Data: ``../shared/data/real-dev`` (BSDS500 validation photographs, DSB2018 fluorescence nuclei;
 see its README), read in place by ``real_data.py``. Scores: BSDS500 by the literature's mIoU
-("all", with "fine" and "coarse"); DSB2018 by foreground IoU (the labels more than half
-nuclei, what a user who knew the answer would pick, and an automatic rule: the labels
-brighter than the border's label) and
-instance F1 at IoU 0.5 of the automatic foreground.
+("all", with "fine" and "coarse"); DSB2018 by foreground IoU of two choices of foreground
+labels: the best subset (exact: what a user who knew the answer would pick) and an automatic
+rule (the labels brighter on average than the label covering most of the border), and by
+instance F1 at IoU 0.5 of the automatic foreground's connected components. A threshold
+(Otsu) has one foreground, scored as both.
 
 Methods: ``otsu`` (DSB: Otsu's threshold after a Gaussian blur of sigma 1), ``felzenszwalb``,
 ``slic`` and ``kmeans`` (scikit-image / SciPy, each at every setting of a small grid; the
 summary shows each one's **best single setting on the same images**, which flatters the
-baseline), ``backprop`` (this package's segmenter with its defaults, per seed) and
-``reference`` (the ICASSP 2018 loop of ``bench_backprop.py``: Kanezaki's net and SLIC 10,000,
-stopped at ``--ref-max-iter``). Each call is timed whole (normalisation and superpixels
-included; the import of torch and one warm-up run are not).
+baseline), ``backprop`` (this package's segmenter with its defaults, per seed), ``tip``
+(the same with the TIP 2020 continuity setting: no superpixel vote, continuity loss weight 1
+as in that paper's script) and ``reference`` (the ICASSP 2018 loop of ``bench_backprop.py``:
+Kanezaki's net and SLIC 10,000, its own stop at <= 3 labels or ``--ref-max-iter``, 1000 by
+default as in the script). Each call is timed whole (normalisation and superpixels
+included; the import of torch and one warm-up run are not). Peak memory is the process's
+(``resource.getrusage``), so it is the largest of the methods run.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import sys
@@ -36,6 +41,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_data  # noqa: E402 - the loaders beside this script
+
+#: The TIP 2020 script's continuity weight (stepsize_con).
+TIP_W_CON = 1.0
+#: The ICASSP 2018 script's maxIter.
+REFERENCE_MAX_ITER = 1000
 
 #: Baseline settings tried on every image; the summary keeps each method's best one.
 GRIDS: dict[str, list[dict[str, float]]] = {
@@ -70,17 +80,23 @@ def otsu(image: np.ndarray) -> np.ndarray:
     return smooth > threshold_otsu(smooth)
 
 
-def backprop(image: np.ndarray, seed: int) -> np.ndarray:
+def backprop(image: np.ndarray, seed: int, tip: bool = False) -> np.ndarray:
+    from dataclasses import replace
+
     from napari_unsupseg.core.backprop import BackpropParams, segment
     from napari_unsupseg.core.base.engine import run_to_end
 
-    return run_to_end(segment(image, BackpropParams(seed=seed))).labels
+    params = BackpropParams(seed=seed)
+    if tip:  # TIP 2020: the continuity loss instead of the superpixel vote
+        params = replace(params, w_con=TIP_W_CON, preseg=replace(params.preseg, method="none"))
+    return run_to_end(segment(image, params)).labels
 
 
-def reference(image: np.ndarray, seed: int, max_iter: int) -> np.ndarray:
+def reference(image: np.ndarray, seed: int, max_iter: int) -> tuple[np.ndarray, int]:
     from bench_backprop import run_reference
 
-    return run_reference(image, seed, max_iter, None)["labels"]
+    run = run_reference(image, seed, max_iter, None)
+    return run["labels"], run["iterations"]
 
 
 def timed(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
@@ -109,19 +125,24 @@ def score_dsb(labels: np.ndarray, item: real_data.RealImage) -> dict[str, object
 
 
 def runs(method: str, item: real_data.RealImage, seeds: list[int], ref_iter: int):
-    """(setting name, labels, seconds) of every run of ``method`` on one image."""
+    """(setting name, labels, seconds, extra row fields) of every run of ``method``."""
     if method == "otsu":
-        yield "blur 1", *timed(lambda: otsu(item.image))
+        yield "blur 1", *timed(lambda: otsu(item.image)), {}
     elif method in GRIDS:
         for setting in GRIDS[method]:
             name = ",".join(f"{k}={v:g}" for k, v in setting.items())
-            yield name, *timed(lambda s=setting: baseline(method, item.image, s))
-    elif method == "backprop":
+            yield name, *timed(lambda s=setting: baseline(method, item.image, s)), {}
+    elif method in ("backprop", "tip"):
         for seed in seeds:
-            yield f"seed {seed}", *timed(lambda s=seed: backprop(item.image, s))
+            run = functools.partial(backprop, item.image, seed, tip=method == "tip")
+            yield f"seed {seed}", *timed(run), {}
     elif method == "reference":
         for seed in seeds:
-            yield f"seed {seed}", *timed(lambda s=seed: reference(item.image, s, ref_iter))
+            (labels, iterations), seconds = timed(
+                functools.partial(reference, item.image, seed, ref_iter))
+            yield f"seed {seed}", labels, seconds, {"iterations": iterations}
+    else:
+        raise SystemExit(f"unknown method {method!r}")
 
 
 def main() -> None:
@@ -129,13 +150,14 @@ def main() -> None:
     parser.add_argument("--set", choices=("bsds", "dsb", "both"), default="both")
     parser.add_argument("--limit", type=int, default=None, help="First N images of each set.")
     parser.add_argument("--seeds", default="0", help="Seeds of the stochastic methods.")
-    parser.add_argument("--methods", default="otsu,felzenszwalb,slic,kmeans,backprop")
-    parser.add_argument("--ref-max-iter", type=int, default=100)
+    parser.add_argument("--methods", default="otsu,felzenszwalb,slic,kmeans,backprop,tip",
+                        help="Also: reference (slow on a CPU).")
+    parser.add_argument("--ref-max-iter", type=int, default=REFERENCE_MAX_ITER)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
-    if "backprop" in methods or "reference" in methods:  # import torch and warm up, untimed
+    if {"backprop", "tip", "reference"} & set(methods):  # import torch and warm up, untimed
         backprop(np.zeros((32, 32, 3), np.uint8) + 1, 0)
     rows: list[dict[str, object]] = []
     for name in ("bsds", "dsb") if args.set == "both" else (args.set,):
@@ -145,14 +167,17 @@ def main() -> None:
             for method in methods:
                 if method == "otsu" and name == "bsds":
                     continue
-                for setting, labels, seconds in runs(method, item, seeds, args.ref_max_iter):
+                found = runs(method, item, seeds, args.ref_max_iter)
+                for setting, labels, seconds, extra in found:
                     scores = score(labels, item)
                     rows.append({"set": name, "image": item.name, "method": method,
                                  "setting": setting, "seconds": seconds,
-                                 "labels": int(len(np.unique(labels))), **scores})
+                                 "size": list(labels.shape[:2]),
+                                 "labels": int(len(np.unique(labels))), **scores, **extra})
                     shown = {k: round(v, 3) for k, v in scores.items() if isinstance(v, float)}
-                    print(f"{name} {item.name} {method:>12} {setting:<32} {shown} "
-                          f"{rows[-1]['labels']} labels {seconds:.2f} s", flush=True)
+                    print(f"{name} {item.name[:12]} {labels.shape[0]}x{labels.shape[1]} "
+                          f"{method:>12} {setting:<32} {shown} {rows[-1]['labels']} labels "
+                          f"{seconds:.2f} s {extra or ''}", flush=True)
     summarise(rows)
     if args.json:
         for row in rows:
@@ -166,48 +191,78 @@ def summarise(rows: list[dict[str, object]]) -> None:
     for row in rows:
         groups[(row["set"], row["method"], row["setting"])].append(row)
     for name in sorted({row["set"] for row in rows}):
-        print(f"\n{name}: {len({r['image'] for r in rows if r['set'] == name})} images; "
-              f"peak resident memory of the process {peak:.0f} MiB")
+        mine = [r for r in rows if r["set"] == name]
+        sizes = sorted({(tuple(r["size"]), r["image"]) for r in mine})
+        counts = defaultdict(int)
+        for size, _ in sizes:
+            counts[size] += 1
+        print(f"\n{name}: {len(sizes)} images ("
+              + ", ".join(f"{h}x{w}: {n}" for (h, w), n in sorted(counts.items()))
+              + f"); peak resident memory of the process {peak:.0f} MiB")
         best: dict[str, tuple[float, str]] = {}
         for (set_name, method, setting), group in sorted(groups.items()):
             if set_name != name:
                 continue
             line, key = _line(name, group)
             print(f"  {method:>12} {setting:<32} {line}")
-            if method not in best or key > best[method][0]:
+            if method in GRIDS and (method not in best or key > best[method][0]):
                 best[method] = (key, setting)
-        print("  best single setting per method: " + "; ".join(
-            f"{m} {s} ({k:.3f})" for m, (k, s) in best.items()))
-        _spread(name, rows)
+        if best:
+            chosen = "; ".join(f"{m} {s} ({k:.3f})" for m, (k, s) in best.items())
+            print(f"  best setting of each baseline's grid, chosen on these same images: {chosen}")
+        _spread(name, mine)
+        _seconds_by_size(mine)
 
 
 def _line(name: str, group: list[dict[str, object]]) -> tuple[str, float]:
+    """One summary line of a method's setting; and its key score (BSDS all, DSB auto IoU)."""
     seconds = float(np.mean([r["seconds"] for r in group]))
-    labels = float(np.median([r["labels"] for r in group]))
+    tail = f"median {np.median([r['labels'] for r in group]):.0f} labels, {seconds:.2f} s/image"
+    if "iterations" in group[0]:
+        tail += f", median {np.median([r['iterations'] for r in group]):.0f} iterations"
     if name == "bsds":
         summary = real_data.bsds_summary([r["maps"] for r in group])
+        worst = min(group, key=lambda r: r["all"])
         text = " ".join(f"{k} {v:.3f}" for k, v in summary.items())
-        return f"{text}, median {labels:.0f} labels, {seconds:.2f} s/image", summary["all"]
+        return f"{text}, worst {worst['all']:.3f} ({worst['image']}), {tail}", summary["all"]
     auto = [r["auto"] for r in group]
+    best = [r["best"] for r in group]
     text = (f"fg IoU auto {np.mean(auto):.3f} (worst {np.min(auto):.3f}), best subset "
-            f"{np.mean([r['best'] for r in group]):.3f}, F1@0.5 "
-            f"{np.mean([r['f1'] for r in group]):.3f}, {seconds:.2f} s/image")
+            f"{np.mean(best):.3f} (worst {np.min(best):.3f}), F1@0.5 "
+            f"{np.mean([r['f1'] for r in group]):.3f}, {tail}")
     return text, float(np.mean(auto))
 
 
 def _spread(name: str, rows: list[dict[str, object]]) -> None:
-    """Largest difference between seeds on one image, for the seeded methods."""
+    """Per image, the difference between the best and the worst seed (seeded methods)."""
     key = "all" if name == "bsds" else "auto"
     by_image: dict[tuple[str, str], list[float]] = defaultdict(list)
     for row in rows:
-        if row["set"] == name and str(row["setting"]).startswith("seed"):
+        if str(row["setting"]).startswith("seed"):
             by_image[(row["method"], row["image"])].append(float(row[key]))
-    methods = sorted({m for m, _ in by_image})
-    for method in methods:
-        spreads = [max(v) - min(v) for (m, _), v in by_image.items() if m == method and len(v) > 1]
+    for method in sorted({m for m, _ in by_image}):
+        spreads = {image: max(v) - min(v) for (m, image), v in by_image.items()
+                   if m == method and len(v) > 1}
         if spreads:
-            print(f"  {method}: largest score spread between seeds on one image "
-                  f"{max(spreads):.3f}")
+            worst = max(spreads, key=spreads.get)
+            print(f"  {method}: {key} spread between seeds per image (max - min): mean "
+                  f"{np.mean(list(spreads.values())):.3f}, median "
+                  f"{np.median(list(spreads.values())):.3f}, largest {spreads[worst]:.3f} "
+                  f"({worst[:12]})")
+
+
+def _seconds_by_size(rows: list[dict[str, object]]) -> None:
+    """Mean seconds per image of each method (all its settings) by image size."""
+    sizes = sorted({tuple(r["size"]) for r in rows})
+    header = "".join(f"{h}x{w:<10}" for h, w in sizes)
+    print(f"  seconds per image by size: {'':>4}{header}")
+    for method in sorted({r["method"] for r in rows}):
+        cells = []
+        for size in sizes:
+            times = [r["seconds"] for r in rows if r["method"] == method
+                     and tuple(r["size"]) == size]
+            cells.append(f"{np.mean(times):<14.2f}" if times else f"{'-':<14}")
+        print(f"  {method:>30} {''.join(cells)}")
 
 
 if __name__ == "__main__":

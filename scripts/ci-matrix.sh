@@ -5,12 +5,13 @@
 # UNSUPSEG_MATRIX=1 (after the default run). Each environment is a fresh venv under
 # $MATRIX_DIR; one summary line per environment is printed at the end.
 #
-# PyTorch: every environment takes the CPU build 2.13.0 (`pip install torch==2.13.0`, the
-# wheel this project's machines keep on disk). The oldest PyTorch the package claims (2.6,
-# the first with `torch.load(weights_only=True)` safe globals) is not run here: from the
-# public index, torch 2.6 for Linux is the CUDA build (several GB with its NVIDIA
-# libraries), so its floor rests on the version check in core/models/safe_load.py and its
-# test, not on this matrix.
+# PyTorch: every environment takes 2.13.0, the version the README installs (the CPU build
+# where the index offers one). The oldest PyTorch the package claims (2.6, the first with
+# `torch.load(weights_only=True)` safe globals) is not run here: from the
+# public index, torch 2.6.0 for Linux is the CUDA build: a 766.7 MB wheel
+# (torch-2.6.0-cp311-cp311-manylinux1_x86_64.whl) that pulls 13 nvidia-*-cu12 wheels and
+# triton 3.2.0, about 3 GB in all. Its floor rests on the version check in
+# core/models/safe_load.py (TORCH_FLOOR) and its test, not on this matrix.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=${MATRIX_DIR:-/tmp/unsupseg-matrix}
@@ -51,6 +52,8 @@ PY
   "${runner[@]}" >"$root/$name.tests.log" 2>&1
   local result
   result=$(grep -E "^[0-9]+ (passed|failed)|passed|failed|error" "$root/$name.tests.log" | tail -n 1)
+  # A run killed from outside leaves no pytest summary: say so rather than print nothing.
+  [ -n "$result" ] || result="no test summary (stopped? see $root/$name.tests.log)"
   summary+=("$name ($versions): $result, $((SECONDS - start)) s in all")
 }
 

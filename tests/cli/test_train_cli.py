@@ -88,20 +88,3 @@ def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(files, capsys, c
     assert code == 2
     assert expected in err and err.count("\n") == 0 and err.startswith("napari-unsupseg: error:")
     assert sorted(p.name for p in files.iterdir()) == before
-
-
-@pytest.mark.parametrize("shape", [(100, 90), (33, 257)])
-def test_images_of_any_size_train(tmp_path, capsys, shape):
-    """Sides that are no multiple of 32, painted densely enough for a validation part
-    (this crashed at the image's edge)."""
-    rng = np.random.default_rng(0)
-    tifffile.imwrite(tmp_path / "t.tif", rng.integers(0, 255, shape).astype(np.uint8))
-    labels = np.ones(shape, np.uint8)
-    labels[shape[0] // 3: 2 * shape[0] // 3, shape[1] // 3: 2 * shape[1] // 3] = 2
-    tifffile.imwrite(tmp_path / "tl.tif", labels)
-    code = main(["train", str(tmp_path / "t.tif"), "--labels", str(tmp_path / "tl.tif"),
-                 "-o", str(tmp_path / "t.pt"), "--time-limit", "2", "--channel-axis", "none",
-                 *FAST])
-    assert code == 0, capsys.readouterr().err
-    assert (tmp_path / "t.pt").exists()
-    assert "wrote" in capsys.readouterr().out

@@ -4,6 +4,8 @@ plain sentence (an InputError), never another exception."""
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from napari_unsupseg.core.backprop import BackpropParams, segment
+from napari_unsupseg.core.backprop.params import default_params
 from napari_unsupseg.core.base.engine import run_to_end
 from napari_unsupseg.core.base.errors import InputError
 from napari_unsupseg.core.models import ModelConfig, build_model
@@ -19,7 +22,7 @@ from napari_unsupseg.core.parts import PartsParams, discover_parts
 from napari_unsupseg.core.predict import PredictParams, predict
 from napari_unsupseg.core.preseg import PRESEG_METHODS, PresegParams, run_preseg
 from napari_unsupseg.core.train import TrainParams, train
-from napari_unsupseg.core.train.data import VALIDATION_BLOCK, prepare
+from napari_unsupseg.core.train.data import VALIDATION_BLOCK, painted_windows, prepare
 
 #: The smallest training run: two steps of a two-level U-Net on small crops.
 TINY = dict(epochs=1, steps_per_epoch=2, batch_size=2, crop_size=32, unet_depth=2,
@@ -113,6 +116,23 @@ def test_a_single_class_in_one_corner_is_one_sentence():
         run_to_end(train([_image((41, 29))], [labels], TrainParams(**TINY)))
 
 
+def test_an_image_whose_strokes_are_all_held_out_trains():
+    """With several images, all the strokes of a small one can land in validation blocks:
+    the island floors then come from the other planes (it crashed on the empty one)."""
+    big, small = _image((200, 200)), _image((40, 40), seed=1)
+    big_labels = np.ones((200, 200), np.uint8)
+    big_labels[50:150, 50:150] = 2
+    small_labels = np.zeros((40, 40), np.uint8)
+    small_labels[5:10, 5:20] = 1
+    small_labels[20:25, 5:20] = 2
+    images, labels = [big, small], [big_labels, small_labels]
+    # The seed's draws hold out every stroke of the small image (what this test is about).
+    data = prepare(images, labels, TINY["crop_size"], 0.3, np.random.default_rng(1))
+    assert not data.planes[1].train.any()
+    assert len(list(painted_windows(data))) == 1
+    assert _trains_or_refuses(images, labels, seed=1, validation_fraction=0.3)
+
+
 @st.composite
 def painted_images(draw):
     height, width = draw(st.integers(8, 300)), draw(st.integers(8, 300))
@@ -169,8 +189,28 @@ def test_predict_at_odd_sizes(shape):
     assert result.labels.shape == shape
 
 
+@cache
+def _trainable_network(architecture: str) -> LoadedModel:
+    torch.manual_seed(0)
+    config = ModelConfig(architecture, 3, in_channels=1, mean=[0.5], std=[0.25],
+                         **({"depth": 2, "base_channels": 4} if architecture == "unet" else {}))
+    return LoadedModel(build_model(config), config)
+
+
+@pytest.mark.parametrize("shape", [(2, 2), (2, 300), (300, 2), (3, 3), (7, 13), (299, 5)])
+@pytest.mark.parametrize("architecture", ["unet", "unet_mobilenet", "deeplabv3plus_mobilenet",
+                                          "deeplabv3_mobilenet"])
+def test_every_kind_of_network_predicts_thin_images(architecture, shape):
+    """Tiles of 2 px a side reach the network as they are (DeepLab pads nothing): its
+    MobileNetV2 stem, unpadded, needed 3 px (it crashed)."""
+    result = run_to_end(predict(_image(shape), PredictParams(tile_size=64, overlap=16),
+                                model=_trainable_network(architecture)))
+    assert result.labels.shape == shape
+
+
 @pytest.mark.parametrize("method", sorted(PRESEG_METHODS))
-@pytest.mark.parametrize("shape", [(1, 1), (1, 37), (37, 1), (7, 13), (33, 71)])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 37), (37, 1), (7, 13), (33, 71), (2, 300),
+                                   (300, 2), (257, 33)])
 def test_preseg_at_odd_sizes(method, shape):
     image = _image(shape, 3)
     try:
@@ -194,7 +234,18 @@ def test_backprop_at_odd_sizes(shape):
     assert result.labels.shape == shape
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (37, 1), (33, 71)])
+@pytest.mark.parametrize("shape", [(5, 6000), (6000, 5), (2, 14000)])
+def test_backprop_crops_of_thin_strips(shape):
+    """An image over the memory budget trains on crops: a strip thinner than a crop gets
+    crops cut at its sides (they were drawn at the full crop size and crashed)."""
+    image = _image(shape, 3)
+    params = default_params(max_iter=2, memory_budget_mb=64, n_features=8, superpixels="none")
+    result = run_to_end(segment(image, params))
+    assert result.metadata["mode"] == "crops"
+    assert result.labels.shape == shape
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (37, 1), (33, 71), (2, 300), (300, 2)])
 def test_parts_at_odd_sizes(shape):
     images = np.stack([_image(shape, 3, seed=s) for s in range(2)])
     params = PartsParams(n_parts=2, iterations=2, batch_size=2, working_size=32)

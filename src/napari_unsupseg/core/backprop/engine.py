@@ -49,7 +49,8 @@ from ..base.memory import keep_heap_mapped
 from ..base.params import validate
 from ..preseg import absorb_small_regions
 from .consensus import consensus, restart_seed
-from .merge import merge_labels
+from .large import needs_crops, segment_large
+from .merge import merge_by_statistics, merge_labels
 from .params import DEFAULT_FEATURES, MERGE_SIGMA, BackpropParams
 from .superpixels import plane_superpixels, superpixel_method
 from .train import NetworkRun, train_network
@@ -109,8 +110,6 @@ def segment(
     control = control or no_control()
     image = np.asarray(image)
     if scribbles is None and image.ndim in (3, 4):
-        from .large import needs_crops, segment_large
-
         if needs_crops(image.shape, params):  # over memory_budget_mb: crops and tiles
             return (yield from segment_large(image, params, control=control))
     scribbles = _check_inputs(image, scribbles)
@@ -236,8 +235,6 @@ def _postprocess(
     merged = False
     by_statistics = params.merge_threshold > 0 and classes is None
     if by_statistics:
-        from .merge import merge_by_statistics
-
         for where in groups:
             before = len(np.unique(labels[where]))
             labels[where] = merge_by_statistics(

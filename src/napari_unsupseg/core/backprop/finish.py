@@ -8,13 +8,13 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .merge import merge_labels
+
 
 def finish_labels(
     classes: np.ndarray, sample: list[tuple[np.ndarray, np.ndarray]], n_labels: int | None
 ) -> tuple[np.ndarray, bool]:
     """Merge down to ``n_labels`` (decided on the sample) and number the labels 1..K in place."""
-    from .merge import merge_labels
-
     top = int(classes.max())
     lut = np.arange(top + 1)
     merged = False

@@ -32,10 +32,12 @@ import numpy as np
 from ..base.device import describe, resolve_device, seed_everything
 from ..base.engine import Progress, Result, RunControl, Stopwatch, no_control, provenance
 from ..base.errors import InputError
-from ..base.images import check_image, check_rank, label_dtype
+from ..base.images import check_image, check_rank, intensity_range, label_dtype
 from ..base.memory import keep_heap_mapped
+from ..preseg import absorb_small_regions
 from .finish import finish_labels
-from .params import BackpropParams
+from .params import DEFAULT_FEATURES, DEFAULT_LR, MERGE_SIGMA, BackpropParams
+from .superpixels import plane_superpixels, superpixel_method, vote
 
 if TYPE_CHECKING:
     import torch
@@ -68,8 +70,6 @@ class CropPlan:
 
 
 def _widths(params: BackpropParams) -> list[int]:
-    from .params import DEFAULT_FEATURES
-
     features = params.n_features or DEFAULT_FEATURES[params.network]
     if params.network == "kanezaki":
         return [features] * (params.n_conv + 1)
@@ -119,8 +119,6 @@ class _Normaliser:
     """Per-channel percentile scaling (1-99 %) from a subsample, applied crop by crop."""
 
     def __init__(self, planes: np.ndarray) -> None:
-        from ..base.images import intensity_range
-
         self.low, high = intensity_range(planes, "percentile")
         self.span = np.where(high > self.low, high - self.low, 1.0).astype(np.float32)
         self.flat = high <= self.low
@@ -145,9 +143,6 @@ def segment_large(
     ends the training; the labelling that follows always completes. Previews: the label
     map as it is filled in, tile by tile (the array being written, not a copy).
     """
-    from .params import DEFAULT_FEATURES
-    from .superpixels import superpixel_method
-
     control = control or no_control()
     image = np.asarray(image)
     check_rank(image, "The segmenter takes")
@@ -225,17 +220,16 @@ def _crop_pool(
     layout: CropPlan, rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Random crops of the group's planes, normalised, and their superpixels (ids 0..n-1)."""
-    from .superpixels import plane_superpixels
-
     _, height, width, _ = planes.shape
-    size = layout.crop
-    crop_params = _scaled_superpixels(params, size * size, height * width)
+    # A crop stops at a side thinner than it (a strip of a few rows or columns).
+    rows, cols = min(layout.crop, height), min(layout.crop, width)
+    crop_params = _scaled_superpixels(params, rows * cols, height * width)
     crops, sps = [], []
     for _ in range(layout.batch * _POOL_BATCHES):
         index = group[int(rng.integers(len(group)))]
-        y = int(rng.integers(height - size + 1))
-        x = int(rng.integers(width - size + 1))
-        crop = normalise(planes[index, y : y + size, x : x + size])
+        y = int(rng.integers(height - rows + 1))
+        x = int(rng.integers(width - cols + 1))
+        crop = normalise(planes[index, y : y + rows, x : x + cols])
         sp = plane_superpixels(crop, crop_params)
         crops.append(crop)
         sps.append(np.zeros(crop.shape[:2], np.int64) if sp is None else sp.astype(np.int64) - 1)
@@ -251,8 +245,6 @@ def _train(
     import torch
 
     from .nets import Trainer, build_network
-    from .params import DEFAULT_LR
-    from .superpixels import superpixel_method
 
     seed_everything(params.seed)
     rng = np.random.default_rng(params.seed)
@@ -356,10 +348,6 @@ def _label_plane(
     """Write network class + 1 (+ offset) and unique superpixel ids into ``out``/``sp_out``."""
     import torch
     from scipy import ndimage as ndi
-
-    from ..preseg import absorb_small_regions
-    from .params import MERGE_SIGMA
-    from .superpixels import plane_superpixels, vote
 
     shape = plane.shape[:2]
     area = (layout.tile + 2 * TILE_MARGIN) ** 2

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from ..base.errors import InputError
-from .presets import ModelConfig
+from .architectures import input_geometry
+from .presets import ModelConfig, resolve_classes
 
 __all__ = ["is_package", "load_package", "export_package", "RDF_NAMES"]
 
@@ -237,9 +238,7 @@ def export_package(loaded: Any, path: str | Path, *, name: str = "", description
     import torch
     import yaml
 
-    from .architectures import input_geometry
     from .onnx_model import OnnxModel
-    from .presets import resolve_classes
 
     path = Path(path)
     as_zip = path.suffix.lower() == ".zip"

@@ -35,6 +35,7 @@ from torch import nn
 
 from ..base.errors import InputError
 from .architectures import ARCHITECTURES
+from .bioimageio import is_package, load_package
 from .layouts import detect_config
 from .loaded import (  # noqa: F401 - part of this module's API
     FORMAT_NAME,
@@ -45,8 +46,10 @@ from .loaded import (  # noqa: F401 - part of this module's API
     sidecar_config,
     unwrap_state_dict,
 )
+from .onnx_model import load_onnx
 from .presets import ModelConfig
 from .safe_load import EXPECTED, TORCH_FLOOR, require_torch, torch_load
+from .summary import describe  # noqa: F401 - part of this module's API
 
 __all__ = ["LoadedModel", "load_checkpoint", "save_checkpoint", "describe",
            "describe_checkpoint", "detect_config", "require_torch", "is_torchscript",
@@ -123,38 +126,17 @@ def save_checkpoint(path: str | Path, model: nn.Module, config: ModelConfig,
     return path
 
 
-def _bioimageio_accepts(path: Path) -> bool:
-    from .bioimageio import is_package
-
-    return is_package(path)
-
-
-def _bioimageio_load(path: Path, architecture: str, output_stride: int | None) -> LoadedModel:
-    from .bioimageio import load_package
-
-    return load_package(path, architecture, output_stride)
-
-
 def _onnx_load(path: Path, architecture: str, output_stride: int | None) -> LoadedModel:
-    from .onnx_model import load_onnx
-
     return load_onnx(path)
 
 
 FILE_FORMATS: tuple[FileFormat, ...] = (
-    FileFormat("bioimage.io package", _bioimageio_accepts, _bioimageio_load),
+    FileFormat("bioimage.io package", is_package, load_package),
     FileFormat("ONNX model", lambda p: p.is_file() and p.suffix.lower() == ".onnx", _onnx_load),
     FileFormat("TorchScript archive", lambda p: p.is_file() and is_torchscript(p),
                load_torchscript),
     FileFormat("PyTorch checkpoint", lambda p: p.is_file(), _load_pickled),
 )
-
-
-def describe(loaded: LoadedModel) -> str:
-    """What was recognised in a loaded model (see :func:`.summary.describe`)."""
-    from .summary import describe as _describe
-
-    return _describe(loaded)
 
 
 def describe_checkpoint(path: str | Path) -> str:

@@ -200,8 +200,12 @@ class DeepLab(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
+        thin = self.backbone_name == "mobilenet" and min(size) < 3
+        if thin:  # VainF's stem convolution is unpadded: it needs 3 px a side
+            x = F.pad(x, (0, max(0, 3 - size[1]), 0, max(0, 3 - size[0])), mode="replicate")
         logits = self.classifier(self._features(x))
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return logits[..., :size[0], :size[1]] if thin else logits
 
 
 def deeplab(arch: str, num_classes: int = 21, output_stride: int = 16, in_channels: int = 3,

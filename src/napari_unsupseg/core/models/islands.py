@@ -61,7 +61,8 @@ def absorb_islands(labels: np.ndarray, confidence: np.ndarray, floors: dict[int,
         if not count:
             continue
         sizes = np.bincount(regions.ravel())
-        means = ndi.mean(confidence, regions, np.arange(count + 1))
+        # Region 0 (the other classes) may be empty, and is never an island.
+        means = np.r_[np.inf, ndi.mean(confidence, regions, np.arange(1, count + 1))]
         small = np.flatnonzero((sizes < floor) & (means < MAX_CONFIDENCE))
         boxes = ndi.find_objects(regions)
         for region in small[small > 0]:

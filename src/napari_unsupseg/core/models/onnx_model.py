@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..base.errors import InputError
+from .architectures import input_geometry
 from .presets import ModelConfig
 
 __all__ = ["OnnxModel", "load_onnx", "input_layout", "write_metadata", "METADATA_KEY"]
@@ -111,8 +112,6 @@ def write_metadata(path: str | Path, config: ModelConfig, net: Any) -> None:
     """Store ``config`` and the size multiple the traced graph needs in an ONNX file, so
     that loading it back restores classes, normalisation and padding."""
     import onnx
-
-    from .architectures import input_geometry
 
     multiple = input_geometry(config, net)[0]
     proto = onnx.load(str(path))

@@ -333,6 +333,8 @@ def painted_windows(data: TrainingSet) -> Iterator[tuple[np.ndarray, np.ndarray]
     margin = MAX_FLOOR_WINDOW // 16
     for plane in data.planes:
         rows, cols = np.nonzero(plane.train)
+        if not rows.size:  # every painted pixel of this plane was held out for validation
+            continue
         box = []
         for found, length in ((rows, plane.train.shape[0]), (cols, plane.train.shape[1])):
             low, high = max(int(found.min()) - margin, 0), min(int(found.max()) + margin + 1,

@@ -25,9 +25,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..base.engine import EngineRun, Progress, Result, RunControl, Stopwatch, no_control, provenance
+from ..base.device import describe, resolve_device, seed_everything
+from ..base.engine import (
+    EngineRun,
+    Progress,
+    Result,
+    RunControl,
+    Stopwatch,
+    no_control,
+    provenance,
+    run_to_end,
+)
+from ..base.memory import keep_heap_mapped
 from ..base.params import validate
 from ..models.islands import island_floors
+from ..predict import PredictParams, predict
 from .data import TrainingSet, painted_windows, prepare, sample_batch, validation_batch
 from .model import class_names, class_palette, loaded, silence_unused, start_model
 from .params import TrainParams
@@ -71,8 +83,6 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     watch = Stopwatch()
 
     import torch
-
-    from ..base.device import describe, resolve_device, seed_everything
 
     rng = seed_everything(params.seed)
     data = prepare(images, labels, params.crop_size, params.validation_fraction, rng)
@@ -222,8 +232,6 @@ def cpu_threads(asked: int) -> int:
 
 
 def _keep_heap(stack: contextlib.ExitStack, device: Any) -> None:
-    from ..base.memory import keep_heap_mapped
-
     stack.enter_context(keep_heap_mapped(device.type == "cpu"))
 
 
@@ -287,9 +295,6 @@ def _evaluate(net, x: np.ndarray, y: np.ndarray, weights, device, data: Training
 def _predict(net, config, plane: np.ndarray, device: str) -> np.ndarray:
     """The current network's labels for one plane, through the inference engine (so a
     preview is exactly what applying the model would give)."""
-    from ..base.engine import run_to_end
-    from ..predict import PredictParams, predict
-
     was_training = net.training
     try:
         result = run_to_end(predict(plane, PredictParams(tile_size=512, overlap=32,
