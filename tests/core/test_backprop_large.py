@@ -99,8 +99,11 @@ def test_finishing_early_still_labels_the_whole_image(scene):
 def test_small_images_stay_on_the_whole_image_path():
     params = default_params()
     assert not needs_crops((1000, 1000, 4), params)  # as before: 1 MP trains whole
-    assert needs_crops((2048, 2048, 4), params)
+    # Trained shrunk, a 4 MP image is one forward pass at full size: it stays whole ...
+    assert not needs_crops((2048, 2048, 4), params)
     assert needs_crops((10_000, 10_000, 4), params)
+    # ... and trained at full size it does not fit.
+    assert needs_crops((2048, 2048, 4), default_params(train_pixels=None))
 
 
 def test_segment_hands_an_image_over_the_budget_to_the_crop_engine(scene):

@@ -1,5 +1,10 @@
-"""Quality of the backprop segmenter's defaults: the worst of three seeds, and their spread.
+"""Quality of the backprop segmenter's consensus and statistics merge (``restarts=4``,
+``merge_threshold=2.5``): the worst of three seeds, and their spread.
 
+Those were the defaults until they were measured on real images: there one run without
+a merge scores higher (BSDS500 photographs, DSB2018 nuclei; ``benchmarks/bench_real.py``)
+and the defaults changed (``tests/core/test_real_images.py`` holds them to it). These
+synthetic scenes, which the settings were chosen on, keep them working as options.
 Images come from :mod:`napari_unsupseg.core.samples.synthetic` with generator seeds that were
 not used while choosing the defaults (``HELD_OUT_SEEDS``). The consensus and the final
 merge are also tested on their own, on tiny hand-made cases.
@@ -30,8 +35,12 @@ SEEDS = (0, 1, 2)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+#: The settings under test (the former defaults).
+CONSENSUS = {"restarts": 4, "merge_threshold": 2.5}
+
+
 def _labels(image: np.ndarray, seed: int) -> np.ndarray:
-    return run_to_end(segment(image, BackpropParams(seed=seed))).labels
+    return run_to_end(segment(image, BackpropParams(seed=seed, **CONSENSUS))).labels
 
 
 def test_textured_mosaic_worst_of_three_seeds():

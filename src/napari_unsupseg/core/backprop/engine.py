@@ -52,7 +52,7 @@ from .consensus import consensus, restart_seed
 from .large import needs_crops, segment_large
 from .merge import merge_by_statistics, merge_labels
 from .params import DEFAULT_FEATURES, MERGE_SIGMA, BackpropParams
-from .superpixels import plane_superpixels, superpixel_method
+from .superpixels import plane_superpixels, superpixel_method, training_planes
 from .train import NetworkRun, train_network
 
 # ---------------------------------------------------------------------- engine
@@ -130,6 +130,12 @@ def segment(
         superpixels.append(plane_superpixels(plane, params) if not control.stop_requested else None)
         if len(planes) > 1:  # a long stack must stay stoppable before training starts
             yield Progress(0, total, message=f"superpixels {index + 1}/{len(planes)}")
+    # Without scribbles, training may see a shrunk copy (a 1-pixel stroke would not survive).
+    shrunk = training_planes(planes, params) if scribble_planes is None else None
+    train_planes, train_superpixels = planes, superpixels
+    if shrunk is not None:
+        train_planes, shrunk_params = shrunk
+        train_superpixels = [plane_superpixels(p, shrunk_params) for p in train_planes]
     clock.lap("superpixels")
 
     n_features = params.n_features or DEFAULT_FEATURES[params.network]
@@ -158,8 +164,8 @@ def segment(
                 if index and control.stop_requested:
                     break
                 run = yield from train_network(
-                    planes[group],
-                    [superpixels[i] for i in group],
+                    train_planes[group],
+                    [train_superpixels[i] for i in group],
                     None if scribble_planes is None else scribble_planes[group],
                     classes,
                     replace(params, seed=restart_seed(params.seed, index)),
@@ -171,6 +177,8 @@ def segment(
                     control=control,
                     preview_base=shown,
                     group=group,
+                    full=None if shrunk is None else (
+                        planes[group], [superpixels[i] for i in group]),
                 )
                 maps.append(run.labels)
                 runs.append(run)
@@ -179,6 +187,8 @@ def segment(
             shown[group] = raw[group] + 1
             trained += group
     clock.lap("training")
+    # Runs that converge early leave steps of their budget unused: say the training is over.
+    yield Progress(total, total, message="finishing the labels")
 
     # Planes a stopped run never reached stay 0; the others are finished as in a full run.
     labels = np.zeros(raw.shape, dtype=np.uint16)
@@ -208,6 +218,7 @@ def segment(
         scribble_classes=None if classes is None else classes.tolist(),
         heap_kept_mapped=heap_kept,
         superpixel_method=superpixel_method(params),
+        trained_at=list(train_planes.shape[1:3]),
         stopped_early=stopped,
         planes_done=len(trained),
         planes_total=len(planes),

@@ -94,7 +94,15 @@ def needs_crops(shape: tuple[int, ...], params: BackpropParams) -> bool:
     pixels = math.prod(shape[:-1])
     if params.stack_mode == "planes" and len(shape) == 4:
         pixels //= shape[0]  # one plane trains at a time
-    return pixels * training_bytes_per_pixel(params, shape[-1]) > params.memory_budget_mb * 2**20
+    channels = shape[-1]
+    need = pixels * training_bytes_per_pixel(params, channels)
+    area = math.prod(shape[-3:-1])
+    if params.train_pixels is not None and area > params.train_pixels:
+        # Training on a shrunk copy, then one forward pass over the full-size planes.
+        trained = params.train_pixels * (pixels // area)
+        need = (trained * training_bytes_per_pixel(params, channels)
+                + pixels * labelling_bytes_per_pixel(params, channels))
+    return need > params.memory_budget_mb * 2**20
 
 
 def plan(shape: tuple[int, ...], params: BackpropParams) -> CropPlan:

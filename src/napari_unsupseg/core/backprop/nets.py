@@ -176,6 +176,21 @@ class Trainer:
         return loss
 
     @torch.inference_mode()
+    def label(
+        self, images: torch.Tensor, superpixels: torch.Tensor | None, n_superpixels: int
+    ) -> torch.Tensor:
+        """The trained network's labels of other (larger) planes ``(n, c, h, w)``, voted by
+        their superpixels: the argmax of one forward pass with the batch statistics of those
+        planes, as in training."""
+        self.model.train()
+        response = self.model(images)
+        labels = response.argmax(dim=1)
+        if superpixels is None:
+            return labels
+        voted = vote_torch(superpixels, labels.reshape(-1), n_superpixels, response.shape[1])
+        return voted.view(labels.shape)
+
+    @torch.inference_mode()
     def response_argmax(self) -> torch.Tensor:
         """The argmax of one more forward pass (what the Kanezaki scripts return)."""
         self.model.train()

@@ -77,3 +77,27 @@ def plane_superpixels(plane: np.ndarray, params: BackpropParams) -> np.ndarray |
         return None
     preseg = replace(params.preseg, method=method)
     return PRESEG_METHODS[method](plane, **method_kwargs(preseg))
+
+
+def training_planes(
+    planes: np.ndarray, params: BackpropParams
+) -> tuple[np.ndarray, BackpropParams] | None:
+    """The planes ``(N, Y, X, C)`` shrunk to about ``params.train_pixels`` pixels each
+    (area-averaged, float32), and the superpixel settings that draw the same superpixels
+    there (their smallest size shrunk with the area); None when no shrinking is needed.
+
+    Training on the shrunk image and labelling at full size: on real photographs and
+    nuclei the labels are as good, for a fraction of the time (each training iteration
+    is a forward and backward pass over every pixel it sees)."""
+    from skimage.transform import resize
+
+    height, width = planes.shape[1:3]
+    if params.train_pixels is None or height * width <= params.train_pixels:
+        return None
+    factor = (height * width / params.train_pixels) ** 0.5
+    size = (max(1, round(height / factor)), max(1, round(width / factor)))
+    small = np.stack([
+        resize(plane, size, order=1, anti_aliasing=True, preserve_range=True) for plane in planes
+    ]).astype(np.float32)
+    preseg = replace(params.preseg, min_size=max(2, round(params.preseg.min_size / factor**2)))
+    return small, replace(params, preseg=preseg)

@@ -49,8 +49,13 @@ def train_network(
     control: RunControl,
     preview_base: np.ndarray,
     group: list[int],
+    full: tuple[np.ndarray, list[np.ndarray | None]] | None = None,
 ) -> Generator[Progress, None, NetworkRun]:
-    """Train one network on ``planes`` (one plane, or all for a joint stack)."""
+    """Train one network on ``planes`` (one plane, or all for a joint stack).
+
+    ``full``: the same planes at full size and their superpixels, when ``planes`` is a
+    shrunk copy to train on: the labels returned are then the trained network's on the
+    full-size planes, voted by their superpixels."""
     import torch
 
     from .nets import Trainer, build_network
@@ -114,7 +119,7 @@ def train_network(
         preview = None
         if control.preview_due():
             preview = preview_base.copy()
-            preview[group] = target.cpu().numpy() + 1
+            preview[group] = _resized(target.cpu().numpy(), preview.shape[1:]) + 1
             preview = preview[0] if preview.shape[0] == 1 and len(preview_base) == 1 else preview
         yield Progress(
             step=step_offset + iteration,
@@ -127,10 +132,26 @@ def train_network(
         if stop_reason != "max_iter":
             break
     assert target is not None
-    if params.labels_from == "response":
+    if full is not None:
+        full_planes, full_superpixels = full
+        full_images = torch.from_numpy(np.ascontiguousarray(full_planes.transpose(0, 3, 1, 2)))
+        voters, n_voters = superpixel_tensor(full_superpixels, device)
+        if params.labels_from == "response":
+            voters = None
+        target = trainer.label(full_images.to(device), voters, n_voters)
+    elif params.labels_from == "response":
         target = trainer.response_argmax()
     labels = target.cpu().numpy().astype(np.int64)
     return NetworkRun(labels, iteration, stop_reason, int(len(np.unique(labels))))
+
+
+def _resized(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Label planes ``(n, h, w)`` brought to ``shape`` ``(H, W)`` by nearest neighbour."""
+    if labels.shape[1:] == tuple(shape):
+        return labels
+    rows = np.arange(shape[0]) * labels.shape[1] // shape[0]
+    cols = np.arange(shape[1]) * labels.shape[2] // shape[1]
+    return labels[:, rows][:, :, cols]
 
 
 def sync_interval(device: torch.device) -> int:

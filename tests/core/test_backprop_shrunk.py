@@ -1,0 +1,62 @@
+"""Training on a shrunk copy of the image and labelling at full size (``train_pixels``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_unsupseg.core import samples
+from napari_unsupseg.core.backprop import default_params, segment
+from napari_unsupseg.core.base.engine import RunControl, run_to_end
+from napari_unsupseg.core.review.scores import majority_iou
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def mosaic() -> tuple[np.ndarray, np.ndarray]:
+    return samples.mosaic(192, n_regions=5, noise=0.05, seed=4)
+
+
+def test_shrunk_training_labels_every_pixel_at_full_size(mosaic):
+    image, truth = mosaic
+    result = run_to_end(segment(image, default_params(train_pixels=4096)))
+    assert result.labels.shape == truth.shape
+    assert result.metadata["trained_at"] == [64, 64]  # 192^2 / 4096 = 9: a third a side
+    assert result.extras["superpixels"].shape == truth.shape  # the full-size voters
+    assert majority_iou(result.labels, truth) >= 0.9
+
+
+def test_an_image_under_the_size_trains_as_it_is(mosaic):
+    image, _ = mosaic
+    small = image[:60, :70]
+    result = run_to_end(segment(small, default_params(train_pixels=4200, max_iter=3)))
+    assert result.metadata["trained_at"] == [60, 70]
+    unshrunk = run_to_end(segment(small, default_params(train_pixels=None, max_iter=3)))
+    assert np.array_equal(result.labels, unshrunk.labels)
+
+
+def test_previews_of_a_shrunk_run_have_the_image_size(mosaic):
+    image, truth = mosaic
+    control = RunControl(preview_interval=0.0)
+    engine = segment(image, default_params(train_pixels=4096, max_iter=3, patience=0),
+                     control=control)
+    shapes = set()
+    try:
+        while True:
+            progress = next(engine)
+            if progress.preview is not None:
+                shapes.add(progress.preview.shape)
+    except StopIteration:
+        pass
+    assert shapes == {truth.shape}
+
+
+def test_scribbles_train_at_full_size(mosaic):
+    image, truth = mosaic
+    scribbles = np.zeros(truth.shape, np.int32)
+    scribbles[10, 5:60] = 1  # a 1-pixel stroke would not survive shrinking
+    scribbles[150, 100:180] = 2
+    result = run_to_end(segment(image, default_params(train_pixels=4096, max_iter=3),
+                                scribbles=scribbles))
+    assert result.metadata["trained_at"] == list(truth.shape)
