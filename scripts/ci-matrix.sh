@@ -5,8 +5,10 @@
 # UNSUPSEG_MATRIX=1 (after the default run). Each environment is a fresh venv under
 # $MATRIX_DIR; one summary line per environment is printed at the end.
 #
-# PyTorch: every environment takes 2.13.0, the version the README installs (the CPU build
-# where the index offers one). The oldest PyTorch the package claims (2.6, the first with
+# PyTorch: every environment takes 2.13.0, the version the README installs: what the
+# configured indexes give (the CUDA build from the public index on Linux; the CPU build
+# where pip has a local CPU wheel), or the build from TORCH_INDEX_URL when set (e.g.
+# PyTorch's CPU wheel index, see scripts/install-test-deps.sh). The oldest PyTorch the package claims (2.6, the first with
 # `torch.load(weights_only=True)` safe globals) is not run here: from the
 # public index, torch 2.6.0 for Linux is the CUDA build: a 766.7 MB wheel
 # (torch-2.6.0-cp311-cp311-manylinux1_x86_64.whl) that pulls 13 nvidia-*-cu12 wheels and
@@ -26,7 +28,9 @@ run_env() {  # name, pip requirements, xvfb (yes/no), tests...
   local name=$1 requirements=$2 display=$3; shift 3
   local venv="$root/$name" start=$SECONDS
   rm -rf "$venv" && python -m venv "$venv"
-  "$venv/bin/python" -m pip install -q "torch==2.13.0" >/dev/null
+  # The same PyTorch build as scripts/install-test-deps.sh: TORCH_INDEX_URL when set.
+  "$venv/bin/python" -m pip install -q "torch==2.13.0" \
+    ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} >/dev/null
   # shellcheck disable=SC2086
   if ! "$venv/bin/python" -m pip install -q $requirements >"$root/$name.install.log" 2>&1; then
     summary+=("$name: install failed (see $root/$name.install.log)")
@@ -57,7 +61,7 @@ PY
   summary+=("$name ($versions): $result, $((SECONDS - start)) s in all")
 }
 
-run_env core-only "-e . pytest>=7 hypothesis>=6 rasterio>=1.3 dask[distributed]>=2024.1 onnx>=1.15 onnxruntime>=1.17 bioimageio.spec>=0.5.4 torchvision==0.28.0" no "${core_tests[@]}"
+run_env core-only "-e . pytest>=7 hypothesis>=6 rasterio>=1.3 dask[distributed]>=2024.1 onnx>=1.15 onnxruntime>=1.17 onnxscript>=0.5 bioimageio.spec>=0.5.4 torchvision==0.28.0" no "${core_tests[@]}"
 run_env "napari-$floor" "-e .[testing] napari==$floor" yes
 run_env "napari-$newest" "-e .[testing] napari==$newest" yes
 

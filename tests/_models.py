@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from scipy import ndimage as ndi
@@ -48,3 +52,15 @@ def calibrate(model: torch.nn.Module, x: torch.Tensor) -> torch.nn.Module:
     with torch.no_grad():
         model(x)
     return model.eval()
+
+
+@contextmanager
+def legacy_torchscript() -> Iterator[None]:
+    """Write TorchScript as the archives users already hold were written. PyTorch now
+    deprecates ``torch.jit`` (the suite turns that warning into an error so that the
+    package never writes TorchScript again); the package still reads such files."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", DeprecationWarning)
+        # tracing says where a size became a constant: the fixtures trace at one size
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        yield

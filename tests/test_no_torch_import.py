@@ -23,6 +23,7 @@ DOCK_AND_REPORT = textwrap.dedent(
     viewer = napari.Viewer(show=False)
     viewer.open_sample("napari-unsupseg", "coffee")
     viewer.open_sample("napari-unsupseg", "cells")
+    viewer.open_sample("napari-unsupseg", "critters")
     for name in ("Presegment", "Unsupervised segmentation"):
         _, widget = viewer.window.add_plugin_dock_widget("napari-unsupseg", name)
         widget.image_picker.value = viewer.layers["coffee"]

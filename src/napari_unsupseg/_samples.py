@@ -34,3 +34,15 @@ def cells_sample() -> list[LayerData]:
         (image, channels, "image"),
         (nuclei, {"name": "cells nuclei truth", "visible": False}, "labels"),
     ]
+
+
+def parts_sample() -> list[LayerData]:
+    # A stack whose first axis indexes the images, as the Part discovery widget takes it;
+    # the true parts come along hidden, for comparison (or as the saliency mask).
+    from .core.samples.parts import part_collection
+
+    images, parts = part_collection(n_images=8, size=128, n_parts=4, seed=0)
+    return [
+        (images, {"name": "critters", "rgb": True}, "image"),
+        (parts, {"name": "critters parts truth", "visible": False}, "labels"),
+    ]

@@ -38,11 +38,11 @@ def test_every_parameter_is_an_option():
 def test_train_then_predict_gives_the_painted_values(files, capsys):
     model = files / "m.pt"
     code = main(["train", str(files / "img.tif"), "--labels", str(files / "lab.tif"), "-o",
-                 str(model), "--channel-axis", "0", "--export", "torchscript", "onnx", *FAST])
+                 str(model), "--channel-axis", "0", "--export", "pt2", "onnx", *FAST])
     assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "classes 4=class 4, 9=class 9" in printed
-    assert model.is_file() and (files / "m.torchscript.pt").is_file()
+    assert model.is_file() and (files / "m.pt2").is_file()
     assert (files / "m.onnx").is_file()
     stored = torch.load(model, weights_only=True)
     assert str(files / "lab.tif") in stored["training"]

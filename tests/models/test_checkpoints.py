@@ -8,7 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from _models import randomise
+from _models import legacy_torchscript, randomise
 
 from napari_unsupseg.core.base.errors import InputError
 from napari_unsupseg.core.models import ModelConfig, build_model
@@ -39,7 +39,8 @@ def save(fmt: str, path: pathlib.Path, model: torch.nn.Module, config: ModelConf
         torch.save({"module." + k: v for k, v in state.items()}, path)
     elif fmt == "torchscript":
         example = torch.randn(1, config.in_channels, 64, 64)
-        torch.jit.save(torch.jit.trace(model, example, check_trace=False), str(path))
+        with legacy_torchscript():
+            torch.jit.save(torch.jit.trace(model, example, check_trace=False), str(path))
     elif fmt == "project":
         save_checkpoint(path, model, config)
     return path
@@ -195,7 +196,8 @@ def test_pickle_that_would_run_code_is_refused(tmp_path):
 def test_torchscript_with_unknown_layout_runs_as_is(tmp_path):
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1)).eval()
     path = tmp_path / "scripted.pt"
-    torch.jit.save(torch.jit.script(net), str(path))
+    with legacy_torchscript():
+        torch.jit.save(torch.jit.script(net), str(path))
     loaded = load_checkpoint(path)
     assert loaded.config.architecture == "torchscript" and loaded.config.num_classes == 4
     assert torch.equal(logits(net), logits(loaded.model))
@@ -269,6 +271,7 @@ def test_describe_says_what_was_recognised(tmp_path):
                                          build_model(SMALL["unet"]), None)))
     assert "Size: any (tiles padded to a multiple of 8)" in unet
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1)).eval()
-    torch.jit.save(torch.jit.script(net), str(tmp_path / "scripted.pt"))
+    with legacy_torchscript():
+        torch.jit.save(torch.jit.script(net), str(tmp_path / "scripted.pt"))
     scripted = describe(load_checkpoint(tmp_path / "scripted.pt"))
     assert "Runs: its own code" in scripted and "padded to a multiple of 32" in scripted

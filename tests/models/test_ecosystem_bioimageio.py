@@ -1,6 +1,7 @@
 """bioimage.io model packages: export then re-import predicts the same (folder, zip,
-TorchScript weights); packages written elsewhere (ONNX weights, preprocessing, class
-names) are read; what cannot be read is said plainly."""
+ONNX weights, and TorchScript weights of packages written before); packages written
+elsewhere (ONNX weights, preprocessing, class names) are read; what cannot be read is said
+plainly."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from _models import agreement, randomise, smooth_rgb
+from _models import agreement, legacy_torchscript, randomise, smooth_rgb
 
 from napari_unsupseg.core.base.engine import run_to_end
 from napari_unsupseg.core.base.errors import InputError
@@ -44,10 +45,22 @@ def test_export_then_reimport_predicts_the_same(tmp_path, unet):
         result = labels(image, loaded)
         assert agreement(result.labels, expected.labels) == 1.0
         assert result.metadata["class_names"] == CLASSES
-    # the same package read through its TorchScript weights alone
     written = yaml.safe_load(rdf.read_text())
-    assert set(written["weights"]) == {"pytorch_state_dict", "torchscript", "onnx"}
-    written["weights"] = {"torchscript": written["weights"]["torchscript"]}
+    assert set(written["weights"]) == {"pytorch_state_dict", "onnx"}  # no TorchScript
+    # the same package read through its ONNX weights alone
+    pytest.importorskip("onnxruntime")
+    written["weights"] = {"onnx": written["weights"]["onnx"]}
+    rdf.write_text(yaml.safe_dump(written))
+    loaded = load_checkpoint(tmp_path / "pkg")
+    assert loaded.format == "bioimage.io (onnx)"
+    assert agreement(labels(image, loaded).labels, expected.labels) == 1.0
+    # a package written before, with TorchScript weights alone, is still read
+    with legacy_torchscript():
+        traced = torch.jit.trace(unet.model.eval(), torch.zeros(1, 3, 64, 64),
+                                 check_trace=False)
+        traced.save(str(tmp_path / "pkg" / "weights_torchscript.pt"))
+    written["weights"] = {"torchscript": {"source": "weights_torchscript.pt",
+                                          "pytorch_version": "2.6"}}
     rdf.write_text(yaml.safe_dump(written))
     loaded = load_checkpoint(tmp_path / "pkg")
     assert loaded.format == "bioimage.io (torchscript)"
@@ -71,9 +84,11 @@ def test_a_package_from_elsewhere_with_onnx_weights(tmp_path):
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3, padding=1)).eval()
     folder = tmp_path / "other"
     folder.mkdir()
+    pytest.importorskip("onnxscript")
     torch.onnx.export(net, (torch.zeros(1, 3, 32, 32),), str(folder / "model.onnx"),
-                      dynamo=False, input_names=["raw"], output_names=["out"],
-                      dynamic_axes={"raw": {2: "h", 3: "w"}, "out": {2: "h", 3: "w"}})
+                      dynamo=True, external_data=False, input_names=["raw"],
+                      output_names=["out"], verbose=False,
+                      dynamic_shapes=({2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO},))
     rdf = {"format_version": "0.5.4", "type": "model", "name": "other tool's model",
            "inputs": [{"id": "raw", "axes": [
                {"type": "batch"}, {"type": "channel", "channel_names": ["r", "g", "b"]},

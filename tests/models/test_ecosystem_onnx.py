@@ -18,6 +18,7 @@ from napari_unsupseg.core.predict import PredictParams, predict
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
 
 
 class PixelSoftmaxNHWC(nn.Module):
@@ -56,9 +57,14 @@ def sharpen(net: nn.Module, seed: int) -> nn.Module:
 
 
 def export(model: nn.Module, path, example: torch.Tensor, dynamic: bool) -> None:
-    axes = {"x": {0: "n", 2: "h", 3: "w"}, "y": {0: "n", 2: "h", 3: "w"}} if dynamic else None
-    torch.onnx.export(model.eval(), (example,), str(path), dynamo=False, input_names=["x"],
-                      output_names=["y"], dynamic_axes=axes)
+    """An ONNX file as another tool writes one (here PyTorch's dynamo exporter)."""
+    auto = torch.export.Dim.AUTO
+    axes = ({0: auto, 2: auto, 3: auto},) if dynamic else None
+    if dynamic:  # export specialises a batch of 1 to a constant
+        example = example.expand(2, *example.shape[1:])
+    torch.onnx.export(model.eval(), (example,), str(path), dynamo=True, external_data=False,
+                      input_names=["x"], output_names=["y"], dynamic_shapes=axes,
+                      verbose=False)
 
 
 def colour_blocks(shape: tuple[int, int], seed: int = 0) -> np.ndarray:

@@ -6,6 +6,8 @@ layers are only changed on the main thread.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from _gui import error_messages as _errors
@@ -93,3 +95,37 @@ def test_only_whole_stack_modes_are_offered(make_napari_viewer, qtbot):
     widget = PartsWidget(viewer)
     assert list(widget.plane_mode.choices) == [EVERY_IMAGE]
     assert CURRENT_PLANE not in widget.plane_mode.choices
+
+
+def test_the_parts_sample_opens_and_runs_in_the_widget(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "critters")  # File > Open Sample > Unsupervised Segmentation
+    image, truth = viewer.layers["critters"], viewer.layers["critters parts truth"]
+    assert image.rgb and image.data.shape == (8, 128, 128, 3)
+    assert isinstance(truth, Labels) and not truth.visible
+    assert set(np.unique(truth.data)) == {0, 1, 2, 3, 4}  # background and 4 parts
+    expected, _ = part_collection(n_images=8, size=128, n_parts=4, seed=0)
+    assert np.array_equal(image.data, expected)  # the documented synthetic collection
+    widget = _dock(viewer)
+    widget.image_picker.value = image
+    assert widget.plane_mode.value == EVERY_IMAGE
+    widget.saliency.value = truth  # non-zero = object
+    widget.form.set_values({"n_parts": 4, "iterations": 10, "working_size": 32,
+                            "batch_size": 2, "device": "cpu"})
+    assert _run(qtbot, widget) == "done", _errors()
+    assert widget.result_layer.data.shape == (8, 128, 128)
+    assert 0 < widget.result_layer.data.max() <= 4
+
+
+def test_no_sample_key_is_also_a_command_id():
+    # napari registers each sample as the command "<plugin>.<key>": a key equal to a
+    # command's name (a sample called "parts" beside the widget napari-unsupseg.parts)
+    # stops every widget of the plugin from registering.
+    import yaml
+
+    from napari_unsupseg import _samples
+
+    manifest = yaml.safe_load((Path(_samples.__file__).parent / "napari.yaml").read_text())
+    commands = {c["id"] for c in manifest["contributions"]["commands"]}
+    keys = {f"{PLUGIN}.{s['key']}" for s in manifest["contributions"]["sample_data"]}
+    assert not keys & commands

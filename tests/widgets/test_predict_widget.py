@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from _gui import error_messages as _errors
+from _models import legacy_torchscript
 from scipy import ndimage as ndi
 
 from napari_unsupseg.core.base.engine import run_to_end
@@ -156,9 +157,9 @@ def test_cancel_keeps_the_tiles_done_so_far(make_napari_viewer, qtbot, checkpoin
 def test_torchscript_archive_runs_only_when_allowed(make_napari_viewer, qtbot, tmp_path):
     torch.manual_seed(0)
     config = ModelConfig("unet", 2, in_channels=3, depth=2, base_channels=8)
-    scripted = torch.jit.script(build_model(config).eval())
     path = tmp_path / "scripted.pt"
-    scripted.save(str(path))
+    with legacy_torchscript():
+        torch.jit.script(build_model(config).eval()).save(str(path))
     viewer = make_napari_viewer()
     viewer.add_image(image(), name="cells", rgb=True)
     widget = PredictWidget(viewer)

@@ -23,7 +23,7 @@ from ..core.train import TrainParams, check_model_path, save_model, train
 from ._common import add_params, load_channels_last, params_from_args
 
 HELP = "Train a U-Net or DeepLab on painted labels (0 = unlabelled, k = class k)."
-EXPORTS = ("torchscript", "onnx")
+EXPORTS = ("pt2", "onnx")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="Axis of the images that holds channels: an integer, 'none' (grey "
                         "planes or stacks), or 'auto' (the last axis of RGB(A) files, else none).")
     parser.add_argument("--export", nargs="+", choices=EXPORTS, default=(),
-                        help="Also write the model as TorchScript (MODEL.torchscript.pt) and/or "
+                        help="Also write the model as a torch.export program (MODEL.pt2) and/or "
                         "ONNX (MODEL.onnx).")
     parser.add_argument("--quiet", action="store_true", help="No progress bar.")
     add_params(parser, TrainParams)
@@ -64,10 +64,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {saved} ({meta['architecture']}; classes {classes}; best epoch "
           f"{meta['best_epoch']} of {meta['epochs_run']}{score}; ended by {meta['stop_reason']})")
     for kind in args.export:
-        from ..core.models.export import export_onnx, export_torchscript
+        from ..core.models.export import export_onnx, export_program
 
-        if kind == "torchscript":
-            path = export_torchscript(result.model, saved.with_suffix(".torchscript.pt"))
+        if kind == "pt2":
+            path = export_program(result.model, saved.with_suffix(".pt2"))
         else:
             path = export_onnx(result.model, saved.with_suffix(".onnx"))
         print(f"wrote {path}")

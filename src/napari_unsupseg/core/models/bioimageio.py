@@ -13,8 +13,8 @@ plain YAML (the documented fields; ``bioimageio.spec``, optional extra ``bioimag
 validates it): inputs ``bcyx`` float32 with the preprocessing that reproduces this
 package's (``scale_linear`` 1/255 for 8-bit images, or ``scale_range`` 1st-99th
 percentile then ``clip``; then ``fixed_zero_mean_unit_variance``), outputs ``bcyx``
-logits with the class names, weights as TorchScript, ONNX (when ``onnx`` is installed)
-and a ``pytorch_state_dict`` rebuilt by :func:`napari_unsupseg.core.models.build_from_config`,
+logits with the class names, weights as ONNX (when the ``onnx`` extra is installed) and
+a ``pytorch_state_dict`` rebuilt by :func:`napari_unsupseg.core.models.build_from_config`,
 test tensors (``.npy``) computed by this package, and the full configuration under
 ``config.napari_unsupseg`` so that reading it back restores classes and palette exactly.
 """
@@ -304,10 +304,11 @@ def export_package(loaded: Any, path: str | Path, *, name: str = "", description
 
 def _write_weights(loaded: Any, folder: Path, is_onnx: bool) -> dict[str, Any]:
     """Weight files and their rdf entries: the ONNX file itself for an ONNX model, else a
-    state dict, TorchScript and (with the ``onnx`` extra) ONNX."""
+    state dict and (with the ``onnx`` extra) ONNX. No TorchScript: PyTorch deprecates
+    writing it (packages that have TorchScript weights are still read)."""
     import torch
 
-    from .export import export_onnx, export_torchscript
+    from .export import export_onnx, onnx_export_available
 
     version = torch.__version__.split("+")[0]
     if is_onnx:
@@ -323,15 +324,9 @@ def _write_weights(loaded: Any, folder: Path, is_onnx: bool) -> dict[str, Any]:
                          "import_from": "napari_unsupseg.core.models",
                          "kwargs": json.loads(json.dumps(asdict(config)))},
         "pytorch_version": version}
-    export_torchscript(loaded, folder / "weights_torchscript.pt")
-    weights["torchscript"] = {
-        "source": "weights_torchscript.pt",
-        "sha256": _sha256(folder / "weights_torchscript.pt"), "pytorch_version": version,
-        "parent": "pytorch_state_dict"}
-    try:
-        export_onnx(loaded, folder / "weights.onnx")
-    except ImportError:  # the onnx extra is not installed: TorchScript and state dict only
+    if not onnx_export_available():  # the onnx extra is not installed: state dict only
         return weights
+    export_onnx(loaded, folder / "weights.onnx")
     weights["onnx"] = {"source": "weights.onnx", "sha256": _sha256(folder / "weights.onnx"),
                        "opset_version": _opset(folder / "weights.onnx"),
                        "parent": "pytorch_state_dict"}

@@ -8,6 +8,8 @@
   configuration). The architecture is recognised from the keys by the weight layouts of
   :mod:`.layouts` (DeepLabV3Plus-Pytorch, torchvision, wkentaro/pytorch-fcn, this
   package's U-Nets);
+* a ``torch.export`` archive (``.pt2``, as :func:`.export.export_program` writes): its
+  weights and stored configuration (see :mod:`.program`; nothing in it is run);
 * a TorchScript archive: its weights are loaded into the matching architecture here;
   only an archive whose keys match none is run as it is (``architecture="torchscript"``).
   Running an archive executes its code: only open archives from people you trust;
@@ -48,6 +50,7 @@ from .loaded import (  # noqa: F401 - part of this module's API
 )
 from .onnx_model import load_onnx
 from .presets import ModelConfig
+from .program import is_program, load_program
 from .safe_load import EXPECTED, TORCH_FLOOR, require_torch, torch_load
 from .summary import describe  # noqa: F401 - part of this module's API
 
@@ -133,6 +136,7 @@ def _onnx_load(path: Path, architecture: str, output_stride: int | None) -> Load
 FILE_FORMATS: tuple[FileFormat, ...] = (
     FileFormat("bioimage.io package", is_package, load_package),
     FileFormat("ONNX model", lambda p: p.is_file() and p.suffix.lower() == ".onnx", _onnx_load),
+    FileFormat("torch.export archive", lambda p: p.is_file() and is_program(p), load_program),
     FileFormat("TorchScript archive", lambda p: p.is_file() and is_torchscript(p),
                load_torchscript),
     FileFormat("PyTorch checkpoint", lambda p: p.is_file(), _load_pickled),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -135,7 +136,13 @@ class ScriptedModel(nn.Module):
 
 def load_torchscript(path: Path, architecture: str, output_stride: int | None) -> LoadedModel:
     try:
-        scripted = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            # PyTorch deprecates TorchScript in favour of torch.export, but users hold
+            # archives written before: reading them stays supported here (nothing here
+            # writes TorchScript any more).
+            warnings.filterwarnings("ignore", r"`torch\.jit\.load` is deprecated",
+                                    DeprecationWarning)
+            scripted = torch.jit.load(str(path), map_location="cpu")
     except Exception as error:  # noqa: BLE001
         raise InputError(f"{path.name} could not be read as a TorchScript archive "
                          f"({type(error).__name__}: {str(error)[:200]}).") from error

@@ -20,9 +20,9 @@ __all__ = ["TORCH_FLOOR", "EXPECTED", "require_torch", "torch_load"]
 #: with (callable, name) pairs arrived in 2.6.
 TORCH_FLOOR = (2, 6)
 EXPECTED = ("a PyTorch checkpoint (.pth / .pt: a state dict of a known architecture, a "
-            "DeepLabV3Plus-Pytorch checkpoint or a model saved by this plugin), a TorchScript "
-            "archive, an ONNX model (.onnx) or a bioimage.io package (a folder or .zip with "
-            "rdf.yaml)")
+            "DeepLabV3Plus-Pytorch checkpoint or a model saved by this plugin), a torch.export "
+            "archive (.pt2), a TorchScript archive, an ONNX model (.onnx) or a bioimage.io "
+            "package (a folder or .zip with rdf.yaml)")
 
 
 def _version(text: str) -> tuple[int, ...]:
