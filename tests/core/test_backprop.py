@@ -214,7 +214,10 @@ def test_progress_and_previews(mosaic):
     # One training run (restarts=1), so that the steps are those of one network.
     run_to_end(segment(image, BackpropParams(max_iter=6, patience=0, restarts=1),
                        control=RunControl(preview_interval=0)), events.append)
-    assert [e.step for e in events] == list(range(1, 7))
+    # Every iteration, then the end of training (the bar full while the labels are finished).
+    assert [e.step for e in events] == [*range(1, 7), 6]
+    assert events[-1].message == "finishing the labels" and events[-1].preview is None
+    events = events[:-1]
     assert all(e.total == 6 and e.loss is not None and e.n_labels for e in events)
     previews = [e.preview for e in events if e.preview is not None]
     assert len(previews) == 6 and all(p.shape == image.shape[:2] for p in previews)

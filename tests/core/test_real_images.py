@@ -1,0 +1,109 @@
+"""The backprop segmenter's defaults on real fluorescence nuclei (four DSB2018 crops, CC0;
+see ``tests/data/dsb2018/README.md``), against the baselines that
+``benchmarks/bench_real.py`` runs on the 60 development images.
+
+The foreground of a label image is chosen as a user would without the answer: the label
+means split in two by Otsu's criterion, the brighter side (``benchmarks/real_data.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
+from skimage.segmentation import felzenszwalb
+
+from napari_unsupseg.core.backprop import default_params, segment
+from napari_unsupseg.core.base.engine import run_to_end
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+CROPS = Path(__file__).resolve().parents[1] / "data" / "dsb2018"
+
+
+@pytest.fixture(scope="module")
+def crops() -> list[tuple[np.ndarray, np.ndarray]]:
+    """(grey image (Y, X, 1) uint8, nucleus mask) of each crop."""
+    found = []
+    for path in sorted(CROPS.glob("*.png")):
+        if path.stem.endswith("_nuclei"):
+            continue
+        image = np.asarray(Image.open(path))[..., np.newaxis]
+        nuclei = np.asarray(Image.open(path.with_name(f"{path.stem}_nuclei.png"))) > 0
+        found.append((image, nuclei))
+    assert len(found) == 4
+    return found
+
+
+def bright_side(labels: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """The labels on the bright side of an Otsu split of the label means (pixel-weighted)."""
+    _, inverse = np.unique(labels, return_inverse=True)
+    inverse = inverse.reshape(labels.shape)
+    size = np.bincount(inverse.ravel())
+    mean = np.bincount(inverse.ravel(), grey.ravel().astype(float)) / size
+    if len(mean) < 2:
+        return np.zeros(labels.shape, bool)
+    order = np.argsort(mean, kind="stable")  # a histogram's bins go up
+    threshold = threshold_otsu(hist=(size[order], mean[order]))
+    return (mean > threshold)[inverse]
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def mean_iou(crops, segmenter) -> float:
+    return float(np.mean([iou(segmenter(image), nuclei) for image, nuclei in crops]))
+
+
+def backprop_foreground(image: np.ndarray) -> np.ndarray:
+    labels = run_to_end(segment(image, default_params(seed=0))).labels
+    return bright_side(labels, image[..., 0])
+
+
+def otsu_foreground(image: np.ndarray) -> np.ndarray:
+    smooth = ndi.gaussian_filter(image[..., 0].astype(float), 1.0)
+    return smooth > threshold_otsu(smooth)
+
+
+def felzenszwalb_foreground(image: np.ndarray) -> np.ndarray:
+    """Felzenszwalb at the best setting of the benchmark's grid on the 60 nuclei images."""
+    rgb = np.repeat(image, 3, axis=-1)
+    labels = felzenszwalb(rgb, scale=100, sigma=0.8, min_size=20, channel_axis=-1)
+    return bright_side(labels, image[..., 0])
+
+
+def test_otsu_split_of_label_means_matches_the_benchmark():
+    """The test's rule is the benchmark's (threshold_otsu on a weighted histogram of means)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    try:
+        import real_data
+    except ImportError:  # the benchmarks are not installed with the package
+        pytest.skip("benchmarks/ not beside the tests")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = rng.permutation(9)[rng.integers(0, 9, (40, 40))]  # means in no order
+        grey = rng.random((40, 40)) + rng.random(9)[labels] * 3
+        expected = real_data.automatic_foreground(labels, grey)
+        assert np.array_equal(bright_side(labels, grey), expected)
+
+
+def test_defaults_beat_felzenszwalb_on_real_nuclei(crops):
+    """On the 60 development images: 0.774-0.785 (seeds 0-2) against 0.743."""
+    ours = mean_iou(crops, backprop_foreground)
+    theirs = mean_iou(crops, felzenszwalb_foreground)
+    assert ours >= theirs + 0.03, (ours, theirs)
+
+
+@pytest.mark.xfail(strict=True, reason="not reached: on the 60 development images the "
+                   "defaults give 0.774-0.785 against Otsu's 0.824")
+def test_defaults_beat_otsu_on_real_nuclei(crops):
+    ours = mean_iou(crops, backprop_foreground)
+    theirs = mean_iou(crops, otsu_foreground)
+    assert ours >= theirs + 0.03, (ours, theirs)
