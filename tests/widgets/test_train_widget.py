@@ -10,6 +10,7 @@ from _gui import error_messages
 
 from napari_unsupseg.core.models.checkpoints import load_checkpoint
 from napari_unsupseg.core.samples.synthetic import nuclei
+from napari_unsupseg.widgets._layers import same
 from napari_unsupseg.widgets.train import TrainWidget
 
 pytestmark = pytest.mark.gui
@@ -107,3 +108,40 @@ def test_an_image_of_odd_size_trains(make_napari_viewer, qtbot):
     assert ended.args[0] == "done", error_messages()
     assert widget.model is not None and not error_messages()
     assert widget.metadata["validation_pixels"] >= 1000
+
+
+def test_the_labels_you_paint_are_chosen_never_a_hidden_truth(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-unsupseg", "cells")  # its ground truth is a hidden layer
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="train")
+    assert widget.labels_picker.value is None
+    assert "No labels layer chosen" in widget.labels_note.value
+    shape = viewer.layers["cells nuclei"].data.shape
+    painted = viewer.add_labels(np.zeros(shape, np.uint8), name="painted")
+    assert same(widget.labels_picker.value, painted)
+    assert widget.labels_note.value == "Trains on the labels painted in 'painted'."
+    other = viewer.add_labels(np.zeros(shape, np.uint8), name="other")
+    assert same(widget.labels_picker.value, other)
+    viewer.layers.selection.active = painted  # back to painting the first one
+    assert same(widget.labels_picker.value, painted)
+    # A layer the plugin wrote (a prediction) is not taken for the user's painting.
+    viewer.add_labels(np.zeros(shape, np.uint8), name="cells prediction",
+                      metadata={"napari_unsupseg": "training preview"})
+    assert same(widget.labels_picker.value, painted)
+    # A hidden layer is used only when picked by hand, and the note says it is hidden.
+    widget.labels_picker.value = viewer.layers["cells nuclei truth"]
+    assert "(a hidden layer)" in widget.labels_note.value
+    # Where the user paints: which strokes work.
+    assert "along object edges" in widget.strokes_hint.value
+    assert widget.strokes_hint.native.wordWrap()
+
+
+def test_a_dock_opened_after_painting_chooses_the_painted_layer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-unsupseg", "mosaic")
+    painted = viewer.add_labels(np.zeros((256, 256), np.uint8), name="my strokes")
+    viewer.layers.selection.active = viewer.layers["mosaic"]  # the image is selected
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="train")
+    assert same(widget.labels_picker.value, painted)
