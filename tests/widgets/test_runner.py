@@ -204,3 +204,38 @@ def test_a_disposed_runner_abandons_its_run_and_starts_no_other(qtbot):
     assert ended.args == ["abandoned", None]
     runner.start(_stubborn, "again")
     assert not runner.running and view.busy == [(True, False), (False, False)]
+
+
+def _quick(control):
+    yield Progress(1, 1, message="plane 1/1")
+    return Result(labels=None, metadata={})
+
+
+def test_a_late_event_of_an_ended_run_reaches_no_one(qtbot):
+    """Events a busy window delivers after their run ended neither write over the final
+    message nor count as the next run's; the old worker cannot end the new run."""
+    view, events, workers = _View(), [], []
+    runner = EngineRunner(view=view)
+    runner.progressed.connect(events.append)
+    runner.progressed.connect(lambda _event: workers.append(runner.worker))
+    with qtbot.waitSignal(runner.ended, timeout=10_000):
+        runner.start(_quick, "quick", on_result=lambda *_: view.set_status("Done: 1 label"))
+    assert view.statuses[-1] == "Done: 1 label" and len(events) == 1
+    old = workers[0]
+    late = Progress(1, 1, message="late")
+    old.yielded.emit(late)  # the run is over: its message stays
+    qtbot.wait(50)
+    assert view.statuses[-1] == "Done: 1 label" and late not in events
+
+    later = []
+    runner.start(_slow, "slow", on_progress=later.append)
+    new = runner.worker
+    with qtbot.waitSignal(runner.progressed, timeout=5_000):
+        pass
+    old.yielded.emit(late)
+    old.finished.emit()
+    qtbot.wait(50)
+    assert late not in events and late not in later
+    assert runner.running and runner.worker is new
+    with qtbot.waitSignal(runner.ended, timeout=10_000):
+        runner.abandon()

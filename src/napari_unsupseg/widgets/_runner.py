@@ -40,6 +40,7 @@ import logging
 import math
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -216,12 +217,18 @@ class EngineRunner(QObject):
             _worker_class=_FinishingWorker,
         )
         worker.control = control
-        worker.yielded.connect(self._on_yielded)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._run = _Run(worker, control, what or self.what, interval,
-                         on_progress, on_preview, on_result)
+        run = _Run(worker, control, what or self.what, interval, on_progress, on_preview,
+                   on_result)
+        # Each worker reaches only its own run, and only while that run lasts: an event
+        # still queued when its run ended (a quick run, a busy window) is dropped, so the
+        # final message stays and a later run never shows an earlier one's events. A weak
+        # reference: the worker may outlive the run, its callbacks must not.
+        this = weakref.ref(run)
+        worker.yielded.connect(lambda event: self._on_yielded(this(), event))
+        worker.returned.connect(lambda value: self._on_returned(this(), value))
+        worker.errored.connect(lambda exc: self._on_errored(this(), exc))
+        worker.finished.connect(lambda: self._on_finished(this()))
+        self._run = run
         self._started = time.perf_counter()
         if self.view is not None:
             self.view.set_busy(True)
@@ -270,9 +277,11 @@ class EngineRunner(QObject):
 
     # ------------------------------------------------------------------ worker handlers
 
-    def _on_yielded(self, event: Progress) -> None:
-        run = self._run
-        if run is None:
+    def _current(self, run: _Run | None) -> bool:
+        return run is not None and run is self._run
+
+    def _on_yielded(self, run: _Run | None, event: Progress) -> None:
+        if run is None or not self._current(run):
             return
         self.progressed.emit(event)
         if run.on_progress is not None:
@@ -315,23 +324,23 @@ class EngineRunner(QObject):
         if event.step > pbar.n:
             pbar.update(event.step - pbar.n)
 
-    def _on_returned(self, value: Any) -> None:
-        if self._run is None:
+    def _on_returned(self, run: _Run | None, value: Any) -> None:
+        if run is None or not self._current(run):
             return
         if isinstance(value, Failure):
             logger.error("a run failed:\n%s", value.details)
-            self._run.returned = ("failed", value.error)
+            run.returned = ("failed", value.error)
         else:
-            self._run.returned = ("stopped" if self.stopping else "done", value)
+            run.returned = ("stopped" if self.stopping else "done", value)
 
-    def _on_errored(self, exc: BaseException) -> None:
-        if self._run is not None:
-            self._run.returned = ("failed", exc)  # a last resort: work() returns failures
+    def _on_errored(self, run: _Run | None, exc: BaseException) -> None:
+        if run is not None and self._current(run):
+            run.returned = ("failed", exc)  # a last resort: work() returns failures
 
-    def _on_finished(self) -> None:
-        run, self._run = self._run, None
-        if run is None:
+    def _on_finished(self, run: _Run | None) -> None:
+        if run is None or not self._current(run):
             return
+        self._run = None
         self._timer.stop()
         outcome, value = run.returned or ("abandoned", None)
         if outcome == "failed":
