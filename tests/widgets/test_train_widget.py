@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from _gui import error_messages
 
-from napari_unsupseg.core.models.checkpoints import load_checkpoint
+from napari_unsupseg.core.models.checkpoints import describe_checkpoint, load_checkpoint
 from napari_unsupseg.core.samples.synthetic import nuclei
 from napari_unsupseg.widgets._layers import same
 from napari_unsupseg.widgets.train import TrainWidget
@@ -38,10 +38,14 @@ def test_train_preview_cancel_apply_save(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     widget, fg = _start(viewer, qtbot)
     assert not widget.apply_button.isEnabled()
+    assert widget.plot.isHidden()  # no empty axes before there is a curve
     widget.train()
     assert widget.runner.running
     qtbot.waitUntil(lambda: "nuclei prediction" in viewer.layers, timeout=30_000)
     qtbot.waitUntil(lambda: len(widget.plot.points()["validation"][0]) >= 2, timeout=30_000)
+    assert not widget.plot.isHidden()
+    assert widget.plot.axes.get_xlabel() == "training step"
+    assert widget.plot.axes.get_ylabel().startswith("loss")
     assert len(widget.plot.points()["train"][0]) >= 8
     with qtbot.waitSignal(widget.runner.ended, timeout=30_000) as ended:
         widget.cancel()
@@ -75,6 +79,8 @@ def test_train_preview_cancel_apply_save(make_napari_viewer, qtbot, tmp_path):
 
     path = widget.save(tmp_path / "trained.pt")
     assert load_checkpoint(path).config.class_names[5] == "class 5"
+    # Described as painted: the two values, not output 0 nor the values between.
+    assert "Classes (as painted): 3 = class 3, 5 = class 5\n" in describe_checkpoint(path)
 
 
 def test_bad_labels_are_a_notification_and_change_nothing(make_napari_viewer, qtbot):
