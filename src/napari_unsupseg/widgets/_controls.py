@@ -59,9 +59,11 @@ class RunControls(QWidget):
     def set_status(self, text: str) -> None:
         self.status.setText(text)
 
-    def show_progress(self, event: Progress, *, quiet: bool = False) -> None:
+    def show_progress(self, event: Progress, *, quiet: bool = False,
+                      text: str | None = None) -> None:
         """The bar follows every event; the text at most ten times a second (and not while
-        ``quiet``, e.g. when a stop message must stay visible)."""
+        ``quiet``, e.g. when a stop message must stay visible). ``text``: the widget's own
+        words for the event (default: step, loss, labels and the engine's message)."""
         if event.total > 0:
             self.progress_bar.setRange(0, event.total)
             self.progress_bar.setValue(min(event.step, event.total))
@@ -69,6 +71,9 @@ class RunControls(QWidget):
         if quiet or (now - self._last_status < 0.1 and event.step < event.total):
             return
         self._last_status = now
+        if text is not None:
+            self.set_status(text)
+            return
         parts = [f"step {event.step}/{event.total}"] if event.total > 0 else []
         if event.loss is not None:
             parts.append(f"loss {event.loss:.4g}")
