@@ -123,6 +123,39 @@ def test_the_view_is_busy_during_a_run_and_a_stopped_run_hands_over_its_result(q
     assert len(progress) >= shown and len(previews) == shown  # no preview once stopping
 
 
+def test_slow_previews_are_spaced_to_a_share_of_the_run(qtbot):
+    """A preview that takes long to show is shown less often, and the engine is told so
+    (it stops computing previews nobody will see); a quick one keeps the interval."""
+    from napari_unsupseg.widgets._runner import PREVIEW_SHARE
+
+    controls, previews = [], []
+
+    def engine(control):
+        controls.append(control)
+        return (yield from _previewing(control))
+
+    def slow_show(event):
+        previews.append(event.step)
+        time.sleep(0.03)  # a large layer written into a busy window
+
+    runner = EngineRunner(preview_interval=0.0)
+    runner.start(engine, "previews", on_preview=slow_show)
+    qtbot.wait(2_000)
+    with qtbot.waitSignal(runner.ended, timeout=10_000):
+        runner.cancel()
+    interval = controls[0].preview_interval
+    assert interval >= 0.03 / PREVIEW_SHARE
+    # Shown every 0.3 s at least over two seconds; without spacing, every 40 ms.
+    assert 1 <= len(previews) <= 2.5 / (0.03 / PREVIEW_SHARE) + 1
+
+    quick = []
+    runner.start(engine, "previews", preview_interval=0.05, on_preview=quick.append)
+    qtbot.wait(500)
+    with qtbot.waitSignal(runner.ended, timeout=10_000):
+        runner.cancel()
+    assert controls[1].preview_interval < 0.1 and len(quick) >= 3
+
+
 def test_two_presses_abandon_and_say_so(qtbot):
     view, results = _View(), []
     texts = RunTexts(stopping="keeping the best", abandoned="nothing kept")

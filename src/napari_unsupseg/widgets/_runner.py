@@ -23,9 +23,10 @@ observers of every run connect to three signals:
 
 - ``progressed(Progress)``: every event the engine yields;
 - ``previewed(Progress)``: events carrying a preview, at most one every
-  ``preview_interval`` seconds (the engine computes a preview only when the control
-  says one is due, and the newest waiting one is shown when the interval is up); none
-  once the run is asked to stop;
+  ``preview_interval`` seconds, or less often when showing one is slow (see
+  :data:`PREVIEW_SHARE`; the engine computes a preview only when the control says one
+  is due, and the newest waiting one is shown when the interval is up); none once the
+  run is asked to stop;
 - ``ended(str, object)``: once the view is idle again: ``"done"`` with the generator's
   return value, ``"stopped"`` with it when the run was asked to finish early (a finished
   result, not the last preview), ``"abandoned"`` with ``None``, or ``"failed"`` with the
@@ -53,6 +54,15 @@ from ..core.base.engine import Progress, RunControl
 from ..core.base.errors import InputError
 
 logger = logging.getLogger(__name__)
+
+#: Showing a preview costs the main thread its write and then a redraw of the window
+#: (with software OpenGL, several times the write); on a machine with few cores that
+#: time is taken from the engine. The interval between previews grows so that showing
+#: them (write and redraw, measured at each preview) takes at most this share of the run.
+PREVIEW_SHARE = 0.1
+#: napari's activity dock redraws the whole window for each update of its progress bar
+#: (it processes events there): it is told the step at most this often, in seconds.
+ACTIVITY_INTERVAL = 1.0
 
 #: A function, run in the worker thread, that starts the run's generator.
 StartRun = Callable[[RunControl], Generator[Progress, None, Any]]
@@ -118,6 +128,9 @@ class _Run:
     returned: tuple[str, Any] | None = None
     pending: Progress | None = None
     last_shown: float = -math.inf
+    last_activity: float = -math.inf
+    #: The interval the run asked for; ``preview_interval`` is the one in force.
+    base_interval: float | None = None
 
 
 class EngineRunner(QObject):
@@ -218,7 +231,7 @@ class EngineRunner(QObject):
         )
         worker.control = control
         run = _Run(worker, control, what or self.what, interval, on_progress, on_preview,
-                   on_result)
+                   on_result, base_interval=interval)
         # Each worker reaches only its own run, and only while that run lasts: an event
         # still queued when its run ended (a quick run, a busy window) is dropped, so the
         # final message stays and a later run never shows an earlier one's events. A weak
@@ -304,7 +317,8 @@ class EngineRunner(QObject):
         if run is None or run.pending is None or run.control.stop_requested:
             return
         event, run.pending = run.pending, None
-        run.last_shown = time.monotonic()
+        started = time.monotonic()
+        run.last_shown = started
         self.previewed.emit(event)
         if run.on_preview is None or self._run is not run:
             return
@@ -313,12 +327,33 @@ class EngineRunner(QObject):
         except Exception as exc:  # noqa: BLE001 - never leave an exception in a Qt slot
             self.fail(exc, run.what)
             self.abandon()
+            return
+        # Paced on the write at once (events queued meanwhile must not bring the next one),
+        # then on write and redraw: the redraw the write asked for comes after this slot;
+        # a zero-time timer runs before it, one started from that timer after it.
+        self._pace_previews(run, time.monotonic() - started)
+        QTimer.singleShot(0, lambda: QTimer.singleShot(
+            0, lambda: self._pace_previews(run, time.monotonic() - started)))
+
+    def _pace_previews(self, run: _Run, spent: float) -> None:
+        """Space previews so that showing them (``spent`` seconds: write and redraw) takes at
+        most PREVIEW_SHARE of the run; the engine is told too, so it stops computing
+        previews nobody will see."""
+        if run is not self._run or run.base_interval is None:
+            return
+        interval = max(run.base_interval, spent / PREVIEW_SHARE)
+        run.preview_interval = interval
+        run.control.preview_interval = interval
 
     @staticmethod
     def _update_activity_bar(run: _Run, event: Progress) -> None:
         pbar = getattr(run.worker, "pbar", None)
         if pbar is None or event.total <= 0:
             return
+        now = time.monotonic()
+        if now - run.last_activity < ACTIVITY_INTERVAL and event.step < event.total:
+            return
+        run.last_activity = now
         if pbar.total != event.total:
             pbar.total = event.total
         if event.step > pbar.n:
