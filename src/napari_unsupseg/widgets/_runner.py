@@ -129,6 +129,7 @@ class _Run:
     pending: Progress | None = None
     last_shown: float = -math.inf
     last_activity: float = -math.inf
+    previews_shown: int = 0
     #: The interval the run asked for; ``preview_interval`` is the one in force.
     base_interval: float | None = None
 
@@ -328,6 +329,9 @@ class EngineRunner(QObject):
             self.fail(exc, run.what)
             self.abandon()
             return
+        run.previews_shown += 1
+        if run.previews_shown == 1:
+            return  # the first one adds the layer, a cost paid once: not a measure
         # Paced on the write at once (events queued meanwhile must not bring the next one),
         # then on write and redraw: the redraw the write asked for comes after this slot;
         # a zero-time timer runs before it, one started from that timer after it.
