@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "images"
+#: The window size of the screenshots: a 1280 x 800 screen, where the docks must fit.
+WINDOW = (1280, 800)
 
 
 def _virtual_display():
@@ -46,6 +48,15 @@ def _wait(app, condition, timeout: float) -> None:
             raise TimeoutError("the run took too long")
         app.processEvents()
         time.sleep(0.02)
+
+
+def _scroll_to(app, dock, child) -> None:
+    """Scroll a dock's content (it scrolls when taller than the window) to ``child``."""
+    from qtpy.QtWidgets import QScrollArea
+
+    app.processEvents()
+    dock.findChild(QScrollArea).ensureWidgetVisible(child)
+    app.processEvents()
 
 
 def _save(array, name: str) -> Path:
@@ -70,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
         OUT.mkdir(parents=True, exist_ok=True)
         viewer = napari.Viewer(title="napari-unsupseg")
-        viewer.window.resize(1500, 900)
+        viewer.window.resize(*WINDOW)
         viewer.open_sample("napari-unsupseg", "coffee")
         dock, widget = viewer.window.add_plugin_dock_widget(
             "napari-unsupseg", "Unsupervised segmentation"
@@ -99,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
             timeout=600,
         )
+        _scroll_to(app, widget, widget.status)  # the status line says how far it is
         _save(viewer.screenshot(canvas_only=False, flash=False), "backprop_live_preview.png")
         _wait(app, lambda: bool(finished), timeout=900)
 
@@ -110,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         layer.selected_label = int(np.asarray(layer.data).max()) + 1
         for x in range(120, 260, 4):
             layer.paint((200, x), layer.selected_label)
-        app.processEvents()
+        _scroll_to(app, widget, widget.status)
         _save(viewer.screenshot(canvas_only=False, flash=False), "backprop_result_editable.png")
 
         # The presegmentation widget (in place of the backprop one).
@@ -141,7 +153,7 @@ def _review_and_train(app, train_seconds: float) -> None:
     import numpy as np
 
     viewer = napari.Viewer(title="napari-unsupseg")
-    viewer.window.resize(1500, 900)
+    viewer.window.resize(*WINDOW)
     viewer.open_sample("napari-unsupseg", "cells")
     truth = viewer.layers["cells nuclei truth"]
     truth.visible = True
@@ -172,7 +184,7 @@ def _review_and_train(app, train_seconds: float) -> None:
     train.apply()
     _wait(app, lambda: not train.runner.running, timeout=300)
     labels.visible = False
-    app.processEvents()
+    _scroll_to(app, train, train.plot)  # the dock scrolls: show its loss plot
     _save(viewer.screenshot(canvas_only=False, flash=False), "train_widget.png")
     viewer.close()
 

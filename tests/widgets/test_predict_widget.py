@@ -171,3 +171,24 @@ def test_torchscript_archive_runs_only_when_allowed(make_napari_viewer, qtbot, t
     widget.allow_code.value = True
     assert _run(qtbot, widget) == "done"
     assert viewer.layers["cells classes"].data.shape == (90, 77)
+
+
+def test_a_model_trained_on_painted_labels_is_described_as_painted(
+        make_napari_viewer, qtbot, tmp_path):
+    from napari_unsupseg.core.train.model import class_names
+
+    # As training saves it: painted 1 = nuclei, 2 = background; 3 was never painted.
+    names = class_names("nuclei, background", [1, 2], 4)
+    config = ModelConfig("unet", 4, in_channels=2, depth=2, base_channels=8,
+                         class_names=names, background=True)
+    path = save_checkpoint(tmp_path / "painted.pt", build_model(config), config)
+    viewer = make_napari_viewer()
+    viewer.add_image(image()[..., :2], name="cells", channel_axis=None)
+    widget = PredictWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="inference")
+    widget.checkpoint.value = str(path)
+    qtbot.waitUntil(lambda: not widget.model_info.value.startswith("reading"), timeout=10_000)
+    info = widget.model_info.value
+    assert "Classes (as painted): 1 = nuclei, 2 = background" in info
+    assert "unlabelled" not in info and "unused" not in info
+    assert "class 0 is background" not in info

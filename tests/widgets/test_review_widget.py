@@ -224,6 +224,24 @@ def test_undo_refreshes_the_table(review, qtbot):
     qtbot.waitUntil(lambda: 4 in widget.model.table["label"], timeout=3000)
 
 
+def test_the_navigator_counts_again_after_an_edit_and_its_undo(review, qtbot):
+    _, layer, widget = review
+    n = widget.model.table["label"].size
+    first = widget.navigator.go(1)
+    assert first != 4
+    assert widget.navigator.where.text().startswith(f"Object {first} (1 of {n})")
+    _select(widget, [4])
+    widget.actions.buttons["delete"].click()
+    assert widget.navigator.where.text().startswith(f"Object {first} (1 of {n - 1})")
+    layer.undo()
+    qtbot.waitUntil(lambda: widget.model.table["label"].size == n, timeout=3000)
+    assert widget.navigator.where.text().startswith(f"Object {first} (1 of {n})")
+    # The object shown is deleted: the line says so instead of its old rank.
+    _select(widget, [first])
+    widget.actions.buttons["delete"].click()
+    assert f"(1 of {n})" not in widget.navigator.where.text()
+
+
 def test_fill_holes_and_relabel(review):
     _, layer, widget = review
     layer.data_setitem((np.array([7, 8]), np.array([7, 7])), 0)  # a hole in object 1

@@ -123,6 +123,42 @@ def test_the_view_is_busy_during_a_run_and_a_stopped_run_hands_over_its_result(q
     assert len(progress) >= shown and len(previews) == shown  # no preview once stopping
 
 
+def test_slow_previews_are_spaced_to_a_share_of_the_run(qtbot):
+    """A preview that takes long to show is shown less often, and the engine is told so
+    (it stops computing previews nobody will see); a quick one keeps the interval."""
+    from napari_unsupseg.widgets._runner import PREVIEW_SHARE
+
+    controls, previews = [], []
+
+    def engine(control):
+        controls.append(control)
+        return (yield from _previewing(control))
+
+    def slow_show(event):
+        previews.append(event.step)
+        time.sleep(0.03)  # a large layer written into a busy window
+
+    runner = EngineRunner(preview_interval=0.0)
+    started = time.monotonic()
+    runner.start(engine, "previews", on_preview=slow_show)
+    qtbot.wait(2_000)
+    with qtbot.waitSignal(runner.ended, timeout=10_000):
+        runner.cancel()
+    elapsed = time.monotonic() - started
+    interval = controls[0].preview_interval
+    assert interval >= 0.03 / PREVIEW_SHARE
+    # At most one every 0.3 s after the first two (the first adds the layer and sets no
+    # pace); without spacing, one every 40 ms.
+    assert 2 <= len(previews) <= elapsed / (0.03 / PREVIEW_SHARE) + 2
+
+    quick = []
+    runner.start(engine, "previews", preview_interval=0.05, on_preview=quick.append)
+    qtbot.wait(500)
+    with qtbot.waitSignal(runner.ended, timeout=10_000):
+        runner.cancel()
+    assert controls[1].preview_interval < 0.1 and len(quick) >= 3
+
+
 def test_two_presses_abandon_and_say_so(qtbot):
     view, results = _View(), []
     texts = RunTexts(stopping="keeping the best", abandoned="nothing kept")
@@ -204,3 +240,38 @@ def test_a_disposed_runner_abandons_its_run_and_starts_no_other(qtbot):
     assert ended.args == ["abandoned", None]
     runner.start(_stubborn, "again")
     assert not runner.running and view.busy == [(True, False), (False, False)]
+
+
+def _quick(control):
+    yield Progress(1, 1, message="plane 1/1")
+    return Result(labels=None, metadata={})
+
+
+def test_a_late_event_of_an_ended_run_reaches_no_one(qtbot):
+    """Events a busy window delivers after their run ended neither write over the final
+    message nor count as the next run's; the old worker cannot end the new run."""
+    view, events, workers = _View(), [], []
+    runner = EngineRunner(view=view)
+    runner.progressed.connect(events.append)
+    runner.progressed.connect(lambda _event: workers.append(runner.worker))
+    with qtbot.waitSignal(runner.ended, timeout=10_000):
+        runner.start(_quick, "quick", on_result=lambda *_: view.set_status("Done: 1 label"))
+    assert view.statuses[-1] == "Done: 1 label" and len(events) == 1
+    old = workers[0]
+    late = Progress(1, 1, message="late")
+    old.yielded.emit(late)  # the run is over: its message stays
+    qtbot.wait(50)
+    assert view.statuses[-1] == "Done: 1 label" and late not in events
+
+    later = []
+    runner.start(_slow, "slow", on_progress=later.append)
+    new = runner.worker
+    with qtbot.waitSignal(runner.progressed, timeout=5_000):
+        pass
+    old.yielded.emit(late)
+    old.finished.emit()
+    qtbot.wait(50)
+    assert late not in events and late not in later
+    assert runner.running and runner.worker is new
+    with qtbot.waitSignal(runner.ended, timeout=10_000):
+        runner.abandon()

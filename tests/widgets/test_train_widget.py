@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from _gui import error_messages
 
-from napari_unsupseg.core.models.checkpoints import load_checkpoint
+from napari_unsupseg.core.models.checkpoints import describe_checkpoint, load_checkpoint
 from napari_unsupseg.core.samples.synthetic import nuclei
+from napari_unsupseg.widgets._layers import same
 from napari_unsupseg.widgets.train import TrainWidget
 
 pytestmark = pytest.mark.gui
@@ -37,10 +38,14 @@ def test_train_preview_cancel_apply_save(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     widget, fg = _start(viewer, qtbot)
     assert not widget.apply_button.isEnabled()
+    assert widget.plot.isHidden()  # no empty axes before there is a curve
     widget.train()
     assert widget.runner.running
     qtbot.waitUntil(lambda: "nuclei prediction" in viewer.layers, timeout=30_000)
     qtbot.waitUntil(lambda: len(widget.plot.points()["validation"][0]) >= 2, timeout=30_000)
+    assert not widget.plot.isHidden()
+    assert widget.plot.axes.get_xlabel() == "training step"
+    assert widget.plot.axes.get_ylabel().startswith("loss")
     assert len(widget.plot.points()["train"][0]) >= 8
     with qtbot.waitSignal(widget.runner.ended, timeout=30_000) as ended:
         widget.cancel()
@@ -74,6 +79,8 @@ def test_train_preview_cancel_apply_save(make_napari_viewer, qtbot, tmp_path):
 
     path = widget.save(tmp_path / "trained.pt")
     assert load_checkpoint(path).config.class_names[5] == "class 5"
+    # Described as painted: the two values, not output 0 nor the values between.
+    assert "Classes (as painted): 3 = class 3, 5 = class 5\n" in describe_checkpoint(path)
 
 
 def test_bad_labels_are_a_notification_and_change_nothing(make_napari_viewer, qtbot):
@@ -107,3 +114,40 @@ def test_an_image_of_odd_size_trains(make_napari_viewer, qtbot):
     assert ended.args[0] == "done", error_messages()
     assert widget.model is not None and not error_messages()
     assert widget.metadata["validation_pixels"] >= 1000
+
+
+def test_the_labels_you_paint_are_chosen_never_a_hidden_truth(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-unsupseg", "cells")  # its ground truth is a hidden layer
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="train")
+    assert widget.labels_picker.value is None
+    assert "No labels layer chosen" in widget.labels_note.value
+    shape = viewer.layers["cells nuclei"].data.shape
+    painted = viewer.add_labels(np.zeros(shape, np.uint8), name="painted")
+    assert same(widget.labels_picker.value, painted)
+    assert widget.labels_note.value == "Trains on the labels painted in 'painted'."
+    other = viewer.add_labels(np.zeros(shape, np.uint8), name="other")
+    assert same(widget.labels_picker.value, other)
+    viewer.layers.selection.active = painted  # back to painting the first one
+    assert same(widget.labels_picker.value, painted)
+    # A layer the plugin wrote (a prediction) is not taken for the user's painting.
+    viewer.add_labels(np.zeros(shape, np.uint8), name="cells prediction",
+                      metadata={"napari_unsupseg": "training preview"})
+    assert same(widget.labels_picker.value, painted)
+    # A hidden layer is used only when picked by hand, and the note says it is hidden.
+    widget.labels_picker.value = viewer.layers["cells nuclei truth"]
+    assert "(a hidden layer)" in widget.labels_note.value
+    # Where the user paints: which strokes work.
+    assert "along object edges" in widget.strokes_hint.value
+    assert widget.strokes_hint.native.wordWrap()
+
+
+def test_a_dock_opened_after_painting_chooses_the_painted_layer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-unsupseg", "mosaic")
+    painted = viewer.add_labels(np.zeros((256, 256), np.uint8), name="my strokes")
+    viewer.layers.selection.active = viewer.layers["mosaic"]  # the image is selected
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="train")
+    assert same(widget.labels_picker.value, painted)

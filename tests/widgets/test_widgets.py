@@ -13,6 +13,7 @@ import pytest
 from _gui import error_messages as _errors
 from napari.layers import Labels
 from qtpy.QtCore import QThreadPool
+from qtpy.QtWidgets import QLabel
 
 from napari_unsupseg.core import samples
 from napari_unsupseg.widgets._base import CURRENT_PLANE
@@ -272,3 +273,93 @@ def test_every_engine_parameter_is_a_form_field(qtbot, name):
     form = ParamForm(engine.params)
     assert set(form.widgets) == {s.name for s in specs(engine.params)}
     assert form.params() == engine.params()  # the defaults come back unchanged
+
+
+def test_forms_read_in_words(make_napari_viewer):
+    """No field of any dock is labelled with a code name ("w con", "n conv", "lr")."""
+    viewer = make_napari_viewer()
+    code_words = {"w", "n", "con", "conv", "iter", "lr", "tol", "mb", "dist"}
+    for name in ("Presegment", "Unsupervised segmentation", "Model inference",
+                 "Part discovery", "Train from labels"):
+        widget = _dock(viewer, name)
+        for field in widget.form.widgets.values():
+            assert not code_words & set(field.label.split()), (name, field.label)
+    backprop = _dock(viewer, "Unsupervised segmentation")
+    assert backprop.form["w_con"].label == "continuity weight"
+    assert backprop.form["w_scribble"].label == "scribble weight"
+    shown = {label.text() for label in backprop.findChildren(QLabel)}
+    assert {"continuity weight", "scribble weight", "max iterations"} <= shown
+
+
+def test_presegment_shows_only_the_chosen_methods_settings(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer, "Presegment")
+    form = widget.form
+
+    def shown(name):
+        return not form[name].native.isHidden()
+
+    form["method"].value = "slic"
+    assert shown("n_segments") and shown("compactness") and shown("sigma")
+    assert not any(shown(n) for n in ("scale", "min_size", "kernel_size", "n_regions"))
+    assert shown("norm_low")  # shared by every method
+    form["method"].value = "felzenszwalb"
+    assert shown("scale") and shown("min_size") and not shown("n_segments")
+    form["method"].value = "quickshift"
+    assert shown("kernel_size") and shown("max_dist") and not shown("scale")
+    # Hidden settings keep their values: a run reads the whole form.
+    assert widget.form.params().n_segments == 1000
+    # The segmenter's superpixel settings follow its superpixel method the same way.
+    backprop = _dock(viewer, "Unsupervised segmentation").form
+    backprop["superpixels"].value = "slic"
+    assert not backprop["superpixel_n_segments"].native.isHidden()
+    assert backprop["superpixel_scale"].native.isHidden()
+    backprop["superpixels"].value = "none"
+    assert backprop["superpixel_n_segments"].native.isHidden()
+    assert not backprop["min_size"].native.isHidden()  # the segmenter's own, not a method's
+    backprop["superpixels"].value = "auto"  # depends on the network: every one is shown
+    assert not backprop["superpixel_scale"].native.isHidden()
+
+
+def test_backprop_progress_says_which_restart_and_ends_full(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _small_mosaic(viewer)
+    widget = _dock(viewer, "Unsupervised segmentation")
+    _quick(widget, max_iter=6, restarts=3, min_labels=1, patience=0)
+    seen = []  # (status line, bar value, bar maximum) after each event
+
+    def record(event):
+        words = widget.restart_progress.describe(event, widget.runner.elapsed)
+        seen.append((words, widget.progress_bar.value(), widget.progress_bar.maximum()))
+
+    widget.runner.progressed.connect(record)
+    assert _run(qtbot, widget) == "done"
+    lines = [words for words, _, _ in seen if words]
+    assert lines[0].startswith("restart 1 of 3 · iteration 1 (at most 6)")
+    assert any(line.startswith("restart 3 of 3 · iteration 6 (at most 6)") for line in lines)
+    assert all(("s left" in line) or line.endswith("finishing") for line in lines)
+    assert "step " not in " ".join(lines)
+    # The bar never goes back, and a finished run shows a full bar.
+    values = [value for _, value, _ in seen]
+    assert values == sorted(values)
+    assert widget.progress_bar.value() == widget.progress_bar.maximum()
+    assert widget.status.text().startswith("Done: ")
+
+
+def test_the_final_message_stays_after_a_quick_run(make_napari_viewer, qtbot):
+    """Events still queued when a quick run ends never write over its final message."""
+    viewer = make_napari_viewer(show=True)
+    _small_mosaic(viewer)
+    widget = _dock(viewer, "Presegment")
+    widget.form.set_values({"method": "slic", "n_segments": 30})
+    worker = []
+    widget.runner.progressed.connect(lambda _e: worker.append(widget.runner.worker))
+    assert _run(qtbot, widget) == "done"
+    final = widget.status.text()
+    assert final.startswith("Done: ") and "in layer 'mosaic superpixels'" in final
+    # A late event of the ended run, as a busy window may deliver it.
+    from napari_unsupseg.core.base.engine import Progress
+
+    worker[-1].yielded.emit(Progress(1, 1, message="plane 1/1"))
+    qtbot.wait(300)
+    assert widget.status.text() == final

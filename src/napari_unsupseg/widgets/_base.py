@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from magicgui import widgets
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QVBoxLayout, QWidget
+from qtpy.QtWidgets import QWidget
 from superqt import QCollapsible
 
 from ..core.base.engine import EngineRun, Progress, Result, RunControl
@@ -41,6 +41,7 @@ from ..core.base.errors import InputError
 from ..core.registry import Engine
 from ._controls import RunControls
 from ._dock import DockLifetime
+from ._fit import FittingDock, scrolling_body
 from ._folder import FolderApply
 from ._form import ParamForm
 from ._pickers import ImageInput, LayerPicker
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 
-class EngineWidget(DockLifetime, QWidget):
+class EngineWidget(DockLifetime, FittingDock, QWidget):
     """Base dock widget: pick an image, set parameters, run an engine, get layers."""
 
     #: Emitted when a run has ended and the widget is idle: "done", "stopped", "failed".
@@ -138,7 +139,7 @@ class EngineWidget(DockLifetime, QWidget):
         self.progress_bar = self.controls.progress_bar
         self.status = self.controls.status
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_body(self)
         layout.addWidget(self.inputs.native)
         layout.addWidget(self.form.basic.native)
         if self.form.has_advanced:
@@ -153,6 +154,11 @@ class EngineWidget(DockLifetime, QWidget):
             folder.addWidget(self.folder.container.native)
             layout.addWidget(folder)
         layout.addStretch(1)
+        self.fit()
+
+    def label_forms(self) -> list[widgets.Container]:
+        forms = [self.inputs, self.form.basic, self.form.advanced]
+        return forms + ([self.folder.container] if self.batch_engine is not None else [])
 
     def _connect(self) -> None:
         self.run_button.clicked.connect(self.run)

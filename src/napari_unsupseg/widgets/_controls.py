@@ -7,11 +7,15 @@ It holds no run state: a widget tells it when a run starts and ends
 
 from __future__ import annotations
 
+import math
 import time
 
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.base.engine import Progress
+
+#: Seconds between two updates of the bar and the status line during a run.
+SHOW_INTERVAL = 0.25
 
 
 class RunControls(QWidget):
@@ -34,7 +38,7 @@ class RunControls(QWidget):
         self.progress_bar.setValue(0)
         self.status = QLabel("")
         self.status.setWordWrap(True)
-        self._last_status = 0.0
+        self._last_shown = -math.inf
 
         buttons = QHBoxLayout()
         for button in (self.run_button, self.cancel_button, self.reset_button):
@@ -59,16 +63,25 @@ class RunControls(QWidget):
     def set_status(self, text: str) -> None:
         self.status.setText(text)
 
-    def show_progress(self, event: Progress, *, quiet: bool = False) -> None:
-        """The bar follows every event; the text at most ten times a second (and not while
-        ``quiet``, e.g. when a stop message must stay visible)."""
+    def show_progress(self, event: Progress, *, quiet: bool = False,
+                      text: str | None = None) -> None:
+        """Show ``event``: the bar, and the text unless ``quiet`` (e.g. when a stop message
+        must stay visible). At most every SHOW_INTERVAL seconds, and always the last step:
+        a progress bar repaints at once, which in a window holding an OpenGL canvas redraws
+        the whole window, and that time is taken from the run. ``text``: the widget's own
+        words for the event (default: step, loss, labels and the engine's message)."""
+        now = time.monotonic()
+        if now - self._last_shown < SHOW_INTERVAL and event.step < event.total:
+            return
+        self._last_shown = now
         if event.total > 0:
             self.progress_bar.setRange(0, event.total)
             self.progress_bar.setValue(min(event.step, event.total))
-        now = time.monotonic()
-        if quiet or (now - self._last_status < 0.1 and event.step < event.total):
+        if quiet:
             return
-        self._last_status = now
+        if text is not None:
+            self.set_status(text)
+            return
         parts = [f"step {event.step}/{event.total}"] if event.total > 0 else []
         if event.loss is not None:
             parts.append(f"loss {event.loss:.4g}")

@@ -19,6 +19,7 @@ from qtpy.QtCore import QObject
 
 from ..core.base.engine import Progress
 from ..core.base.errors import InputError
+from ._fit import wrap_text
 from ._form import chosen_path
 from ._runner import EngineRunner, RunTexts
 
@@ -46,6 +47,7 @@ class FolderApply:
                                        tooltip="Processes of the local dask cluster.")
         self.button = widgets.PushButton(text="Apply to folder")
         self.status = widgets.Label(value="")
+        wrap_text(self.status)
         self.container = widgets.Container(
             widgets=[self.source, self.target, self.workers, self.button, self.status]
         )

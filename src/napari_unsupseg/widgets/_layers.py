@@ -55,6 +55,12 @@ def find_in_viewer(viewer: Any, layer: Any) -> Any | None:
     return None
 
 
+def plugin_output(layer: Any) -> bool:
+    """Whether this plugin wrote ``layer`` (a result or a preview: its metadata says so)."""
+    metadata = getattr(layer, "metadata", None) or {}
+    return "engine" in metadata or "napari_unsupseg" in metadata
+
+
 def unique_name(viewer: Any, base: str) -> str:
     """``base``, or ``base [2]``, ``base [3]``, ... whichever is not taken yet."""
     names = {layer.name for layer in viewer.layers}

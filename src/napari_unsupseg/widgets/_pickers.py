@@ -26,7 +26,8 @@ from magicgui import widgets
 from napari.layers import Image
 from psygnal import Signal as PsygnalSignal
 
-from ._layers import find_in_viewer, same, unwrap
+from ._fit import wrap_text
+from ._layers import find_in_viewer, plugin_output, same, unwrap
 from ._setup import CURRENT_PLANE, image_axes, layer_data
 
 NO_CHANNEL = "none"
@@ -37,9 +38,11 @@ class LayerPicker:
 
     It follows layers being added, removed, reordered and renamed, and keeps the
     chosen layer chosen when it is renamed. ``none_label`` adds a first entry for
-    "no layer" (value ``None``). :attr:`changed` is emitted with the new layer
-    (or ``None``) when the choice changes. :meth:`disconnect` stops following the
-    viewer (call it when the widget goes away).
+    "no layer" (value ``None``). ``follow_work``: the choice follows the layer the user
+    works on (the active one, a layer just added, else the newest), never a hidden one
+    (a sample's ground truth) nor one of the plugin's results unless the user picks it.
+    :attr:`changed` is emitted with the new layer (or ``None``) when the choice changes.
+    :meth:`disconnect` stops following the viewer (call it when the widget goes away).
     """
 
     changed = PsygnalSignal(object)
@@ -53,6 +56,7 @@ class LayerPicker:
         tooltip: str = "",
         none_label: str | None = None,
         prefer_active: bool = True,
+        follow_work: bool = False,
     ) -> None:
         self.viewer = viewer
         self.layer_type = layer_type
@@ -66,6 +70,19 @@ class LayerPicker:
         active = viewer.layers.selection.active
         if prefer_active and none_label is None and isinstance(active, layer_type):
             self._current = weakref.ref(unwrap(active))
+        if follow_work:
+            working = self._working_layer()
+            self._current = None if working is None else weakref.ref(unwrap(working))
+            viewer.layers.selection.events.active.connect(self._on_worked_on)
+            viewer.layers.events.inserted.connect(self._on_worked_on)
+            following = self._following
+
+            def undo() -> None:
+                following()
+                viewer.layers.selection.events.active.disconnect(self._on_worked_on)
+                viewer.layers.events.inserted.disconnect(self._on_worked_on)
+
+            self._following = undo
         self.refresh()
 
     @property
@@ -86,6 +103,24 @@ class LayerPicker:
 
     def disconnect(self) -> None:
         self._following()
+
+    def _usable(self, layer: Any) -> bool:
+        """A layer the user works on: of our type, visible, not one of our results."""
+        return (isinstance(layer, self.layer_type) and bool(layer.visible)
+                and not plugin_output(layer))
+
+    def _working_layer(self) -> Any | None:
+        """The layer the user works on: the active one, else the newest."""
+        active = self.viewer.layers.selection.active
+        if self._usable(active):
+            return active
+        return next((layer for layer in reversed(self.viewer.layers) if self._usable(layer)),
+                    None)
+
+    def _on_worked_on(self, event: Any) -> None:
+        """A layer was made active or added: choose it if it is a visible one of ours."""
+        if self._usable(event.value):
+            self.value = event.value
 
     def _on_combo(self, _value: Any) -> None:
         layer = self.value
@@ -198,6 +233,7 @@ class ImageInput:
             "Layers opened together with the image are ticked.",
         )
         self.channel_hint = widgets.Label(value="")
+        wrap_text(self.channel_hint)
         self.plane_mode = widgets.ComboBox(
             label="planes",
             choices=lambda _w: self._plane_choices,

@@ -2,6 +2,7 @@
 
 matplotlib is imported when the plot is created (when a training widget is docked),
 never at plugin import. Redraws are throttled: points arrive at every training step.
+The plot is hidden while it has no point (empty axes say nothing and take room).
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ class LossPlot(QWidget):
         """Empty curves (a new training run starts)."""
         self.train: tuple[list[int], list[float]] = ([], [])
         self.validation: tuple[list[int], list[float]] = ([], [])
+        self.setVisible(False)
         if self.axes is None:
             return
         self.axes.clear()
         (self._train_line,) = self.axes.plot([], [], lw=1, label="training")
         (self._val_line,) = self.axes.plot([], [], "o-", ms=3, lw=1.5, label="validation")
-        self.axes.set_xlabel("step", fontsize=8)
-        self.axes.set_ylabel("loss", fontsize=8)
+        self.axes.set_xlabel("training step", fontsize=8)
+        self.axes.set_ylabel("loss (lower is better)", fontsize=8)
         self.axes.tick_params(labelsize=7)
         self.axes.legend(fontsize=7, loc="upper right")
         self.canvas.draw_idle()
@@ -60,6 +62,9 @@ class LossPlot(QWidget):
         elif loss is not None:
             self.train[0].append(step)
             self.train[1].append(loss)
+        else:
+            return
+        self.setVisible(True)
         now = time.monotonic()
         if force or val_loss is not None or now - self._last_draw >= self.min_interval:
             self.redraw()

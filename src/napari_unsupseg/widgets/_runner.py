@@ -23,9 +23,10 @@ observers of every run connect to three signals:
 
 - ``progressed(Progress)``: every event the engine yields;
 - ``previewed(Progress)``: events carrying a preview, at most one every
-  ``preview_interval`` seconds (the engine computes a preview only when the control
-  says one is due, and the newest waiting one is shown when the interval is up); none
-  once the run is asked to stop;
+  ``preview_interval`` seconds, or less often when showing one is slow (see
+  :data:`PREVIEW_SHARE`; the engine computes a preview only when the control says one
+  is due, and the newest waiting one is shown when the interval is up); none once the
+  run is asked to stop;
 - ``ended(str, object)``: once the view is idle again: ``"done"`` with the generator's
   return value, ``"stopped"`` with it when the run was asked to finish early (a finished
   result, not the last preview), ``"abandoned"`` with ``None``, or ``"failed"`` with the
@@ -40,6 +41,7 @@ import logging
 import math
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -52,6 +54,15 @@ from ..core.base.engine import Progress, RunControl
 from ..core.base.errors import InputError
 
 logger = logging.getLogger(__name__)
+
+#: Showing a preview costs the main thread its write and then a redraw of the window
+#: (with software OpenGL, several times the write); on a machine with few cores that
+#: time is taken from the engine. The interval between previews grows so that showing
+#: them (write and redraw, measured at each preview) takes at most this share of the run.
+PREVIEW_SHARE = 0.1
+#: napari's activity dock redraws the whole window for each update of its progress bar
+#: (it processes events there): it is told the step at most this often, in seconds.
+ACTIVITY_INTERVAL = 1.0
 
 #: A function, run in the worker thread, that starts the run's generator.
 StartRun = Callable[[RunControl], Generator[Progress, None, Any]]
@@ -117,6 +128,10 @@ class _Run:
     returned: tuple[str, Any] | None = None
     pending: Progress | None = None
     last_shown: float = -math.inf
+    last_activity: float = -math.inf
+    previews_shown: int = 0
+    #: The interval the run asked for; ``preview_interval`` is the one in force.
+    base_interval: float | None = None
 
 
 class EngineRunner(QObject):
@@ -216,12 +231,18 @@ class EngineRunner(QObject):
             _worker_class=_FinishingWorker,
         )
         worker.control = control
-        worker.yielded.connect(self._on_yielded)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(self._on_errored)
-        worker.finished.connect(self._on_finished)
-        self._run = _Run(worker, control, what or self.what, interval,
-                         on_progress, on_preview, on_result)
+        run = _Run(worker, control, what or self.what, interval, on_progress, on_preview,
+                   on_result, base_interval=interval)
+        # Each worker reaches only its own run, and only while that run lasts: an event
+        # still queued when its run ended (a quick run, a busy window) is dropped, so the
+        # final message stays and a later run never shows an earlier one's events. A weak
+        # reference: the worker may outlive the run, its callbacks must not.
+        this = weakref.ref(run)
+        worker.yielded.connect(lambda event: self._on_yielded(this(), event))
+        worker.returned.connect(lambda value: self._on_returned(this(), value))
+        worker.errored.connect(lambda exc: self._on_errored(this(), exc))
+        worker.finished.connect(lambda: self._on_finished(this()))
+        self._run = run
         self._started = time.perf_counter()
         if self.view is not None:
             self.view.set_busy(True)
@@ -270,9 +291,11 @@ class EngineRunner(QObject):
 
     # ------------------------------------------------------------------ worker handlers
 
-    def _on_yielded(self, event: Progress) -> None:
-        run = self._run
-        if run is None:
+    def _current(self, run: _Run | None) -> bool:
+        return run is not None and run is self._run
+
+    def _on_yielded(self, run: _Run | None, event: Progress) -> None:
+        if run is None or not self._current(run):
             return
         self.progressed.emit(event)
         if run.on_progress is not None:
@@ -295,7 +318,8 @@ class EngineRunner(QObject):
         if run is None or run.pending is None or run.control.stop_requested:
             return
         event, run.pending = run.pending, None
-        run.last_shown = time.monotonic()
+        started = time.monotonic()
+        run.last_shown = started
         self.previewed.emit(event)
         if run.on_preview is None or self._run is not run:
             return
@@ -304,34 +328,58 @@ class EngineRunner(QObject):
         except Exception as exc:  # noqa: BLE001 - never leave an exception in a Qt slot
             self.fail(exc, run.what)
             self.abandon()
+            return
+        run.previews_shown += 1
+        if run.previews_shown == 1:
+            return  # the first one adds the layer, a cost paid once: not a measure
+        # Paced on the write at once (events queued meanwhile must not bring the next one),
+        # then on write and redraw: the redraw the write asked for comes after this slot;
+        # a zero-time timer runs before it, one started from that timer after it.
+        self._pace_previews(run, time.monotonic() - started)
+        QTimer.singleShot(0, lambda: QTimer.singleShot(
+            0, lambda: self._pace_previews(run, time.monotonic() - started)))
+
+    def _pace_previews(self, run: _Run, spent: float) -> None:
+        """Space previews so that showing them (``spent`` seconds: write and redraw) takes at
+        most PREVIEW_SHARE of the run; the engine is told too, so it stops computing
+        previews nobody will see."""
+        if run is not self._run or run.base_interval is None:
+            return
+        interval = max(run.base_interval, spent / PREVIEW_SHARE)
+        run.preview_interval = interval
+        run.control.preview_interval = interval
 
     @staticmethod
     def _update_activity_bar(run: _Run, event: Progress) -> None:
         pbar = getattr(run.worker, "pbar", None)
         if pbar is None or event.total <= 0:
             return
+        now = time.monotonic()
+        if now - run.last_activity < ACTIVITY_INTERVAL and event.step < event.total:
+            return
+        run.last_activity = now
         if pbar.total != event.total:
             pbar.total = event.total
         if event.step > pbar.n:
             pbar.update(event.step - pbar.n)
 
-    def _on_returned(self, value: Any) -> None:
-        if self._run is None:
+    def _on_returned(self, run: _Run | None, value: Any) -> None:
+        if run is None or not self._current(run):
             return
         if isinstance(value, Failure):
             logger.error("a run failed:\n%s", value.details)
-            self._run.returned = ("failed", value.error)
+            run.returned = ("failed", value.error)
         else:
-            self._run.returned = ("stopped" if self.stopping else "done", value)
+            run.returned = ("stopped" if self.stopping else "done", value)
 
-    def _on_errored(self, exc: BaseException) -> None:
-        if self._run is not None:
-            self._run.returned = ("failed", exc)  # a last resort: work() returns failures
+    def _on_errored(self, run: _Run | None, exc: BaseException) -> None:
+        if run is not None and self._current(run):
+            run.returned = ("failed", exc)  # a last resort: work() returns failures
 
-    def _on_finished(self) -> None:
-        run, self._run = self._run, None
-        if run is None:
+    def _on_finished(self, run: _Run | None) -> None:
+        if run is None or not self._current(run):
             return
+        self._run = None
         self._timer.stop()
         outcome, value = run.returned or ("abandoned", None)
         if outcome == "failed":

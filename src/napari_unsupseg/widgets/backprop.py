@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -10,12 +11,48 @@ from napari.layers import Labels
 from napari.utils.notifications import show_error
 
 from ..core.backprop import segment
-from ..core.base.engine import EngineRun, RunControl
+from ..core.base.engine import EngineRun, Progress, RunControl
 from ..core.registry import ENGINES, Engine
 from ._base import EngineWidget, LayerPicker, RunSetup, image_axes, layer_data
 from ._layers import transform_for, unique_name
+from .preseg import show_preseg_settings
 
 NO_SCRIBBLES = "none"
+
+
+@dataclass
+class RestartProgress:
+    """Backprop's progress in words: restart k of n, the iteration, the time left.
+
+    The engine counts every restart (and every plane of a plane-by-plane run) as
+    ``max_iter`` steps, so a restart that converges early makes the step jump to the
+    next restart's start; the words say which restart runs, and the time left is the
+    unused budget at the speed so far (an upper bound: later restarts may converge).
+    """
+
+    max_iter: int
+    finished: int = 0  #: iterations run by the restarts already over
+    run: int = 0  #: the restart under way (0-based, planes included)
+    iteration: int = 0
+
+    def describe(self, event: Progress, elapsed: float) -> str | None:
+        """The status line for ``event``; None for an event outside training."""
+        runs = event.total // self.max_iter if self.max_iter else 0
+        if event.step <= 0 or runs * self.max_iter != event.total:
+            return None  # superpixels, or a tiled run that counts tiles too
+        run, iteration = divmod(event.step - 1, self.max_iter)
+        if run != self.run:
+            self.finished += self.iteration
+            self.run = run
+        self.iteration = iteration + 1
+        parts = [f"restart {run + 1} of {runs}" if runs > 1 else "training",
+                 f"iteration {self.iteration} (at most {self.max_iter})"]
+        if event.n_labels is not None:
+            parts.append(f"{event.n_labels} labels")
+        done = self.finished + self.iteration
+        left = (event.total - event.step) * elapsed / done
+        parts.append(f"at most {left:.0f} s left" if left >= 1 else "finishing")
+        return " · ".join(parts)
 
 
 class BackpropWidget(EngineWidget):
@@ -79,6 +116,7 @@ class BackpropWidget(EngineWidget):
         return layer
 
     def collect_inputs(self, setup: RunSetup) -> dict[str, Any]:
+        self.restart_progress = RestartProgress(setup.params.max_iter)
         layer = self.scribbles.value
         if layer is None:
             return {"scribbles": None}
@@ -88,3 +126,14 @@ class BackpropWidget(EngineWidget):
         self, image: np.ndarray, params: Any, inputs: dict[str, Any], control: RunControl
     ) -> EngineRun:
         return segment(image, params, scribbles=inputs.get("scribbles"), control=control)
+
+    def _connect(self) -> None:
+        super()._connect()
+        self.form["superpixels"].changed.connect(
+            lambda _v: show_preseg_settings(self.form, "superpixels"))
+        show_preseg_settings(self.form, "superpixels")
+
+    def _show_progress(self, event: Progress) -> None:
+        progress = getattr(self, "restart_progress", None)
+        text = None if progress is None else progress.describe(event, self.runner.elapsed)
+        self.controls.show_progress(event, quiet=self.runner.stopping, text=text)

@@ -14,6 +14,7 @@ from ..core.base.errors import InputError
 from ..core.parts import FALLBACK_FEATURES, discover_parts
 from ..core.registry import ENGINES, Engine
 from ._base import EngineWidget, LayerPicker, RunSetup
+from ._fit import wrap_text
 from ._form import chosen_path
 
 NO_SALIENCY = "none"
@@ -58,6 +59,7 @@ class PartsWidget(EngineWidget):
         )
         self.weights_file.changed.connect(self._on_weights_file)
         self.features_note = widgets.Label(value=self._features_text(None))
+        wrap_text(self.features_note)
         return [self.saliency.combo, self.weights_file, self.features_note]
 
     @staticmethod

@@ -25,6 +25,7 @@ from ..core.base.errors import InputError
 from ..core.predict import predict
 from ..core.registry import ENGINES, Engine
 from ._base import EngineWidget, RunSetup
+from ._fit import wrap_text
 from ._form import chosen_path
 from ._layers import show_classes
 from ._runner import EngineRunner, call_in_worker
@@ -49,6 +50,7 @@ class PredictWidget(EngineWidget):
             "archive or a model saved by this plugin. Weights files are read without "
             "running code; a TorchScript archive holds code and runs only if you allow it.")
         self.model_info = widgets.Label(value="no checkpoint chosen")
+        wrap_text(self.model_info)
         self.allow_code = widgets.CheckBox(
             value=False, text="allow TorchScript (runs code from the file)", visible=False,
             tooltip="TorchScript archives contain code that runs when they are loaded: "

@@ -24,11 +24,12 @@ from magicgui import widgets
 from napari.layers import Image, Labels
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QFormLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QFormLayout, QLabel, QPushButton, QWidget
 from superqt import QCollapsible
 
 from ..core.base.errors import InputError
 from ._dock import DockLifetime
+from ._fit import FittingDock, scrolling_body
 from ._layers import same
 from ._pickers import LayerPicker
 from .review_actions import Actions
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 REFRESH_DELAY_MS = 150
 
 
-class ReviewWidget(DockLifetime, QWidget):
+class ReviewWidget(DockLifetime, FittingDock, QWidget):
     """Review, curate and compare the objects of a Labels layer."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -70,7 +71,7 @@ class ReviewWidget(DockLifetime, QWidget):
         self._refresh.setSingleShot(True)
         self._refresh.setInterval(REFRESH_DELAY_MS)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_body(self)
         inputs = QFormLayout()
         inputs.addRow("labels", self.labels.combo.native)
         inputs.addRow("measure in", self.images.native)
@@ -81,10 +82,12 @@ class ReviewWidget(DockLifetime, QWidget):
         for title, panel in (("Edit objects", self.actions), ("Compare", self.comparison)):
             section = QCollapsible(title)
             section.addWidget(panel)
-            section.expand(animate=False)
+            if title == "Edit objects":  # comparing is occasional: folded, the dock fits
+                section.expand(animate=False)
             layout.addWidget(section)
         layout.addWidget(self.status)
         layout.addStretch()
+        self.fit()
         self._connect()
         self.choose_layer(self.labels.value)
 

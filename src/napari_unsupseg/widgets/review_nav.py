@@ -57,6 +57,7 @@ class Navigator(QWidget):
                                         tooltip="How much of the view an object fills when shown.")
         self.highlight = widgets.CheckBox(value=True, text="show only the current object")
         self.where = QLabel("No object chosen.")
+        self.where.setWordWrap(True)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -81,6 +82,7 @@ class Navigator(QWidget):
         for status, button in self.status_buttons.items():
             button.clicked.connect(lambda _=False, s=status: self.mark(s))
         self.model.current_changed.connect(self.show)
+        self.model.table_changed.connect(self._table_changed)
         self.model.layer_changed.connect(self.bind_keys)
         self.highlight.changed.connect(lambda _v: self.show(self.model.current))
 
@@ -141,11 +143,25 @@ class Navigator(QWidget):
         if layer.show_selected_label != bool(self.highlight.value):
             # Only on a change: setting it re-colours the whole layer, even to the same value.
             layer.show_selected_label = bool(self.highlight.value)
+        self.where.setText(self.describe(label))
+
+    def describe(self, label: int | None) -> str:
+        """Where ``label`` is in the review order, and its status (the line under the
+        buttons)."""
+        table = self.model.table
+        if label is None or table is None:
+            return "No object chosen."
+        rows = np.flatnonzero(table["label"] == label)
+        if rows.size == 0:
+            return f"Object {label} is no longer in the layer."
         order = self.model.order()
         rank = np.flatnonzero(order == label)
         where = f"{int(rank[0]) + 1} of {order.size}" if rank.size else "not in the filtered list"
-        row = int(np.flatnonzero(table["label"] == label)[0])
-        self.where.setText(f"Object {label} ({where}), status: {table['status'][row]}")
+        return f"Object {label} ({where}), status: {table['status'][int(rows[0])]}"
+
+    def _table_changed(self) -> None:
+        # An edit, undo, sort or filter changes the count and the rank: say it again.
+        self.where.setText(self.describe(self.model.current))
 
     # ------------------------------------------------------------------ keys
     def bind_keys(self, layer: Any) -> None:

@@ -30,7 +30,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 from superqt import QCollapsible
@@ -40,6 +39,7 @@ from ..core.base.errors import InputError
 from ..core.registry import ENGINES
 from ._controls import RunControls
 from ._dock import DockLifetime
+from ._fit import FittingDock, scrolling_body, wrap_text
 from ._form import ParamForm, chosen_path
 from ._layers import as_label_data, same, show_classes
 from ._pickers import ImageInput, LayerPicker
@@ -54,11 +54,15 @@ ENGINE = ENGINES["train"]
 EVERY_PLANE = "every labelled plane"
 APPLY_PLANES = (CURRENT_PLANE, "every plane")
 CHECKPOINT_FILTER = "*.pth *.pt *.pth.tar *.ckpt *.tar"
+NO_LABELS = "none"
+#: Where the user paints: which strokes teach a model most.
+STROKES_HINT = ("Paint both classes near each other, along object edges, not only "
+                "object centres.")
 TEXTS = RunTexts(stopping="Stopping: keeping the best model so far...",
                  abandoned="Abandoned: nothing was kept.")
 
 
-class TrainWidget(DockLifetime, QWidget):
+class TrainWidget(DockLifetime, FittingDock, QWidget):
     """Train a segmentation model on painted labels, watch it learn, apply it."""
 
     #: Seconds between two prediction previews of the plane shown.
@@ -80,9 +84,14 @@ class TrainWidget(DockLifetime, QWidget):
     def _build(self) -> None:
         self.input = ImageInput(self.viewer, offer_current_plane=False, stack_modes=[EVERY_PLANE])
         self.labels_picker = LayerPicker(
-            self.viewer, Labels, label="labels", prefer_active=False,
+            self.viewer, Labels, label="labels", none_label=NO_LABELS, follow_work=True,
             tooltip="The labels you painted: 0 = unlabelled (ignored), k = class k. A few "
-            "strokes per class are enough to start.")
+            "strokes per class are enough to start. The layer you paint in is chosen; "
+            "hidden layers (a sample's ground truth) only if you pick them.")
+        self.labels_note = widgets.Label(value="", label="")
+        wrap_text(self.labels_note)
+        self.strokes_hint = widgets.Label(value=STROKES_HINT, label="")
+        wrap_text(self.strokes_hint)
         self.init_file = widgets.FileEdit(
             label="start from", mode="r", filter=CHECKPOINT_FILTER,
             tooltip="Optional checkpoint to start from (a model saved by this plugin, a "
@@ -91,7 +100,8 @@ class TrainWidget(DockLifetime, QWidget):
             value=True, text="continue from the last model",
             tooltip="Train again after more corrections starting from the model trained last.")
         self.inputs = widgets.Container(
-            widgets=[*self.input.controls, self.labels_picker.combo, self.init_file,
+            widgets=[*self.input.controls, self.labels_picker.combo, self.labels_note,
+                     self.strokes_hint, self.init_file,
                      self.continue_box], labels=True)
         self.form = ParamForm(ENGINE.params, hidden=("init",))
         self.controls = RunControls("Train", self)
@@ -115,7 +125,7 @@ class TrainWidget(DockLifetime, QWidget):
         self.model_info = QLabel("no model trained yet")
         self.model_info.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
+        layout = scrolling_body(self)
         layout.addWidget(self.inputs.native)
         layout.addWidget(self.form.basic.native)
         advanced = QCollapsible("Advanced settings", self)
@@ -131,6 +141,10 @@ class TrainWidget(DockLifetime, QWidget):
         layout.addWidget(self.model_info)
         layout.addStretch(1)
         self.set_busy(False)
+        self.fit()
+
+    def label_forms(self) -> list[widgets.Container]:
+        return [self.inputs, self.form.basic, self.form.advanced, self.apply_controls]
 
     def _connect(self) -> None:
         self.train_button.clicked.connect(self.train)
@@ -138,10 +152,21 @@ class TrainWidget(DockLifetime, QWidget):
         self.controls.reset_button.clicked.connect(self.form.reset)
         self.apply_button.clicked.connect(self.apply)
         self.save_button.clicked.connect(lambda: self.save())
+        self.labels_picker.changed.connect(self._show_labels_choice)
+        self._show_labels_choice(self.labels_picker.value)
         # The bar follows every run; the status text is this widget's own.
         self.runner.progressed.connect(partial(self.controls.show_progress, quiet=True))
 
     # ----------------------------------------------------------------- training
+
+    def _show_labels_choice(self, layer: Any) -> None:
+        """Say which layer training will read (the picker may have chosen it)."""
+        if layer is None:
+            text = "No labels layer chosen: add a Labels layer over the image and paint."
+        else:
+            hidden = "" if layer.visible else " (a hidden layer)"
+            text = f"Trains on the labels painted in '{layer.name}'{hidden}."
+        self.labels_note.value = text
 
     def _init_path(self) -> str:
         path = chosen_path(self.init_file.value, file=True)
@@ -160,8 +185,8 @@ class TrainWidget(DockLifetime, QWidget):
                                channel_layers=extra, plane_mode=EVERY_PLANE)
             painted = self.labels_picker.value
             if painted is None:
-                raise InputError("Choose the labels layer you painted (add one with the "
-                                 "'new labels layer' button and paint each class).")
+                raise InputError("Choose the labels layer you painted (add a Labels layer "
+                                 "over the image and paint each class).")
             labels = setup.select(painted.data, f"labels layer '{painted.name}'")
             shown = make_setup(layer, params=params, engine_label="prediction",
                                channel_axis=axis, channel_layers=extra, plane_mode=CURRENT_PLANE,

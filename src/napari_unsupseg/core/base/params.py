@@ -128,6 +128,23 @@ def _base_type(annotation: Any) -> tuple[type, bool]:
     raise TypeError(f"unsupported parameter type {annotation!r}")
 
 
+#: Short words of field names, spelt out where a form shows them as labels.
+_WORDS = {"con": "continuity", "conv": "convolutions", "dist": "distance",
+          "iter": "iterations", "lr": "learning rate", "mb": "(MB)", "sim": "similarity",
+          "tol": "tolerance"}
+
+
+def readable(name: str) -> str:
+    """A field's label when it declares none: ``w_con`` -> "continuity weight",
+    ``n_segments`` -> "number of segments", ``max_iter`` -> "max iterations"."""
+    words = name.split("_")
+    if len(words) > 1 and words[0] == "w":
+        words = [*words[1:], "weight"]
+    elif len(words) > 1 and words[0] == "n":
+        words = ["number of", *words[1:]]
+    return " ".join(_WORDS.get(word, word) for word in words)
+
+
 def specs(params_type: type) -> list[ParamSpec]:
     """The parameters the drivers offer, in declaration order (nested ones flat)."""
     return _specs(params_type, every=False)
@@ -153,7 +170,7 @@ def _specs(params_type: type, every: bool) -> list[ParamSpec]:
                 choices=meta.get("choices"),
                 min=meta.get("min"),
                 max=meta.get("max"),
-                label=meta.get("label") or f.name.replace("_", " "),
+                label=meta.get("label") or readable(f.name),
                 advanced=bool(meta.get("advanced", False)),
             )
         )
@@ -177,7 +194,7 @@ def _nested_specs(f: dataclasses.Field, inner_type: type, nest: _Nest, every: bo
             spec, name=name, path=(f.name, *steps), default=_follow(defaults, steps),
             help=view.help or spec.help,
             choices=view.choices or spec.choices,
-            label=view.label or name.replace("_", " "),
+            label=view.label or readable(name),
             advanced=spec.advanced if view.advanced is None else view.advanced,
             aliases=view.aliases,
         ))

@@ -12,6 +12,11 @@ if TYPE_CHECKING:
 
 __all__ = ["describe"]
 
+#: The names training gives output 0 and the values nobody painted
+#: (``core.train.model.class_names``).
+UNPAINTED = "unlabelled"
+NEVER_PAINTED = "unused "
+
 
 def _normalisation_text(config: ModelConfig) -> str:
     mean = [round(m, 3) for m in config.mean]
@@ -27,6 +32,21 @@ def _normalisation_text(config: ModelConfig) -> str:
     return f"mean {mean}, std {std}"
 
 
+def _classes_text(config: ModelConfig) -> str:
+    """The classes in words. A model trained on painted labels is described as painted:
+    the class values and their names; its output 0 (unpainted pixels) and the values
+    nobody painted are never predicted, so they are not listed."""
+    names = list(config.class_names)
+    if names and names[0] == UNPAINTED:
+        painted = [f"{value} = {name}" for value, name in enumerate(names)
+                   if value and not name.startswith(NEVER_PAINTED)]
+        return f"Classes (as painted): {', '.join(painted)}"
+    names, _, background = resolve_classes("auto", config.num_classes, config)
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return (f"Classes: {config.num_classes} ({shown})"
+            + ("; class 0 is background" if background else ""))
+
+
 def describe(loaded: LoadedModel) -> str:
     """What was recognised in a loaded model, one fact a line: architecture and format,
     classes, preprocessing, input size (for showing before a run)."""
@@ -37,10 +57,7 @@ def describe(loaded: LoadedModel) -> str:
         config.architecture, config.architecture)
     lines = [f"Architecture: {family} [{config.architecture}]",
              f"Format: {loaded.format or 'in memory'}"]
-    names, _, background = resolve_classes("auto", config.num_classes, config)
-    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-    lines.append(f"Classes: {config.num_classes} ({shown})"
-                 + ("; class 0 is background" if background else ""))
+    lines.append(_classes_text(config))
     order = "BGR" if config.bgr else "RGB" if config.in_channels == 3 else "channels"
     scaling = {"dtype": "by the image type's range", "percentile": "by percentiles"}.get(
         config.intensity, "by type for 8-bit images, else by percentiles")

@@ -18,6 +18,7 @@ is scaled to 0..100 per channel (the range of CIELAB lightness). One
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -118,6 +119,7 @@ class PresegParams:
         "Lower percentile mapped to 0 when normalising each channel.",
         min=0.0,
         max=100.0,
+        label="low percentile",
         advanced=True,
     )
     norm_high: float = param(
@@ -125,9 +127,17 @@ class PresegParams:
         "Upper percentile mapped to 1 when normalising each channel.",
         min=0.0,
         max=100.0,
+        label="high percentile",
         advanced=True,
     )
     seed: int = param(0, "Random seed (quickshift, kmeans).", min=0, advanced=True)
+
+
+def method_fields(method: str) -> frozenset[str]:
+    """The :class:`PresegParams` fields that ``method`` reads (a form shows only these
+    besides the shared ones: the others would change nothing)."""
+    names = {f.name for f in dataclasses.fields(PresegParams)}
+    return frozenset(inspect.signature(PRESEG_METHODS[method]).parameters) & names
 
 
 def method_kwargs(params: PresegParams) -> dict[str, object]:
