@@ -147,9 +147,10 @@ def test_slow_previews_are_spaced_to_a_share_of_the_run(qtbot):
     elapsed = time.monotonic() - started
     interval = controls[0].preview_interval
     assert interval >= 0.03 / PREVIEW_SHARE
-    # At most one every 0.3 s after the first two (the first adds the layer and sets no
-    # pace); without spacing, one every 40 ms.
-    assert 2 <= len(previews) <= elapsed / (0.03 / PREVIEW_SHARE) + 2
+    # At most one every 0.3 s after the first three: the first adds the layer and sets no
+    # pace, the second's cost is measured once its window is drawn, by when a third may be
+    # on its way. Without spacing, one every 40 ms.
+    assert 2 <= len(previews) <= elapsed / (0.03 / PREVIEW_SHARE) + 3
 
     quick = []
     runner.start(engine, "previews", preview_interval=0.05, on_preview=quick.append)
