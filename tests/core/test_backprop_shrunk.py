@@ -60,3 +60,10 @@ def test_scribbles_train_at_full_size(mosaic):
     result = run_to_end(segment(image, default_params(train_pixels=4096, max_iter=3),
                                 scribbles=scribbles))
     assert result.metadata["trained_at"] == list(truth.shape)
+
+
+def test_response_labels_of_a_shrunk_run_are_unvoted_and_full_size(mosaic):
+    image, truth = mosaic
+    params = default_params(train_pixels=4096, max_iter=3, labels_from="response")
+    labels = run_to_end(segment(image, params)).labels
+    assert labels.shape == truth.shape

@@ -35,9 +35,7 @@ def smoothed_colour(planes: np.ndarray) -> np.ndarray:
     return ndi.gaussian_filter(planes.astype(np.float32), (0, COLOUR_SMOOTH, COLOUR_SMOOTH, 0))
 
 
-def place_boundaries(
-    labels: np.ndarray, colour: np.ndarray, keep: np.ndarray | None = None
-) -> np.ndarray:
+def place_boundaries(labels: np.ndarray, colour: np.ndarray) -> np.ndarray:
     """The pixels near a boundary of ``labels`` ``(N, Y, X)`` given to the label nearby whose
     interior colour there is closest (see the module docstring); ids 0..K-1. ``colour``:
     the planes as :func:`smoothed_colour` gives them (made once by the caller, which
@@ -68,8 +66,6 @@ def place_boundaries(
         for k, box in present:
             mask = labels[box] == k
             band[box] |= mask & ~ndi.binary_erosion(mask, struct, _BAND, border_value=1)
-        if keep is not None:
-            band &= ~keep
         best = np.full(labels.shape, np.inf, np.float32)
         placed = labels.copy()
         for k, box in present:

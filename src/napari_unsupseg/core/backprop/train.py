@@ -61,7 +61,7 @@ def train_network(
     from .nets import Trainer, build_network
 
     seed_everything(params.seed)
-    images = torch.from_numpy(np.ascontiguousarray(planes.transpose(0, 3, 1, 2))).to(device)
+    images = _channels_first(planes, device)
     model = build_network(params.network, planes.shape[-1], n_features, params.n_conv).to(device)
     sp_tensor, n_sp = superpixel_tensor(superpixels, device)
     scribble_tensor = None
@@ -134,15 +134,21 @@ def train_network(
     assert target is not None
     if full is not None:
         full_planes, full_superpixels = full
-        full_images = torch.from_numpy(np.ascontiguousarray(full_planes.transpose(0, 3, 1, 2)))
-        voters, n_voters = superpixel_tensor(full_superpixels, device)
         if params.labels_from == "response":
-            voters = None
-        target = trainer.label(full_images.to(device), voters, n_voters)
+            full_superpixels = [None]  # the unvoted argmax, as the Kanezaki scripts give
+        voters, n_voters = superpixel_tensor(full_superpixels, device)
+        target = trainer.label(_channels_first(full_planes, device), voters, n_voters)
     elif params.labels_from == "response":
         target = trainer.response_argmax()
     labels = target.cpu().numpy().astype(np.int64)
     return NetworkRun(labels, iteration, stop_reason, int(len(np.unique(labels))))
+
+
+def _channels_first(planes: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Planes ``(n, h, w, c)`` as the network's input ``(n, c, h, w)`` on ``device``."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(planes.transpose(0, 3, 1, 2))).to(device)
 
 
 def _resized(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
