@@ -101,9 +101,9 @@ def widget_for(spec: ParamSpec) -> widgets.Widget:
     """The magicgui widget for one parameter, set to its default.
 
     bool: check box; a field with ``choices``: drop-down; int / float: spin box with
-    the declared bounds; str: text field; anything else: a text field read as a
-    Python literal. An optional field (``int | None``) gets a tick box to leave it
-    unset.
+    the declared bounds; a ``file`` field: a file chooser; str: text field; anything
+    else: a text field read as a Python literal. An optional field (``int | None``) gets
+    a tick box to leave it unset.
     """
     common = {"name": spec.name, "label": spec.label, "tooltip": spec.help}
     default = spec.default
@@ -126,6 +126,8 @@ def widget_for(spec: ParamSpec) -> widgets.Widget:
         hi = float(spec.max) if spec.max is not None else _FLOAT_LIMIT
         value = float(default) if default is not None else max(lo, min(hi, 0.0))
         inner = widgets.FloatSpinBox(value=value, min=lo, max=hi, step=_float_step(spec), **common)
+    elif spec.file:
+        inner = widgets.FileEdit(mode="r", value=default or "", **common)
     elif spec.type is str:
         inner = widgets.LineEdit(value="" if default is None else str(default), **common)
     else:
@@ -144,6 +146,9 @@ def read_value(spec: ParamSpec, widget: widgets.Widget) -> Any:
         return read_value(spec, widget.inner)
     if isinstance(widget, LiteralEdit):
         return widget.parsed
+    if isinstance(widget, widgets.FileEdit):
+        path = chosen_path(widget.value, file=True)
+        return "" if path is None else str(path)
     value = widget.value
     if spec.type is str and spec.choices is None and spec.optional and value == "":
         return None
@@ -208,7 +213,7 @@ class ParamForm:
             value = values[key]
             if isinstance(widget, LiteralEdit):
                 widget.value = "" if value is None else repr(value)
-            elif isinstance(widget, widgets.LineEdit):
+            elif isinstance(widget, (widgets.LineEdit, widgets.FileEdit)):
                 widget.value = "" if value is None else str(value)
             else:
                 widget.value = value

@@ -42,10 +42,12 @@ def param(
     max: float | None = None,
     label: str | None = None,
     advanced: bool = False,
+    file: bool = False,
 ) -> Any:
     """A dataclass field with the metadata the drivers need.
 
     ``advanced`` fields are folded away in the widgets (still on the command line).
+    ``file``: a ``str`` field naming a file to read (the widgets offer a file chooser).
     """
     meta = {
         "help": help,
@@ -54,6 +56,7 @@ def param(
         "max": max,
         "label": label,
         "advanced": advanced,
+        "file": file,
     }
     return dataclasses.field(default=default, metadata=meta)
 
@@ -106,6 +109,7 @@ class ParamSpec:
     advanced: bool
     path: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
+    file: bool = False  #: a file to read, chosen with a file dialog in the widgets
 
     def key_in(self, values: Mapping[str, Any]) -> str | None:
         """The name (or alias) under which ``values`` holds this parameter, if any."""
@@ -172,6 +176,7 @@ def _specs(params_type: type, every: bool) -> list[ParamSpec]:
                 max=meta.get("max"),
                 label=meta.get("label") or readable(f.name),
                 advanced=bool(meta.get("advanced", False)),
+                file=bool(meta.get("file", False)),
             )
         )
     return out

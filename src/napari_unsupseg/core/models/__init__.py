@@ -6,7 +6,10 @@ Importing this package does not import torch; the submodules do:
   ``forward_features`` returning intermediate maps (reusable by other engines).
 * :mod:`.deeplab` - DeepLabV3 / V3+ (MobileNetV2, ResNet-50, ResNet-101), key-compatible
   with VainF/DeepLabV3Plus-Pytorch checkpoints.
-* :mod:`.unet` - classic U-Net and the MobileNetV2 U-Net of the TensorFlow pets tutorial.
+* :mod:`.unet` - classic U-Net, the MobileNetV2 U-Net of the TensorFlow pets tutorial and
+  U-Nets on ResNet-18/34/50 encoders.
+* :mod:`.encoders` - an ImageNet classifier's state dict (torchvision layout) loaded into
+  the encoder of a U-Net or DeepLab, its first convolution adapted to the channels.
 * :mod:`.torchvision_seg` - torchvision's FCN / DeepLabV3 / LR-ASPP segmentation models
   (torchvision state-dict keys) and a MobileNetV3-Large backbone.
 * :mod:`.fcn` - FCN-32s/16s/8s on VGG-16 (wkentaro/pytorch-fcn layout, Caffe inputs).

@@ -62,6 +62,13 @@ def _unet_mobilenet(config: ModelConfig) -> nn.Module:
     return MobileNetUNet(config.in_channels, config.num_classes)
 
 
+def _unet_resnet(config: ModelConfig) -> nn.Module:
+    from .unet import ResNetUNet
+
+    return ResNetUNet(config.architecture.removeprefix("unet_"), config.in_channels,
+                      config.num_classes)
+
+
 def _torchvision(config: ModelConfig) -> nn.Module:
     from .torchvision_seg import torchvision_segmentation
 
@@ -101,6 +108,10 @@ ARCHS.update({
     "unet_mobilenet": Arch(_unet_mobilenet, "MobileNetV2 U-Net (TensorFlow pets tutorial)",
                            "head.weight", classes_axis=1, size_multiple=lambda c: 32,
                            tile_align=lambda c: 32),
+    **{f"unet_resnet{n}": Arch(
+        _unet_resnet, f"ResNet-{n} U-Net (torchvision encoder keys)", "head.weight",
+        size_multiple=lambda c: 32, tile_align=lambda c: 32)
+       for n in (18, 34, 50)},
     "torchvision_fcn_resnet50": Arch(
         _torchvision, "FCN ResNet-50 (torchvision layout)", "classifier.4.weight",
         tile_align=lambda c: 8),

@@ -27,10 +27,22 @@ def _max_index(keys: set[str], pattern: str) -> int:
     return max(found) if found else -1
 
 
+def resnet_variant(keys: set[str], prefix: str = "") -> str | None:
+    """Which torchvision ResNet (``resnet18`` .. ``resnet101``) the keys under ``prefix``
+    are, or ``None``: the block type (a bottleneck has ``conv3``) and the blocks in
+    ``layer3`` tell them apart."""
+    if prefix + "conv1.weight" not in keys:
+        return None
+    blocks = _max_index(keys, re.escape(prefix) + r"layer3\.(\d+)\.") + 1
+    bottleneck = prefix + "layer1.0.conv3.weight" in keys
+    return {(2, False): "resnet18", (6, False): "resnet34", (6, True): "resnet50",
+            (23, True): "resnet101"}.get((blocks, bottleneck))
+
+
 def _resnet_depth(keys: set[str], prefix: str) -> str:
     blocks = _max_index(keys, re.escape(prefix) + r"layer3\.(\d+)\.") + 1
-    depth = {6: "resnet50", 23: "resnet101"}.get(blocks)
-    if depth is None:
+    depth = resnet_variant(keys, prefix)
+    if depth not in ("resnet50", "resnet101"):
         raise InputError(
             f"The checkpoint's ResNet has {blocks} blocks in layer3; only ResNet-50 (6) "
             "and ResNet-101 (23) backbones are supported.")
@@ -72,6 +84,11 @@ def _unets(state: State) -> ModelConfig | None:
         return ModelConfig(
             architecture="unet_mobilenet", num_classes=int(state["head.weight"].shape[1]),
             in_channels=int(state["encoder.features.0.0.weight"].shape[1]))
+    resnet = resnet_variant(keys, "encoder.")
+    if "head.weight" in keys and f"unet_{resnet}" in ARCHS:
+        return ModelConfig(
+            architecture=f"unet_{resnet}", num_classes=int(state["head.weight"].shape[0]),
+            in_channels=int(state["encoder.conv1.weight"].shape[1]))
     return None
 
 

@@ -1,4 +1,5 @@
-"""U-Nets in plain PyTorch: the classic encoder-decoder and a MobileNetV2-encoder U-Net.
+"""U-Nets in plain PyTorch: the classic encoder-decoder and U-Nets on MobileNetV2 and
+ResNet encoders.
 
 :class:`UNet` (Ronneberger et al. 2015, with "same" padding and optional BatchNorm):
 ``depth`` poolings, ``base_channels`` doubling at each level, transposed-conv
@@ -15,7 +16,14 @@ concatenation, and a last 3x3 stride-2 transposed conv to the classes. Keys:
 ``encoder.features.*`` (torchvision layout, so ImageNet MobileNetV2 weights fit),
 ``decoder.{i}.{0,1}``, ``head``.
 
-Both accept any input size: inputs are padded (reflection) to a multiple of
+:class:`ResNetUNet` is the design of segmentation_models_pytorch's ``Unet`` (not its
+keys) on a ResNet-18/34/50 encoder: the skips are the stem's activation (stride 2, 64
+channels) and the outputs of ``layer1`` .. ``layer3``; five decoder blocks each upsample
+2x (nearest), concatenate the skip and apply two 3x3 conv-BN-ReLU (256, 128, 64, 32, 16
+channels; the last has no skip), then a 1x1 head. Keys: ``encoder.*`` (torchvision's
+ResNet layout, so ImageNet weights fit), ``decoder.{i}.block.*``, ``head``.
+
+All accept any input size: inputs are padded (reflection) to a multiple of
 ``size_multiple`` and the output is cropped back.
 """
 
@@ -26,8 +34,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .mobilenetv2 import MobileNetV2
+from .resnet import resnet18, resnet34, resnet50
 
-__all__ = ["UNet", "MobileNetUNet", "pad_to_multiple"]
+__all__ = ["UNet", "MobileNetUNet", "ResNetUNet", "RESNET_ENCODERS", "pad_to_multiple"]
+
+#: The ResNets a :class:`ResNetUNet` can be built on, by torchvision's name.
+RESNET_ENCODERS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50}
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -152,4 +164,53 @@ class MobileNetUNet(nn.Module):
         y = skips.pop()
         for up in self.decoder:
             y = torch.cat([up(y), skips.pop()], dim=1)
+        return self.head(y)[..., :h, :w]
+
+
+class ResNetUNet(nn.Module):
+    """A U-Net decoder on a torchvision-layout ResNet (see the module docstring);
+    ``encoder``: ``resnet18``, ``resnet34`` or ``resnet50``."""
+
+    DECODER_CHANNELS = (256, 128, 64, 32, 16)
+
+    def __init__(self, encoder: str = "resnet34", in_channels: int = 3,
+                 num_classes: int = 2) -> None:
+        super().__init__()
+        if encoder not in RESNET_ENCODERS:
+            raise ValueError(f"encoder must be one of {tuple(RESNET_ENCODERS)}, not {encoder!r}")
+        self.encoder = RESNET_ENCODERS[encoder](in_channels)
+        widths = self.encoder.channels
+        skips = (widths["layer3"], widths["layer2"], widths["layer1"], widths["stem"], 0)
+        cin = widths["layer4"]
+        blocks = []
+        for cout, skip in zip(self.DECODER_CHANNELS, skips, strict=True):
+            blocks.append(_DoubleConv(cin + skip, cout, batch_norm=True))
+            cin = cout
+        self.decoder = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(cin, num_classes, 1)
+        self.encoder_name = encoder
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.size_multiple = 32
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stem's activation (stride 2) and ``layer1`` .. ``layer4`` (strides 4-32)."""
+        enc = self.encoder
+        stem = enc.relu(enc.bn1(enc.conv1(x)))
+        maps = [stem]
+        x = enc.maxpool(stem)
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            x = getattr(enc, name)(x)
+            maps.append(x)
+        return maps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, (h, w) = pad_to_multiple(x, self.size_multiple)
+        skips = self.encode(x)
+        y = skips.pop()
+        for block in self.decoder:
+            y = F.interpolate(y, scale_factor=2.0, mode="nearest")
+            if skips:
+                y = torch.cat([y, skips.pop()], dim=1)
+            y = block(y)
         return self.head(y)[..., :h, :w]

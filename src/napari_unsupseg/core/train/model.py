@@ -75,13 +75,22 @@ def start_model(params: TrainParams, in_channels: int, num_classes: int,
     of the same shape is kept and the class head is replaced when the class count differs.
     A checkpoint made for another number of input channels is an :class:`InputError`.
     ``start``: a model in memory to continue from (takes the place of ``params.init``).
+    ``params.encoder_weights``: an ImageNet classifier's state dict loaded into the encoder
+    of a network built from scratch (see :mod:`..models.encoders`); ignored, and the note
+    says so, when starting from a checkpoint or a model in memory.
     """
     if not params.init and start is None:
         config = ModelConfig(
             params.architecture, num_classes, in_channels, output_stride=16,
             depth=params.unet_depth, base_channels=params.unet_channels, background=True,
             mean=[float(m) for m in mean], std=[float(s) for s in std])
-        return build_model(config), config, {"init": None}
+        net = build_model(config)
+        note: dict[str, Any] = {"init": None, "encoder_weights": None}
+        if params.encoder_weights:
+            from ..models.encoders import load_encoder
+
+            note.update(load_encoder(net, config.architecture, params.encoder_weights))
+        return net, config, note
     from ..models.checkpoints import load_checkpoint
 
     loaded = start if start is not None else load_checkpoint(params.init)
@@ -108,7 +117,10 @@ def start_model(params: TrainParams, in_channels: int, num_classes: int,
     note = {"init": loaded.source if start is not None else str(params.init),
             "init_sha256": loaded.sha256,
             "init_format": loaded.format, "init_classes": source.num_classes,
-            "weights_kept": kept, "weights_replaced": replaced}
+            "weights_kept": kept, "weights_replaced": replaced, "encoder_weights": None}
+    if params.encoder_weights:  # the checkpoint's encoder is already trained
+        note["encoder_weights_ignored"] = (f"{params.encoder_weights}: training started from "
+                                           f"{name}, whose weights were kept")
     return net, config, note
 
 

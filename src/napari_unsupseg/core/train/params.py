@@ -12,6 +12,7 @@ __all__ = ["TrainParams", "TRAIN_ARCHITECTURES"]
 
 #: Every architecture of :mod:`..models` trains; the classic U-Net is the fast default.
 TRAIN_ARCHITECTURES = ("unet", "unet_mobilenet",
+                       *(a for a in ARCHITECTURES if a.startswith("unet_resnet")),
                        *(a for a in ARCHITECTURES if a.startswith("deeplab")))
 
 
@@ -69,3 +70,9 @@ class TrainParams:
         advanced=True)
     mixed_precision: bool = param(
         True, "Half-precision arithmetic on CUDA (ignored elsewhere).", advanced=True)
+
+    encoder_weights: str = param(
+        "", "An ImageNet state dict file of the encoder to start from (torchvision layout: "
+        "MobileNetV2 for unet_mobilenet and the MobileNet DeepLabs, ResNet-18/34/50 for "
+        "unet_resnet18/34/50, ResNet-50/101 for the ResNet DeepLabs); empty: random "
+        "weights. Ignored when starting from a checkpoint.", advanced=True, file=True)
