@@ -105,6 +105,9 @@ class ModelConfig:
     input_size: list[int] = field(default_factory=list)
     #: Models trained here: the island floor of each class value (``core.islands``).
     island_floors: dict[str, int] = field(default_factory=dict)
+    #: Models trained here on "objects vs background": the label value of the objects'
+    #: class, whose objects prediction also returns one by one (0: none).
+    object_class: int = 0
 
     @property
     def label_offset(self) -> int:

@@ -96,6 +96,9 @@ class PredictParams:
         True, "Models trained in this plugin: small, uncertain islands of a class (far "
         "smaller than its regions around the training labels) take the class around them.",
         advanced=True)
+    objects: bool = param(
+        True, "Models trained here on objects vs background: also return every object as "
+        "its own label (touching objects split), ready for review.")
     device: str = param("auto", "Where to run the model: auto (CUDA, then Apple MPS, then "
                         "CPU), or a named device.", choices=DEVICE_CHOICES)
     mixed_precision: bool = param(True, "Half-precision arithmetic on CUDA (ignored elsewhere).",
@@ -270,6 +273,14 @@ def predict(image: np.ndarray, params: PredictParams, model: LoadedModel | None 
         device=describe(device),
         timings=watch.total())
     extras = {} if not params.confidence else {"confidence": confidence}
+    if params.objects and config.object_class and not metadata["stopped_early"]:
+        from .objects import separate_objects
+
+        extras["objects"] = separate_objects(labels == config.object_class)
+        metadata["objects"] = {"class": config.object_class,
+                               "count": int(extras["objects"].max(initial=0))}
+        watch.lap("objects")
+        metadata["timings"] = watch.total()
     return Result(labels, metadata, extras)
 
 

@@ -5,9 +5,12 @@ Label convention: 0 = unlabelled (ignored), k > 0 = class k. The network predict
 ``max(k) + 1`` channels and channel k *is* label k, so a model predicts the painted
 values with no lookup table (channel 0 is never a target and loses every arg-max).
 
-Intensities are scaled exactly as :func:`..predict.predict` scales them by default
-(:func:`..base.images.intensity_range` in ``auto`` mode, per image, clipped to [0, 1]),
-then standardised by the per-channel mean and standard deviation stored in the model.
+Intensities are scaled per image by its own 1st and 99th percentiles per channel
+(:data:`INTENSITY`, clipped to [0, 1]; the trained model records it, so
+:func:`..predict.predict` scales every image it is applied to the same way), then
+standardised by the per-channel mean and standard deviation stored in the model. Per
+image, not by the type's range: the images of one experiment differ several-fold in
+brightness and background, as StarDist and Cellpose users know.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numpy as np
 from ..base.errors import InputError
 from ..base.images import check_image, intensity_range
 
+#: How every image is scaled to [0, 1] in training and then in prediction.
+INTENSITY = "percentile"
 #: Largest label value a painted class may have (one output channel per value).
 MAX_CLASS_VALUE = 255
 #: At most this many pixel positions per class and plane are kept to draw crop centres.
@@ -134,7 +139,7 @@ def prepare(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], crop_siz
         image = image if hasattr(image, "dtype") else np.asarray(image)
         if np.issubdtype(image.dtype, np.floating) and image.size <= 50_000_000:
             check_image(image)
-        low, high = intensity_range(image, "auto")
+        low, high = intensity_range(image, INTENSITY)
         ranges[index] = (low, np.where(high > low, high - low, 1.0).astype(np.float32))
     largest = max(max(p.shape[:2]) for p, _, _ in pairs)
     crop = min(crop_size, int(math.ceil(largest / 16) * 16))

@@ -40,7 +40,7 @@ from ..base.memory import keep_heap_mapped
 from ..base.params import validate
 from ..models.islands import island_floors
 from ..predict import PredictParams, predict
-from .data import TrainingSet, painted_windows, prepare, sample_batch, validation_batch
+from .data import INTENSITY, TrainingSet, painted_windows, prepare, sample_batch, validation_batch
 from .model import class_names, class_palette, loaded, silence_unused, start_model
 from .params import TrainParams
 
@@ -89,6 +89,7 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     in_channels = data.planes[0].image.shape[-1]
     net, config, origin = start_model(params, in_channels, data.num_classes, data.mean,
                                       data.std, start)
+    config.intensity = INTENSITY
     config.island_floors = {}  # measured anew for the new weights (core.islands)
     data.mean = np.asarray(config.mean, np.float32)
     data.std = np.asarray(config.std, np.float32)
@@ -186,10 +187,13 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     watch.lap("train")
     net.load_state_dict(best["state"])
     net.eval()
+    config.object_class = 0
     if reason != "stopped":  # a stop asks for the model now
-        config.island_floors = {str(v): f for v, f in island_floors(
-            (_predict(net, config, image, params.device), painted)
-            for image, painted in painted_windows(data)).items()}
+        predicted = [(_predict(net, config, image, params.device), painted)
+                     for image, painted in painted_windows(data)]
+        config.island_floors = {str(v): f for v, f in island_floors(predicted).items()}
+        if params.separate_objects and len(data.class_values) == 2:
+            config.object_class = object_class([p for p, _ in predicted], data.class_values)
     watch.lap("islands")
     result_labels = np.zeros((0, 0), np.uint8)
     if preview_image is not None and control.preview_interval is not None:
@@ -202,11 +206,22 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
         best_val_iou=best["iou"], class_values=data.class_values,
         class_names=config.class_names, palette=config.palette, labelled_pixels=data.counts,
         validation_pixels=data.validation_pixels, crop_size=data.crop,
-        loss_weights=data.weights, intensity="auto (as predict)",
-        architecture=config.architecture, in_channels=in_channels, device=describe(device),
+        loss_weights=data.weights, intensity=INTENSITY,
+        architecture=config.architecture, in_channels=in_channels,
+        object_class=config.object_class, device=describe(device),
         mixed_precision=use_amp, island_floors=config.island_floors, history=history,
         timings=watch.total(), **origin)
     return TrainResult(result_labels, metadata, model=trained)
+
+
+def object_class(predicted: list[np.ndarray], values: list[int]) -> int:
+    """Of two painted classes, the objects' one: the class that covers less of the edges of
+    the predicted planes (background surrounds objects; nuclei, cells, a photograph's
+    subject)."""
+    edges = np.concatenate([np.concatenate([p[0], p[-1], p[:, 0], p[:, -1]])
+                            for p in predicted]) if predicted else np.zeros(0, np.uint8)
+    shares = [int((edges == v).sum()) for v in values]
+    return values[int(np.argmin(shares))]
 
 
 def _expected(step: int, total: int, elapsed: float, limit: float) -> int:

@@ -60,6 +60,10 @@ class TrainParams:
     class_names: str = param(
         "", "Names of the painted classes in increasing label order, separated by commas "
         "(empty: 'class 1', 'class 2', ...).")
+    separate_objects: bool = param(
+        True, "With two painted classes, the model also returns every object of the "
+        "objects' class (the one that covers less of the image's edges) as its own label, "
+        "touching objects split, ready for review.")
     seed: int = param(0, "Random seed (crops, augmentation, initial weights).", min=0)
     device: str = param(
         "auto", "Where to train: auto (CUDA, then Apple MPS, then CPU), or a named device.",
