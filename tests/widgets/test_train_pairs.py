@@ -112,6 +112,21 @@ def test_training_on_two_layer_pairs_then_apply_writes_objects(
     assert same(widget.labels_picker.value, viewer.layers["painted 1"])
 
 
+def test_every_labelled_plane_of_a_stack_beside_a_plane(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    planes = [_pair(seed) for seed in (4, 5, 6)]
+    stack = viewer.add_image(np.stack([image for image, _ in planes]), name="stack")
+    painted = np.stack([labels for _, labels in planes])
+    painted[1] = 0  # an unlabelled plane teaches nothing
+    labels = viewer.add_labels(painted, name="stack painted")
+    widget.labels_picker.value = viewer.layers["painted 1"]
+    widget.pairs.add_pair(stack, labels)
+    assert _train(qtbot, widget) == "done", error_messages()
+    assert _seen(widget.metadata) == int((viewer.layers["painted 1"].data > 0).sum()) + int(
+        (painted > 0).sum())
+
+
 def test_a_folder_of_images_and_labels(make_napari_viewer, qtbot, tmp_path):
     (tmp_path / "labels").mkdir()
     image, painted = _pair(2)

@@ -188,14 +188,15 @@ class TrainingPairs(QWidget):
     """The "Also train on" list: layer pairs added with + and removed with -, and a folder.
 
     ``taken()``: the dock's main (image, labels) layers, which a new row does not offer
-    first.
+    first; ``every_plane``: the plane mode that cuts every plane of a stack.
     """
 
-    def __init__(self, viewer: Any, taken: Callable[[], Pair],
+    def __init__(self, viewer: Any, taken: Callable[[], Pair], every_plane: str,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.taken = taken
+        self.every_plane = every_plane
         self.rows: list[PairRow] = []
         self.add_button = QPushButton("+ image and labels")
         self.add_button.setToolTip("Train also on another image layer and the labels painted "
@@ -285,8 +286,9 @@ class TrainingPairs(QWidget):
         layers = [painted]
         channels = channel_count(main)
         for image, layer in self.layer_pairs():
+            # Every plane, even beside a single-plane main image: each labelled one teaches.
             setup = make_setup(image, params=main.params, engine_label="training",
-                               channel_axis=axis_like(main, image), plane_mode=main.plane_mode)
+                               channel_axis=axis_like(main, image), plane_mode=self.every_plane)
             if channel_count(setup) != channels:
                 raise InputError(f"The image '{image.name}' has {channel_count(setup)} "
                                  f"channel(s), but '{main.source_name}' has {channels}; every "

@@ -109,7 +109,7 @@ class TrainWidget(DockLifetime, FittingDock, QWidget):
                      self.strokes_hint, self.init_file,
                      self.continue_box], labels=True)
         self.pairs = TrainingPairs(
-            self.viewer, lambda: (self.input.image, self.labels_picker.value), self)
+            self.viewer, lambda: (self.input.image, self.labels_picker.value), EVERY_PLANE, self)
         self.form = ParamForm(ENGINE.params, hidden=("init",))
         self.controls = RunControls("Train", self)
         self.train_button = self.controls.run_button
