@@ -10,6 +10,7 @@ from _gui import error_messages
 from scipy import ndimage as ndi
 
 import napari_unsupseg.core.predict as core_predict
+import napari_unsupseg.core.train as core_train
 from napari_unsupseg.core.samples.synthetic import nuclei
 from napari_unsupseg.widgets._layers import same
 from napari_unsupseg.widgets._train_pairs import PAIRING_RULE, pair_files
@@ -72,6 +73,14 @@ def _with_objects(monkeypatch) -> None:
 
 def test_training_on_two_layer_pairs_then_apply_writes_objects(
         make_napari_viewer, qtbot, monkeypatch):
+    real_train = core_train.train
+
+    def train(*args, **kwargs):  # a model that separates objects in its last preview
+        result = yield from real_train(*args, **kwargs)
+        result.extras["objects"] = ndi.label(result.labels == 2)[0]
+        return result
+
+    monkeypatch.setattr(core_train, "train", train)
     viewer = make_napari_viewer()
     widget = _dock(viewer, pairs=2)
     row = widget.pairs.add_pair()
@@ -85,6 +94,9 @@ def test_training_on_two_layer_pairs_then_apply_writes_objects(
     assert _seen(meta) == sum(painted)  # both pairs, every painted pixel
     assert meta["images"] == ["image 1", "image 2"]
     assert meta["labels"] == ["painted 1", "painted 2"]
+    preview = viewer.layers["image 1 prediction"]
+    np.testing.assert_array_equal(viewer.layers["image 1 objects"].data > 0,
+                                  np.asarray(preview.data) == 2)
 
     # Apply with a model that separates objects: a second Labels layer, beside the classes.
     _with_objects(monkeypatch)
@@ -163,6 +175,14 @@ def test_a_folder_where_nothing_pairs_is_a_sentence(make_napari_viewer, qtbot, t
     assert not widget.runner.running and widget.model is None
     assert error_messages() == [f"No image in the folder {tmp_path} has a label file. "
                                 f"{PAIRING_RULE}"]
+    # A colour file beside grey layers: read in the worker, refused in one sentence.
+    tifffile.imwrite(tmp_path / "a.tif", np.zeros((SIZE, SIZE, 3), np.uint8),
+                     photometric="rgb")
+    tifffile.imwrite(tmp_path / "a_labels.tif", _pair(2)[1])
+    assert _train(qtbot, widget) == "failed"
+    assert error_messages()[-1] == ("The image a.tif has 3 channel(s), but 'image 1' has 1; "
+                                    "every image to train on needs the same channels.")
+    assert widget.model is None
 
 
 def test_mismatched_pairs_are_notifications_not_exceptions(make_napari_viewer, qtbot):
