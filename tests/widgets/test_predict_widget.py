@@ -192,3 +192,32 @@ def test_a_model_trained_on_painted_labels_is_described_as_painted(
     assert "Classes (as painted): 1 = nuclei, 2 = background" in info
     assert "unlabelled" not in info and "unused" not in info
     assert "class 0 is background" not in info
+
+
+def test_a_model_that_separates_objects_gives_an_objects_layer(
+        make_napari_viewer, qtbot, checkpoint, monkeypatch):
+    """The objects (``extras["objects"]``) become a Labels layer beside the classes; a rerun
+    replaces an untouched one and keeps one the user edited."""
+    import napari_unsupseg.widgets.predict as predict_widget
+
+    def with_objects(image, params, **kwargs):
+        result = yield from predict(image, params, **kwargs)
+        result.extras["objects"] = ndi.label(np.asarray(result.labels) == 1)[0]
+        return result
+
+    monkeypatch.setattr(predict_widget, "predict", with_objects)
+    viewer = make_napari_viewer()
+    viewer.add_image(image(), name="cells", rgb=True, scale=(0.5, 2.0))
+    widget = PredictWidget(viewer)
+    widget.checkpoint.value = str(checkpoint)
+    assert _run(qtbot, widget) == "done", _errors()
+    classes, objects = viewer.layers["cells classes"], viewer.layers["cells objects"]
+    np.testing.assert_array_equal(objects.data > 0, np.asarray(classes.data) == 1)
+    assert objects.data.max() >= 1 and objects.data.dtype.kind == "u"
+    np.testing.assert_allclose(objects.scale, (0.5, 2.0))
+    assert _run(qtbot, widget) == "done"
+    assert [layer.name for layer in viewer.layers].count("cells objects") == 1
+    objects = viewer.layers["cells objects"]
+    objects.data_setitem((np.array([0]), np.array([0])), 99)
+    assert _run(qtbot, widget) == "done"
+    assert objects.data[0, 0] == 99 and "cells objects [2]" in viewer.layers

@@ -7,14 +7,18 @@ Example::
 
 writes ``photo_classes.tif`` (labels), ``photo_classes.json`` (class names, palette,
 model hash, parameters) and, with ``--confidence``, ``photo_classes_confidence.tif``.
+A model that separates objects also gives ``photo_classes_objects.tif`` (0 = background,
+1..N = objects) and its sidecar ``photo_classes_objects.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from ..core.base.engine import Result
+from ._common import write_result
 from ._image_command import ImageCommand
 
 HELP = "Segment an image with a trained DeepLabV3/V3+ or U-Net checkpoint (tiled prediction)."
@@ -26,12 +30,18 @@ def _tile_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(result: Result, path: Path, args: argparse.Namespace) -> None:
-    """The classes seen, and the confidence image when it was asked for."""
+    """The classes seen, the objects when the model separates them, and the confidence
+    image when it was asked for."""
     names = result.metadata.get("classes", {})
     found = sorted({int(v) for v in set(result.labels.ravel()[:: max(1, result.labels.size
                                                                      // 4_000_000)])})
     shown = ", ".join(f"{v}={names.get(str(v), '?')}" for v in found[:12])
     print(f"classes seen (sampled): {shown}")
+    if "objects" in result.extras:  # written like the labels: a TIFF and its sidecar
+        objects = replace(result, labels=result.extras["objects"], extras={},
+                          metadata={**result.metadata, "content": "objects (0 = background, "
+                                    "1..N = objects)"})
+        write_result(objects, path.with_name(f"{path.stem}_objects.tif"), args.image)
     if "confidence" in result.extras:
         import tifffile
 

@@ -11,6 +11,7 @@ stops the run after the files under way (a second press abandons it).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from magicgui import widgets
@@ -26,6 +27,21 @@ from ._runner import EngineRunner, RunTexts
 TEXTS = RunTexts(abandoned="Abandoned: the files already written are kept.")
 
 
+def folder_edit(label: str, tooltip: str) -> widgets.FileEdit:
+    """A folder chooser (a path field and its browse button); read it with
+    :func:`folder_chosen`."""
+    return widgets.FileEdit(label=label, mode="d", tooltip=tooltip)
+
+
+def folder_chosen(edit: widgets.FileEdit) -> Path | None:
+    """The folder chosen in ``edit``; None when the field is empty. InputError in words
+    when what is typed there is not an existing folder."""
+    path = chosen_path(edit.value)
+    if path is not None and not path.is_dir():
+        raise InputError(f"The folder {path} does not exist.")
+    return path
+
+
 class FolderApply:
     """The controls and the run of "apply to a folder" for one engine widget.
 
@@ -39,10 +55,10 @@ class FolderApply:
                  parent: QObject | None = None) -> None:
         self.engine = engine
         self.read_params = read_params
-        self.source = widgets.FileEdit(label="input folder", mode="d",
-                                       tooltip="Every image in this folder (and below) is read.")
-        self.target = widgets.FileEdit(label="output folder", mode="d",
-                                       tooltip="Labels are written here, named after the inputs.")
+        self.source = folder_edit("input folder",
+                                  "Every image in this folder (and below) is read.")
+        self.target = folder_edit("output folder",
+                                  "Labels are written here, named after the inputs.")
         self.workers = widgets.SpinBox(label="workers", value=2, min=1, max=64,
                                        tooltip="Processes of the local dask cluster.")
         self.button = widgets.PushButton(text="Apply to folder")

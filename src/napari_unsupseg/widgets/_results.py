@@ -11,6 +11,10 @@
   each has a kind; a rerun on the same input replaces the previous run's layer of
   that kind, unless "new result layer for every run" is ticked or the user edited
   it (then it stays, and the new one gets a fresh name).
+- **objects**: a model that separates objects returns an instance label image
+  (``result.extras["objects"]``: 0 = background, 1..N = objects) beside its classes;
+  :meth:`ResultWriter.add_objects` writes it as an editable Labels layer (an extra
+  layer of kind "objects"), ready for the Review labels dock.
 
 Main thread only.
 """
@@ -23,7 +27,15 @@ from typing import Any
 
 import numpy as np
 
-from ._layers import EditTracker, find_in_viewer, find_reusable, unique_name, unwrap, write_labels
+from ._layers import (
+    EditTracker,
+    as_label_data,
+    find_in_viewer,
+    find_reusable,
+    unique_name,
+    unwrap,
+    write_labels,
+)
 from ._setup import RunSetup
 
 
@@ -68,11 +80,13 @@ class ResultWriter:
         self._previous[setup.key] = weakref.ref(unwrap(layer))
         self.viewer.layers.selection.active = layer
 
-    def replace_extra(self, setup: RunSetup, kind: str, add: Callable[[str], Any]) -> list[Any]:
+    def replace_extra(self, setup: RunSetup, kind: str, add: Callable[[str], Any],
+                      name: str | None = None) -> list[Any]:
         """Add this run's extra layer(s) of ``kind``; ``add(name)`` adds and returns them.
 
         The previous run's layers of that kind on the same input are removed first,
-        unless every run keeps its layers or the user edited them.
+        unless every run keeps its layers or the user edited them. ``name``: the layers'
+        name (made unique); default ``"<result name> <kind>"``.
         """
         key = (setup.key, kind)
         if not setup.options.get("new_layer"):
@@ -80,7 +94,7 @@ class ResultWriter:
                 old = find_in_viewer(self.viewer, ref())
                 if old is not None and not self.tracker.is_edited(old):
                     self.viewer.layers.remove(old)
-        added = add(unique_name(self.viewer, f"{setup.name} {kind}"))
+        added = add(unique_name(self.viewer, name or f"{setup.name} {kind}"))
         layers = list(added) if isinstance(added, list | tuple) else [added]
         for layer in layers:
             self.tracker.adopt(layer)
@@ -104,3 +118,24 @@ class ResultWriter:
             return self.viewer.add_image(mean, channel_axis=-1, name=names, **kwargs)
 
         self.replace_extra(setup, "mean colour", add)
+
+    def add_objects(self, setup: RunSetup, extras: dict[str, Any],
+                    metadata: dict[str, Any]) -> Any | None:
+        """The objects a model separated (``extras["objects"]``, shaped like its labels), as
+        a Labels layer beside the class layer; None when the model separates none."""
+        objects = extras.get("objects")
+        if objects is None:
+            return None
+        data = as_label_data(setup.restore(objects))
+        if data.shape != setup.result_shape:  # a model's bug: say so, keep the class layer
+            raise ValueError(f"the objects have shape {data.shape}, expected "
+                             f"{setup.result_shape}")
+        # Marked as the plugin's output: the training dock never takes it for painted labels.
+        meta = {**metadata, "napari_unsupseg": "objects (0 = background, 1..N = objects)"}
+        # "<image> objects": the objects of an image, whichever model found them.
+        name = f"{setup.source_name} objects"
+        if setup.plane is not None:
+            name += " plane " + ",".join(str(i) for i in setup.plane)
+        layers = self.replace_extra(setup, "objects", lambda unique: self.viewer.add_labels(
+            data, name=unique, metadata=meta, **setup.transform), name=name)
+        return layers[0]

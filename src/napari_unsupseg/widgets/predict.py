@@ -7,8 +7,10 @@ it), the architecture and classes it holds are shown as soon as the file is chos
 result is a Labels layer coloured with the class palette
 (:class:`napari.utils.colormaps.DirectLabelColormap`) whose ``features`` carry the
 class names, so hovering shows them. The confidence, when asked for, becomes an
-Image layer over the result. Loaded models are cached per file, architecture and
-output stride, so reruns start at once.
+Image layer over the result; the objects of a model that separates them (an instance
+label image), a second Labels layer "<image> objects" for Review labels.
+Loaded models are cached per file, architecture and output stride, so reruns start
+at once.
 """
 
 from __future__ import annotations
@@ -137,6 +139,9 @@ class PredictWidget(EngineWidget):
                      int(meta.get("label_offset", 0)))
 
     def write_extras(self, result: Result, setup: RunSetup) -> None:
+        """The objects the model separated (if it does), and the confidence if asked for."""
+        self.writer.add_objects(setup, result.extras,
+                                self.result_metadata(setup, dict(result.metadata)))
         confidence = result.extras.get("confidence")
         if confidence is None:
             return
@@ -145,7 +150,6 @@ class PredictWidget(EngineWidget):
             data, name=name, colormap="magma", contrast_limits=(0.0, 1.0), opacity=0.6,
             visible=False, metadata={"napari_unsupseg": "probability of the predicted class"},
             **setup.transform))
-
 
 
 def describe_file(path: Path) -> str:

@@ -2,7 +2,9 @@
 
 Composed of the shared parts: :class:`~._pickers.ImageInput` (the image, its channels,
 every labelled plane of a stack is used), a :class:`~._pickers.LayerPicker` for the
-labels layer (0 = unlabelled, k = class k), the :class:`~._form.ParamForm` of
+labels layer (0 = unlabelled, k = class k), "Also train on" (:mod:`._train_pairs`: more
+image / labels layer pairs, or a folder of image and label files), the
+:class:`~._form.ParamForm` of
 :class:`~napari_unsupseg.core.train.TrainParams`, an :class:`~._runner.EngineRunner`
 (training and applying are two kinds of run, each with its own callbacks), a
 :class:`~._results.ResultWriter` and a live :class:`~._plot.LossPlot`.
@@ -14,6 +16,8 @@ model in memory through the inference engine on the current plane, every plane, 
 another image layer; **Save model** writes it in this plugin's format (the inference
 widget and ``napari-unsupseg predict`` load it). Training again continues from the last
 model unless "continue from the last model" is unticked or a checkpoint is chosen.
+When the model separates objects, Apply (and the last preview) also write them as a
+second Labels layer "<image> objects", ready for Review labels.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from ._pickers import ImageInput, LayerPicker
 from ._results import ResultWriter
 from ._runner import EngineRunner, RunTexts
 from ._setup import CURRENT_PLANE, RunSetup, make_setup, run_in_worker
+from ._train_pairs import TrainingPairs
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -103,6 +108,8 @@ class TrainWidget(DockLifetime, FittingDock, QWidget):
             widgets=[*self.input.controls, self.labels_picker.combo, self.labels_note,
                      self.strokes_hint, self.init_file,
                      self.continue_box], labels=True)
+        self.pairs = TrainingPairs(
+            self.viewer, lambda: (self.input.image, self.labels_picker.value), EVERY_PLANE, self)
         self.form = ParamForm(ENGINE.params, hidden=("init",))
         self.controls = RunControls("Train", self)
         self.train_button = self.controls.run_button
@@ -127,6 +134,9 @@ class TrainWidget(DockLifetime, FittingDock, QWidget):
 
         layout = scrolling_body(self)
         layout.addWidget(self.inputs.native)
+        more = QCollapsible("Also train on", self)  # folded: most runs use one image
+        more.addWidget(self.pairs)
+        layout.addWidget(more)
         layout.addWidget(self.form.basic.native)
         advanced = QCollapsible("Advanced settings", self)
         advanced.addWidget(self.form.advanced.native)
@@ -144,7 +154,8 @@ class TrainWidget(DockLifetime, FittingDock, QWidget):
         self.fit()
 
     def label_forms(self) -> list[widgets.Container]:
-        return [self.inputs, self.form.basic, self.form.advanced, self.apply_controls]
+        return [self.inputs, self.pairs.folder_form, self.form.basic, self.form.advanced,
+                self.apply_controls]
 
     def _connect(self) -> None:
         self.train_button.clicked.connect(self.train)
@@ -194,8 +205,7 @@ class TrainWidget(DockLifetime, FittingDock, QWidget):
             plane = 0
             if shown.plane is not None and setup.lead_shape:
                 plane = int(np.ravel_multi_index(shown.plane, setup.lead_shape))
-            values = [int(v) for v in np.unique(labels) if 0 < v <= 255]
-            colours = {v: np.asarray(painted.get_color(v), float) for v in values}
+            inputs = self.pairs.inputs(setup, labels, painted)
         except Exception as exc:  # InputError, or a bug: plain words, window alive
             self.runner.fail(exc)
             return
@@ -206,15 +216,16 @@ class TrainWidget(DockLifetime, FittingDock, QWidget):
         def work(control: Any) -> Any:
             from ..core.train import train
 
-            image = setup.image()
-            return (yield from train([image], [labels], params, control=control,
-                                     preview=(0, plane), colours=colours, start=start))
+            images, labels = yield from inputs.read()
+            return (yield from train(images, labels, params, control=control,
+                                     preview=(0, plane), colours=inputs.colours, start=start))
 
+        more = f" and {inputs.count - 1} more image(s)" if inputs.count > 1 else ""
         self.runner.start(
             work, f"{ENGINE.name}: {layer.name}", preview_interval=self.preview_interval,
-            status=f"Training on '{layer.name}' with '{painted.name}'...",
+            status=f"Training on '{layer.name}' with '{painted.name}'{more}...",
             on_progress=self._plot_progress, on_preview=partial(self._show_preview, shown),
-            on_result=partial(self._trained, shown))
+            on_result=partial(self._trained, shown, inputs.provenance()))
 
     def cancel(self) -> None:
         """First press: finish with the best model so far. Second press: abandon."""
@@ -305,17 +316,20 @@ class TrainWidget(DockLifetime, FittingDock, QWidget):
     def _show_preview(self, setup: RunSetup, event: Progress) -> None:
         self._write(setup, event.preview, {"napari_unsupseg": "training preview"})
 
-    def _trained(self, setup: RunSetup, _outcome: str, value: Any) -> None:
-        self.model, self.metadata = value.model, value.metadata
+    def _trained(self, setup: RunSetup, sources: dict[str, list[str]], _outcome: str,
+                 value: Any) -> None:
+        self.model, self.metadata = value.model, {**value.metadata, **sources}
         self.plot.redraw()
         if value.labels.size:
             layer = self._write(setup, value.labels, value.metadata)
             self.writer.finish(setup, layer)
+            self.writer.add_objects(setup, value.extras, value.metadata)
         self._describe(value.metadata)
 
     def _applied(self, setup: RunSetup, _outcome: str, value: Any) -> None:
         layer = self._write(setup, value.labels, value.result.metadata)
         self.writer.finish(setup, layer)
+        self.writer.add_objects(setup, value.result.extras, value.result.metadata)
         self.set_status(f"Applied the model to '{setup.source_name}'.")
 
     def _write(self, setup: RunSetup, labels: np.ndarray, metadata: dict[str, Any]) -> Any:
@@ -362,3 +376,4 @@ class TrainWidget(DockLifetime, FittingDock, QWidget):
         self.input.disconnect()
         self.labels_picker.disconnect()
         self.apply_picker.disconnect()
+        self.pairs.disconnect_viewer()
