@@ -101,6 +101,12 @@ def read_georef(path: str | Path) -> Georef | None:
         return _georef_of(source)
 
 
+def raster_shape(path: str | Path) -> tuple[int, int]:
+    """(rows, columns) of a raster file, from its header."""
+    with _open(path) as source:
+        return source.height, source.width
+
+
 def carried_georef(source: str | Path) -> Georef | None:
     """The georeference that results computed from ``source`` should carry: None for a
     plain file, and (with a warning) when rasterio is not installed to read it."""
