@@ -101,6 +101,11 @@ def read_georef(path: str | Path) -> Georef | None:
         return _georef_of(source)
 
 
+def open_raster(path: str | Path) -> Any:
+    """A rasterio dataset (to read window by window); an unreadable file is an InputError."""
+    return _open(path)
+
+
 def raster_shape(path: str | Path) -> tuple[int, int]:
     """(rows, columns) of a raster file, from its header."""
     with _open(path) as source:
