@@ -99,17 +99,22 @@ def add_image_arguments(parser: argparse.ArgumentParser, output_suffix: str) -> 
     parser.add_argument("--quiet", action="store_true", help="No progress bar.")
 
 
-def add_region_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--nodata`` and ``--aoi``: the pixels left out of the work (label 0, no polygon)."""
+def add_region_arguments(parser: argparse.ArgumentParser, polygons: bool = False) -> None:
+    """``--nodata`` and ``--aoi``: the pixels left out of the work (label 0, no polygon);
+    with ``polygons``, as the polygon export reads them."""
+    nodata = ("pixels of --image whose every band equals it are left out of the statistics"
+              if polygons else "pixels whose every band equals it take no region and get "
+              "label 0")
+    aoi = ("only the labels inside are written as polygons" if polygons else "only the "
+           "pixels inside are segmented, and the output covers its bounds")
     parser.add_argument(
         "--nodata", default=None, metavar="VALUE",
-        help="Pixel value that means 'no data' (every band equal to it): such pixels take no "
-        "region and get label 0. Default: the GeoTIFF's own nodata value; 'none' for none.",
+        help=f"Pixel value that means 'no data': {nodata}. Default: the GeoTIFF's own nodata "
+        "value; 'none' for none.",
     )
     parser.add_argument(
         "--aoi", type=Path, default=None, metavar="FILE",
-        help="Area of interest: a polygon layer (.geojson, .gpkg, .shp) in any CRS; only the "
-        "pixels inside are segmented, and the output covers its bounds.",
+        help=f"Area of interest: a polygon layer (.geojson, .gpkg, .shp) in any CRS; {aoi}.",
     )
 
 

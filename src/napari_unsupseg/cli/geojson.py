@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", type=Path, default=None,
                         help="The image the labels were made from: each band's mean, std, "
                         "min and max per polygon (its nodata left out).")
-    add_region_arguments(parser)
+    add_region_arguments(parser, polygons=True)
 
 
 def _provenance(metadata: dict[str, Any]) -> dict[str, str | None]:

@@ -210,6 +210,9 @@ def write_vectors(
     vector_modules()
     georef = read_georef(labels_path)
     with open_raster(labels_path) as labels:
+        if labels.count != 1 or np.dtype(labels.dtypes[0]).kind not in "ui":
+            raise InputError(f"{Path(labels_path).name} is not a label image (one band of "
+                             "integers).")
         rows, cols, inside = (0, labels.height), (0, labels.width), None
         if region.aoi is not None:
             if georef is None:
