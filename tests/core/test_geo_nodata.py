@@ -128,6 +128,23 @@ def test_aoi_triangle_masks_the_outside(tmp_path):
     assert (labels[(centre < 0) & (rows >= 1) & (cols >= 1)] > 0).all()
 
 
+def test_aoi_reads_only_its_window(tmp_path):
+    from napari_unsupseg.core.base.scene import Region, prepare_scene
+
+    source, _ = _scene(tmp_path / "scene.tif")
+    aoi = _aoi(tmp_path / "aoi.gpkg", shapely.box(512_200, 4_649_700, 512_400, 4_649_900),
+               "EPSG:32633")
+
+    def whole_image(path):
+        raise AssertionError("the whole image was read")
+
+    scene = prepare_scene(source, whole_image, Region(aoi=aoi))
+    with rasterio.open(source) as raster:
+        expected = np.moveaxis(raster.read()[:, 10:30, 20:40], 0, -1)
+    np.testing.assert_array_equal(scene.image, expected)
+    assert scene.excluded is None and scene.georef.transform[2] == 512_200
+
+
 def test_rotated_grid_aoi_masks_the_right_pixels(tmp_path):
     """A rotated grid is used as it is: the window is found through the inverse transform."""
     rotated = TRANSFORM @ Affine.rotation(30)

@@ -5,10 +5,13 @@ its run starts, what it prints after the labels are written)."""
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..core.base.engine import EngineRun, Result, RunControl
 from ..core.base.scene import RENUMBERED, Scene, prepare_scene
@@ -52,16 +55,20 @@ class ImageCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         params = params_from_args(engine_named(self.engine).params, args)
-        image = load_channels_last(args.image, args.channel_axis)
+        load = functools.partial(load_channels_last, channel_axis=args.channel_axis)
         # Nodata and the area of interest are left out around the engine, the same for all.
-        scene = prepare_scene(args.image, image, region_from_args(args))
+        scene = prepare_scene(args.image, load, region_from_args(args))
         start = (self.start or _start_plain(self.engine))(scene, params, args)
         label = self.bar_label(params) if self.bar_label else self.engine
         # Ctrl+C finishes early: the result so far is written like a finished one.
         result = run_with_bar(start, label, args.quiet)
         renumber = self.engine in RENUMBERED and getattr(args, "scribbles", None) is None
+        # Label-sized extras (predict's confidence) are cleared on excluded pixels too.
+        extras = {name: scene.finish(array, renumber=False)
+                  if np.shape(array) == np.shape(result.labels) else array
+                  for name, array in result.extras.items()}
         result = replace(result, labels=scene.finish(result.labels, renumber),
-                         metadata={**result.metadata, **scene.notes})
+                         metadata={**result.metadata, **scene.notes}, extras=extras)
         path = output_path(args, self.engine)
         write_result(result, path, args.image, scene.georef)
         if self.report is not None:

@@ -100,7 +100,7 @@ def process_file(
     from .base.scene import RENUMBERED, prepare_scene
 
     start = time.perf_counter()
-    scene = prepare_scene(job.source, load(job.source), region)
+    scene = prepare_scene(job.source, load, region)
     result = run_to_end(batch_engine(engine).run(scene.image, params))
     labels = scene.finish(result.labels, engine in RENUMBERED)
     return _write(job, labels, {**result.metadata, **scene.notes}, geojson, start,
@@ -121,7 +121,7 @@ def process_collection(
     from .base.scene import prepare_scene
 
     start = time.perf_counter()
-    scenes = [prepare_scene(job.source, load(job.source), region) for job in jobs]
+    scenes = [prepare_scene(job.source, load, region) for job in jobs]
     images = [scene.image for scene in scenes]
     for job, image in zip(jobs, images, strict=True):
         if image.shape != images[0].shape:

@@ -179,6 +179,14 @@ def read_raster(path: str | Path, *, lazy: bool | None = None) -> Raster:
     return Raster(data, georef, names, path)
 
 
+def read_window(path: str | Path, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """The bands ``(bands, Y, X)`` of rows ``[r0, r1)`` and columns ``[c0, c1)`` only."""
+    from rasterio.windows import Window
+
+    with _open(path) as source:
+        return source.read(window=Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0]))
+
+
 def _lazy_bands(path: Path, shape: tuple[int, int, int], dtype: np.dtype) -> Any:
     """A dask array whose chunks are windows read from the file when computed."""
     import dask.array as da

@@ -5,6 +5,7 @@ interest. The command line and batch run every engine through :func:`prepare_sce
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,40 +49,43 @@ class Scene:
     image: np.ndarray
     excluded: np.ndarray | None
     georef: Georef | None
-    window: tuple[slice, slice] | None = None
     notes: dict[str, Any] = field(default_factory=dict)
 
     def crop(self, array: np.ndarray) -> np.ndarray:
         """A full-size array ``(Y, X, ...)`` cut to the scene's window (e.g. scribbles)."""
-        return array if self.window is None else array[self.window]
+        if "aoi" not in self.notes:
+            return array
+        row0, row1, col0, col1 = self.notes["aoi"]["window"]
+        return array[row0:row1, col0:col1]
 
     def finish(self, labels: np.ndarray, renumber: bool) -> np.ndarray:
         """Label 0 on excluded pixels (renumbered 1..K when ``renumber``)."""
         return clear_excluded(labels, self.excluded, renumber)
 
 
-def prepare_scene(source: Path, image: np.ndarray, region: Region | None) -> Scene:
-    """``image`` (channels-last, read from ``source``) cut to the AOI's window, with its
-    nodata pixels and those outside the AOI excluded and filled."""
+def prepare_scene(
+    source: Path, load: Callable[[Path], np.ndarray], region: Region | None
+) -> Scene:
+    """The image of ``source`` (``load`` reads it channels-last) with its nodata pixels
+    excluded and filled; with an area of interest, only the AOI's window is read (its
+    bands are the channels) and the pixels outside the AOI are excluded too."""
     region = region or Region()
     georef = carried_georef(source)
     nodata = georef.nodata if region.file_nodata and georef is not None else region.nodata
     notes: dict[str, Any] = {}
-    window = None
     inside = None
-    if region.aoi is not None:
-        from .aoi import aoi_window, read_aoi, window_georef
+    if region.aoi is None:
+        image = load(source)
+    else:
+        from .aoi import window_georef
+        from .geo import read_window
+        from .images import as_channels_last
 
-        if georef is None:
-            raise InputError(f"--aoi needs a georeferenced image; {source.name} has no "
-                             "georeference.")
-        area = read_aoi(region.aoi, georef)
-        found = aoi_window(area, georef, image.shape[-3:-1], region.aoi.name)
-        window, inside = found.slices, found.inside
-        image = image[..., window[0], window[1], :]
-        georef = window_georef(georef, found)
-        notes["aoi"] = {"file": str(region.aoi),
-                        "window": [found.row0, found.row1, found.col0, found.col1]}
+        found = _aoi_window(source, georef, region.aoi)
+        rows, cols = (found.row0, found.row1), (found.col0, found.col1)
+        image = as_channels_last(read_window(source, rows, cols), 0)
+        georef, inside = window_georef(georef, found), found.inside
+        notes["aoi"] = {"file": str(region.aoi), "window": [*rows, *cols]}
     excluded = nodata_mask(image, nodata)
     if inside is not None and not inside.all():
         excluded = ~inside if excluded is None else excluded | ~inside
@@ -89,20 +93,24 @@ def prepare_scene(source: Path, image: np.ndarray, region: Region | None) -> Sce
         notes["nodata"] = nodata
     if excluded is not None:
         notes["excluded_pixels"] = int(excluded.sum())
-    return Scene(fill_excluded(image, excluded), excluded, georef, window, notes)
+    return Scene(fill_excluded(image, excluded), excluded, georef, notes)
+
+
+def _aoi_window(source: Path, georef: Georef | None, aoi: Path) -> Any:
+    """The AOI's window of the raster ``source`` (read from its header: no pixels)."""
+    from .aoi import aoi_window, read_aoi
+    from .geo import raster_shape
+
+    if not source.exists():
+        raise InputError(f"The file {source} does not exist.")
+    if georef is None:
+        raise InputError(f"--aoi needs a georeferenced image; {source.name} has no "
+                         "georeference.")
+    return aoi_window(read_aoi(aoi, georef), georef, raster_shape(source), aoi.name)
 
 
 def check_region(source: Path, region: Region | None) -> None:
     """The AOI checked against one image's grid before any work starts (bad input is
     refused in one sentence, nothing written)."""
-    if region is None or region.aoi is None:
-        return
-    from .aoi import aoi_window, read_aoi
-    from .geo import raster_shape
-
-    georef = carried_georef(source)
-    if georef is None:
-        raise InputError(f"--aoi needs a georeferenced image; {source.name} has no "
-                         "georeference.")
-    area = read_aoi(region.aoi, georef)
-    aoi_window(area, georef, raster_shape(source), region.aoi.name)
+    if region is not None and region.aoi is not None:
+        _aoi_window(source, carried_georef(source), region.aoi)
