@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from ..core.base.errors import InputError
 from ..core.base.geo import class_names
-from ..core.base.vectors import VectorOptions, write_vectors
+from ..core.base.vectors import VectorOptions, provenance_fields, write_vectors
 from ._common import add_region_arguments, region_from_args
 
 HELP = ("Write a label image as polygons: GeoJSON, GeoPackage or Shapefile (map coordinates "
@@ -46,16 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_region_arguments(parser, polygons=True)
 
 
-def _provenance(metadata: dict[str, Any]) -> dict[str, str | None]:
-    """Which engine (and model) made the labels, as the sidecar records it."""
-    model = metadata.get("model")
-    if isinstance(model, dict):
-        model = model.get("source") or model.get("architecture")
-    engine = metadata.get("engine")
-    return {"engine": None if engine is None else str(engine),
-            "model": None if model is None else Path(str(model)).name}
-
-
 def run(args: argparse.Namespace) -> int:
     if not args.labels.exists():
         raise InputError(f"The file {args.labels} does not exist.")
@@ -67,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     metadata = json.loads(sidecar.read_text()) if sidecar.exists() else {}
     output = args.output or args.labels.with_suffix(".geojson")
     options = VectorOptions(simplify=args.simplify, min_area=args.min_area,
-                            classes=class_names(metadata), provenance=_provenance(metadata))
+                            classes=class_names(metadata), provenance=provenance_fields(metadata))
     count = write_vectors(args.labels, output, image_path=args.image,
                           region=region_from_args(args), options=options)
     print(f"wrote {output} ({count} polygons)")

@@ -143,15 +143,18 @@ def _write(job: Job, labels: np.ndarray, metadata: dict[str, Any], geojson: bool
            start: float, georef: Any) -> dict[str, Any]:
     """The label file appears only when complete (written under a temporary name, then
     renamed), so a run killed midway leaves nothing that a rerun would skip."""
-    from .base.geo import class_names, write_geojson
+    from .base.geo import class_names
     from .base.io import write_labels
 
     partial = job.output.with_name(f".{job.output.stem}.partial.tif")
     metadata = {**metadata, "source": str(job.source)}
     sidecar = write_labels(partial, labels, metadata, georef=georef)
-    if geojson:
-        write_geojson(job.output.with_suffix(".geojson"), np.asarray(labels), georef,
-                      class_names(metadata))
+    if geojson:  # from the label file just written, as the geojson command does
+        from .base.vectors import VectorOptions, provenance_fields, write_vectors
+
+        options = VectorOptions(classes=class_names(metadata),
+                                provenance=provenance_fields(metadata))
+        write_vectors(partial, job.output.with_suffix(".geojson"), options=options)
     os.replace(sidecar, job.output.with_suffix(".json"))
     os.replace(partial, job.output)
     return {

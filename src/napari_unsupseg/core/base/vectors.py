@@ -167,6 +167,16 @@ def _concat(items: list[Parts]) -> Parts:
                  np.concatenate([p.stats for p in items]))
 
 
+def provenance_fields(metadata: Mapping[str, Any]) -> dict[str, str | None]:
+    """``engine`` and ``model`` (its file name, or architecture) from a result's metadata."""
+    model = metadata.get("model")
+    if isinstance(model, Mapping):
+        model = model.get("source") or model.get("architecture")
+    engine = metadata.get("engine")
+    return {"engine": None if engine is None else str(engine),
+            "model": None if model is None else Path(str(model)).name}
+
+
 def pixel_size(georef: Georef | None) -> float:
     """The side of a square of one pixel's area, in map units (1 without a georeference)."""
     if georef is None:
