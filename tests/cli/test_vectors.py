@@ -203,3 +203,30 @@ def test_rotated_grid_polygons_land_where_the_pixels_are(tmp_path):
                      transform=rotated, dtype="int32")
     np.testing.assert_array_equal(back, truth)
     assert table["area"].sum() == pytest.approx(truth.size * 100.0)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_noisy_labels_give_the_same_polygons_in_any_strips(tmp_path, seed):
+    """Corners that touch, holes and U shapes across strip edges: joined as a whole raster's."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    truth = ndi.zoom(rng.integers(0, 4, (12, 10)), 3, order=0)[:33, :29].astype(np.uint8)
+    truth[rng.random(truth.shape) < 0.05] = 3  # single pixels, touching at corners
+    image = rng.integers(1, 1000, (2, *truth.shape)).astype(np.uint16)
+    labels = _tif(tmp_path / "labels.tif", truth[None])
+    image_path = _tif(tmp_path / "image.tif", image)
+    results = []
+    for rows in (1, 2, 5, 64):
+        out = tmp_path / f"strips{rows}.gpkg"
+        write_vectors(labels, out, image_path=image_path,
+                      options=VectorOptions(simplify=0, strip_rows=rows, batch=7))
+        _, geoms, table = _read(out)
+        order = np.lexsort((table["b1_mean"], table["area"], table["label"]))
+        results.append((shapely.normalize(geoms[order]),
+                        np.stack([table[k][order] for k in table if k not in
+                                  ("engine", "model")])))
+    assert len(results[0][0]) == _components(truth).max()
+    for geoms, values in results[1:]:
+        assert shapely.equals(geoms, results[0][0]).all()
+        np.testing.assert_allclose(values, results[0][1], rtol=1e-9)
