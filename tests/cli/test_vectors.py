@@ -230,3 +230,15 @@ def test_noisy_labels_give_the_same_polygons_in_any_strips(tmp_path, seed):
     for geoms, values in results[1:]:
         assert shapely.equals(geoms, results[0][0]).all()
         np.testing.assert_allclose(values, results[0][1], rtol=1e-9)
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".shp", ".geojson"])
+def test_labels_without_regions_give_an_empty_layer(tmp_path, suffix):
+    labels = _tif(tmp_path / "empty.tif", np.zeros((1, 16, 16), np.uint16))
+    image = _tif(tmp_path / "image.tif", np.ones((2, 16, 16), np.uint16))
+    out = tmp_path / f"empty{suffix}"
+    assert main(["geojson", str(labels), "-o", str(out), "--image", str(image)]) == 0
+    info = pyogrio.read_info(out)
+    assert info["features"] == 0 and info["crs"] == "EPSG:32633"
+    if suffix != ".geojson":  # (a GeoJSON file has no schema of its own)
+        assert "b2_max" in list(info["fields"])
