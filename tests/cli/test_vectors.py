@@ -242,3 +242,13 @@ def test_labels_without_regions_give_an_empty_layer(tmp_path, suffix):
     assert info["features"] == 0 and info["crs"] == "EPSG:32633"
     if suffix != ".geojson":  # (a GeoJSON file has no schema of its own)
         assert "b2_max" in list(info["fields"])
+
+
+def test_the_label_rasters_own_nodata_is_no_polygon(tmp_path):
+    truth = np.full((1, 20, 20), 255, np.uint8)
+    truth[0, 5:15, 5:15] = 1
+    labels = _tif(tmp_path / "labels.tif", truth, nodata=255)
+    out = tmp_path / "regions.gpkg"
+    assert main(["geojson", str(labels), "-o", str(out)]) == 0
+    _, geoms, table = _read(out)
+    assert list(table["label"]) == [1] and table["area"][0] == pytest.approx(100 * 100.0)

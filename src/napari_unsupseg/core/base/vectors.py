@@ -263,6 +263,8 @@ def _strips(labels: Any, image: Any, offset: tuple[int, int], rows: tuple[int, i
         bottom = min(top + options.strip_rows, rows[1])
         window = Window(cols[0], top, width, bottom - top)
         strip = labels.read(1, window=window)
+        if labels.nodata is not None:  # a label raster's own nodata is no region
+            strip[strip == labels.nodata] = 0
         if inside is not None:
             strip[~inside[top - rows[0]:bottom - rows[0]]] = 0
         bands = valid = None
