@@ -207,9 +207,18 @@ def run_with_bar(
             return drive(run, show)
 
 
-def write_result(result: Result, path: Path, source: Path, georef: Georef | None) -> None:
-    """Labels plus JSON sidecar (with ``georef``, a GeoTIFF), and a one-line summary of
-    where they went."""
+def write_result(
+    result: Result, path: Path, source: Path, georef: Georef | None = None
+) -> None:
+    """Labels plus JSON sidecar (a GeoTIFF when georeferenced), and a one-line summary of
+    where they went. The georeference: ``georef``, else the one the result's metadata
+    carries (the scene's, cut to an area of interest), else the source's."""
+    from ..core.base.geo import carried_georef
+
+    if georef is None:
+        georef = Georef.from_metadata(result.metadata.get("georeference"))
+    if georef is None:
+        georef = carried_georef(source)
     metadata = {**result.metadata, "source": str(source)}
     sidecar = write_labels(path, result.labels, metadata, georef=georef)
     n = len(np.unique(result.labels[result.labels > 0]))

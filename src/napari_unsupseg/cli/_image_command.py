@@ -67,8 +67,11 @@ class ImageCommand:
         extras = {name: scene.finish(array, renumber=False)
                   if np.shape(array) == np.shape(result.labels) else array
                   for name, array in result.extras.items()}
+        metadata = {**result.metadata, **scene.notes}
+        if scene.georef is not None:  # what every file written from the result carries
+            metadata["georeference"] = scene.georef.to_metadata()
         result = replace(result, labels=scene.finish(result.labels, renumber),
-                         metadata={**result.metadata, **scene.notes}, extras=extras)
+                         metadata=metadata, extras=extras)
         path = output_path(args, self.engine)
         write_result(result, path, args.image, scene.georef)
         if self.report is not None:
