@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         sub = commands.add_parser(
             name,
+            aliases=getattr(module, "ALIASES", ()),
             help=module.HELP,
             description=module.HELP,
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,8 +18,10 @@ import numpy as np
 from ..core.base import params as params_mod
 from ..core.base.engine import Progress, Result, RunControl, drive
 from ..core.base.errors import InputError
+from ..core.base.geo import Georef
 from ..core.base.images import as_channels_last
 from ..core.base.io import read_image, write_labels
+from ..core.base.scene import Region, parse_nodata
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -92,7 +95,32 @@ def add_image_arguments(parser: argparse.ArgumentParser, output_suffix: str) -> 
         help="Axis of the input that holds channels: an integer, 'none' (a grey image or a "
         "stack of grey planes), or 'auto' (the last axis of an RGB(A) PNG/JPEG/TIFF, else none).",
     )
+    add_region_arguments(parser)
     parser.add_argument("--quiet", action="store_true", help="No progress bar.")
+
+
+def add_region_arguments(parser: argparse.ArgumentParser, polygons: bool = False) -> None:
+    """``--nodata`` and ``--aoi``: the pixels left out of the work (label 0, no polygon);
+    with ``polygons``, as the polygon export reads them."""
+    nodata = ("pixels of --image whose every band equals it are left out of the statistics"
+              if polygons else "pixels whose every band equals it take no region and get "
+              "label 0")
+    aoi = ("only the labels inside are written as polygons" if polygons else "only the "
+           "pixels inside are segmented, and the output covers its bounds")
+    parser.add_argument(
+        "--nodata", default=None, metavar="VALUE",
+        help=f"Pixel value that means 'no data': {nodata}. Default: the GeoTIFF's own nodata "
+        "value; 'none' for none.",
+    )
+    parser.add_argument(
+        "--aoi", type=Path, default=None, metavar="FILE",
+        help=f"Area of interest: a polygon layer (.geojson, .gpkg, .shp) in any CRS; {aoi}.",
+    )
+
+
+def region_from_args(args: argparse.Namespace) -> Region:
+    """The ``--nodata`` and ``--aoi`` options as a :class:`Region`."""
+    return replace(parse_nodata(args.nodata), aoi=args.aoi)
 
 
 def parse_channel_axis(text: str, rgb: bool) -> int | None:
@@ -179,12 +207,20 @@ def run_with_bar(
             return drive(run, show)
 
 
-def write_result(result: Result, path: Path, source: Path) -> None:
-    """Labels plus JSON sidecar, and a one-line summary of where they went."""
+def write_result(
+    result: Result, path: Path, source: Path, georef: Georef | None = None
+) -> None:
+    """Labels plus JSON sidecar (a GeoTIFF when georeferenced), and a one-line summary of
+    where they went. The georeference: ``georef``, else the one the result's metadata
+    carries (the scene's, cut to an area of interest), else the source's."""
     from ..core.base.geo import carried_georef
 
+    if georef is None:
+        georef = Georef.from_metadata(result.metadata.get("georeference"))
+    if georef is None:
+        georef = carried_georef(source)
     metadata = {**result.metadata, "source": str(source)}
-    sidecar = write_labels(path, result.labels, metadata, georef=carried_georef(source))
+    sidecar = write_labels(path, result.labels, metadata, georef=georef)
     n = len(np.unique(result.labels[result.labels > 0]))
     print(
         f"wrote {path} ({n} labels, {result.labels.dtype}, shape {result.labels.shape}) "

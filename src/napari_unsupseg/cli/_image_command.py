@@ -5,14 +5,16 @@ its run starts, what it prints after the labels are written)."""
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..core.base.engine import EngineRun, Result, RunControl
+from ..core.base.scene import RENUMBERED, Scene, prepare_scene
 from ..core.registry import engine_named
 from ._common import (
     add_image_arguments,
@@ -20,17 +22,18 @@ from ._common import (
     load_channels_last,
     output_path,
     params_from_args,
+    region_from_args,
     run_with_bar,
     write_result,
 )
 
-#: Starts the engine's run: (image, parameters, parsed arguments) -> (control -> run).
-Start = Callable[[np.ndarray, Any, argparse.Namespace], Callable[[RunControl], EngineRun]]
+#: Starts the engine's run: (scene, parameters, parsed arguments) -> (control -> run).
+Start = Callable[[Scene, Any, argparse.Namespace], Callable[[RunControl], EngineRun]]
 
 
 def _start_plain(engine: str) -> Start:
     run = engine_named(engine).run
-    return lambda image, params, args: lambda control: run(image, params, control=control)
+    return lambda scene, params, args: lambda control: run(scene.image, params, control=control)
 
 
 @dataclass(frozen=True)
@@ -52,13 +55,25 @@ class ImageCommand:
 
     def run(self, args: argparse.Namespace) -> int:
         params = params_from_args(engine_named(self.engine).params, args)
-        image = load_channels_last(args.image, args.channel_axis)
-        start = (self.start or _start_plain(self.engine))(image, params, args)
+        load = functools.partial(load_channels_last, channel_axis=args.channel_axis)
+        # Nodata and the area of interest are left out around the engine, the same for all.
+        scene = prepare_scene(args.image, load, region_from_args(args))
+        start = (self.start or _start_plain(self.engine))(scene, params, args)
         label = self.bar_label(params) if self.bar_label else self.engine
         # Ctrl+C finishes early: the result so far is written like a finished one.
         result = run_with_bar(start, label, args.quiet)
+        renumber = self.engine in RENUMBERED and getattr(args, "scribbles", None) is None
+        # Label-sized extras (predict's confidence) are cleared on excluded pixels too.
+        extras = {name: scene.finish(array, renumber=False)
+                  if np.shape(array) == np.shape(result.labels) else array
+                  for name, array in result.extras.items()}
+        metadata = {**result.metadata, **scene.notes}
+        if scene.georef is not None:  # what every file written from the result carries
+            metadata["georeference"] = scene.georef.to_metadata()
+        result = replace(result, labels=scene.finish(result.labels, renumber),
+                         metadata=metadata, extras=extras)
         path = output_path(args, self.engine)
-        write_result(result, path, args.image)
+        write_result(result, path, args.image, scene.georef)
         if self.report is not None:
             self.report(result, path, args)
         return 0

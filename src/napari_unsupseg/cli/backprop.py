@@ -12,6 +12,7 @@ from ..core.backprop import BackpropParams, segment
 from ..core.base.engine import EngineRun, RunControl
 from ..core.base.errors import InputError
 from ..core.base.io import read_image
+from ..core.base.scene import Scene
 from ._image_command import ImageCommand
 
 HELP = "Segment an image without training data (Kanezaki's backprop segmenter)."
@@ -41,10 +42,13 @@ def read_scribbles(path: Path) -> np.ndarray:
     return data
 
 
-def _start(image: np.ndarray, params: BackpropParams, args: argparse.Namespace
+def _start(scene: Scene, params: BackpropParams, args: argparse.Namespace
            ) -> Callable[[RunControl], EngineRun]:
-    scribbles = read_scribbles(args.scribbles) if args.scribbles else None
-    return lambda control: segment(image, params, scribbles=scribbles, control=control)
+    scribbles = None
+    if args.scribbles:
+        # Cut to the area of interest like the image; no scribble counts on nodata.
+        scribbles = scene.finish(scene.crop(read_scribbles(args.scribbles)), renumber=False)
+    return lambda control: segment(scene.image, params, scribbles=scribbles, control=control)
 
 
 COMMAND = ImageCommand("backprop", HELP, start=_start, extra_arguments=_scribbles_option)

@@ -16,9 +16,17 @@ import argparse
 import functools
 from pathlib import Path
 
+from ..core.base.scene import check_region
 from ..core.batch import plan_jobs, run_batch
 from ..core.registry import batch_engine, batch_engines
-from ._common import add_params, load_channels_last, params_from_args, run_with_bar
+from ._common import (
+    add_params,
+    add_region_arguments,
+    load_channels_last,
+    params_from_args,
+    region_from_args,
+    run_with_bar,
+)
 
 HELP = "Run an engine over many files (folders, globs) on a local or remote dask cluster."
 
@@ -46,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="Axis that holds channels: an integer, 'none' or 'auto'.")
         sub.add_argument("--geojson", action="store_true",
                          help="Also write each result as GeoJSON polygons (.geojson).")
+        add_region_arguments(sub)
         sub.add_argument("--quiet", action="store_true", help="No progress bar.")
         add_params(sub, engine.params)
 
@@ -53,11 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     params = params_from_args(batch_engine(args.engine).params, args)
     jobs = plan_jobs(args.inputs, args.output_dir, args.engine)
+    region = region_from_args(args)
+    check_region(jobs[0].source, region)  # a bad AOI file: refused before anything runs
     load = functools.partial(load_channels_last, channel_axis=args.channel_axis)
     report = run_with_bar(
         lambda control: run_batch(jobs, args.engine, params, workers=args.workers,
                                   scheduler=args.scheduler, load=load, geojson=args.geojson,
-                                  control=control),
+                                  region=region, control=control),
         f"batch {args.engine}", args.quiet, unit="file")
     print(report.summary())
     return 0 if report.ok else 1

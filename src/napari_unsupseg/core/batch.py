@@ -30,6 +30,7 @@ import numpy as np
 from .base.engine import Progress, RunControl, no_control
 from .base.errors import InputError
 from .base.io import PICTURE_SUFFIXES, TIFF_SUFFIXES
+from .base.scene import Region
 from .registry import Engine, batch_engine
 
 IMAGE_SUFFIXES = TIFF_SUFFIXES + PICTURE_SUFFIXES
@@ -91,13 +92,19 @@ def process_file(
     params: Any,
     load: Callable[[Path], np.ndarray] = load_image,
     geojson: bool = False,
+    region: Region | None = None,
 ) -> dict[str, Any]:
-    """Read, segment and write one file (on a worker); see :func:`_write`."""
+    """Read, segment and write one file (on a worker); see :func:`_write`. ``region``:
+    nodata and the area of interest, left out as the single-image commands do."""
     from .base.engine import run_to_end
+    from .base.scene import RENUMBERED, prepare_scene
 
     start = time.perf_counter()
-    result = run_to_end(batch_engine(engine).run(load(job.source), params))
-    return _write(job, result.labels, result.metadata, geojson, start)
+    scene = prepare_scene(job.source, load, region)
+    result = run_to_end(batch_engine(engine).run(scene.image, params))
+    labels = scene.finish(result.labels, engine in RENUMBERED)
+    return _write(job, labels, {**result.metadata, **scene.notes}, geojson, start,
+                  scene.georef)
 
 
 def process_collection(
@@ -106,13 +113,16 @@ def process_collection(
     params: Any,
     load: Callable[[Path], np.ndarray] = load_image,
     geojson: bool = False,
+    region: Region | None = None,
 ) -> list[dict[str, Any]]:
     """Run an engine that learns from a collection (part discovery) once over every file,
     then write one label file per input (on a worker)."""
     from .base.engine import run_to_end
+    from .base.scene import prepare_scene
 
     start = time.perf_counter()
-    images = [load(job.source) for job in jobs]
+    scenes = [prepare_scene(job.source, load, region) for job in jobs]
+    images = [scene.image for scene in scenes]
     for job, image in zip(jobs, images, strict=True):
         if image.shape != images[0].shape:
             raise InputError(
@@ -122,26 +132,29 @@ def process_collection(
     result = run_to_end(batch_engine(engine).run(np.stack(images), params))
     sources = [str(job.source) for job in jobs]
     return [
-        _write(job, result.labels[index], {**result.metadata, "sources": sources}, geojson,
-               start)
-        for index, job in enumerate(jobs)
+        _write(job, scene.finish(result.labels[index], renumber=False),
+               {**result.metadata, **scene.notes, "sources": sources}, geojson, start,
+               scene.georef)
+        for index, (job, scene) in enumerate(zip(jobs, scenes, strict=True))
     ]
 
 
 def _write(job: Job, labels: np.ndarray, metadata: dict[str, Any], geojson: bool,
-           start: float) -> dict[str, Any]:
+           start: float, georef: Any) -> dict[str, Any]:
     """The label file appears only when complete (written under a temporary name, then
     renamed), so a run killed midway leaves nothing that a rerun would skip."""
-    from .base.geo import carried_georef, class_names, write_geojson
+    from .base.geo import class_names
     from .base.io import write_labels
 
-    georef = carried_georef(job.source)
     partial = job.output.with_name(f".{job.output.stem}.partial.tif")
     metadata = {**metadata, "source": str(job.source)}
     sidecar = write_labels(partial, labels, metadata, georef=georef)
-    if geojson:
-        write_geojson(job.output.with_suffix(".geojson"), np.asarray(labels), georef,
-                      class_names(metadata))
+    if geojson:  # from the label file just written, as the geojson command does
+        from .base.vectors import VectorOptions, provenance_fields, write_vectors
+
+        options = VectorOptions(classes=class_names(metadata),
+                                provenance=provenance_fields(metadata))
+        write_vectors(partial, job.output.with_suffix(".geojson"), options=options)
     os.replace(sidecar, job.output.with_suffix(".json"))
     os.replace(partial, job.output)
     return {
@@ -217,6 +230,7 @@ def run_batch(
     scheduler: str | None = None,
     load: Callable[[Path], np.ndarray] = load_image,
     geojson: bool = False,
+    region: Region | None = None,
     timeout: float = CONNECT_TIMEOUT,
     control: RunControl | None = None,
 ) -> Generator[BatchProgress, None, BatchReport]:
@@ -238,7 +252,7 @@ def run_batch(
         report.workers = len(client.scheduler_info().get("workers", {}))
         for job in todo:
             job.output.parent.mkdir(parents=True, exist_ok=True)
-        futures = _submit(client, chosen, todo, params, load, geojson)
+        futures = _submit(client, chosen, todo, params, load, geojson, region)
         finished = 0
         for future in as_completed(futures):
             batch = futures[future]
@@ -263,14 +277,16 @@ def run_batch(
 
 
 def _submit(client: Any, engine: Engine, todo: list[Job], params: Any,
-            load: Callable[[Path], np.ndarray], geojson: bool) -> dict[Any, list[Job]]:
+            load: Callable[[Path], np.ndarray], geojson: bool,
+            region: Region | None) -> dict[Any, list[Job]]:
     """Futures of the tasks, each with the jobs it writes."""
     if engine.batch == "collection":
         future = client.submit(process_collection, todo, engine.name, params, load, geojson,
-                               pure=False)
+                               region, pure=False)
         return {future: list(todo)}
     return {
-        client.submit(process_file, job, engine.name, params, load, geojson, pure=False): [job]
+        client.submit(process_file, job, engine.name, params, load, geojson, region,
+                      pure=False): [job]
         for job in todo
     }
 

@@ -101,6 +101,17 @@ def read_georef(path: str | Path) -> Georef | None:
         return _georef_of(source)
 
 
+def open_raster(path: str | Path) -> Any:
+    """A rasterio dataset (to read window by window); an unreadable file is an InputError."""
+    return _open(path)
+
+
+def raster_shape(path: str | Path) -> tuple[int, int]:
+    """(rows, columns) of a raster file, from its header."""
+    with _open(path) as source:
+        return source.height, source.width
+
+
 def carried_georef(source: str | Path) -> Georef | None:
     """The georeference that results computed from ``source`` should carry: None for a
     plain file, and (with a warning) when rasterio is not installed to read it."""
@@ -166,6 +177,14 @@ def read_raster(path: str | Path, *, lazy: bool | None = None) -> Raster:
             lazy = math.prod(shape) * dtype.itemsize > LAZY_BYTES
         data = _lazy_bands(path, shape, dtype) if lazy else source.read()
     return Raster(data, georef, names, path)
+
+
+def read_window(path: str | Path, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+    """The bands ``(bands, Y, X)`` of rows ``[r0, r1)`` and columns ``[c0, c1)`` only."""
+    from rasterio.windows import Window
+
+    with _open(path) as source:
+        return source.read(window=Window(cols[0], rows[0], cols[1] - cols[0], rows[1] - rows[0]))
 
 
 def _lazy_bands(path: Path, shape: tuple[int, int, int], dtype: np.dtype) -> Any:

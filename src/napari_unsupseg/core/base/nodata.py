@@ -1,0 +1,61 @@
+"""Pixels that carry no data (a scene's nodata border, outside an area of interest).
+
+The engines take images, not masks, so excluded pixels are kept out of the work around
+them: :func:`fill_excluded` gives them a value that starts no region of its own (each
+channel's median over the valid pixels), and :func:`clear_excluded` gives them label 0
+afterwards, so no label and no polygon lies on them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+
+def nodata_mask(image: np.ndarray, nodata: float | None) -> np.ndarray | None:
+    """``(Y, X)`` True where every channel (and plane) of a channels-last image ``(Y, X, C)``
+    or stack ``(N, Y, X, C)`` equals ``nodata``; None when nothing is nodata.
+
+    A pixel with some valid band is kept, as GDAL's dataset mask does."""
+    if nodata is None:
+        return None
+    image = np.asarray(image)
+    equal = np.isnan(image) if np.isnan(nodata) else image == nodata
+    axes = tuple(a for a in range(image.ndim) if a not in (image.ndim - 3, image.ndim - 2))
+    mask = equal.all(axis=axes)
+    return mask if mask.any() else None
+
+
+def fill_excluded(image: np.ndarray, excluded: np.ndarray | None) -> np.ndarray:
+    """A copy of ``image`` whose ``excluded`` pixels hold each channel's median over the
+    valid ones: a flat value inside the image's range, so neither the engines'
+    normalisation nor their regions are pulled toward the fill."""
+    if excluded is None:
+        return image
+    image = np.asarray(image)
+    valid = image[..., ~excluded, :]  # (..., n_valid, C)
+    if valid.shape[-2] == 0:
+        raise InputError("Every pixel of the image is nodata or outside the area of interest.")
+    channels = valid.reshape(-1, image.shape[-1])
+    median = np.median(channels, axis=0)
+    filled = image.copy()
+    filled[..., excluded, :] = median.astype(image.dtype)
+    return filled
+
+
+def clear_excluded(
+    labels: np.ndarray, excluded: np.ndarray | None, renumber: bool
+) -> np.ndarray:
+    """Labels set to 0 on ``excluded`` pixels; with ``renumber``, the labels left are
+    renumbered 1..K (for engines whose ids carry no meaning of their own; a class id
+    from a model or a scribble is kept as it is)."""
+    if excluded is None:
+        return labels
+    labels = np.array(labels, copy=True)
+    labels[..., excluded] = 0
+    if renumber:
+        from skimage.segmentation import relabel_sequential
+
+        labels = relabel_sequential(labels)[0]
+    return labels
