@@ -159,9 +159,19 @@ def to_display_rgb(image: np.ndarray) -> np.ndarray:
     return scaled[..., :3]
 
 
-#: How intensities are scaled to [0, 1]: by the type's range, by percentiles, or
-#: by type for 8-bit images and by percentiles otherwise.
-INTENSITY_CHOICES = ("auto", "dtype", "percentile")
+#: How intensities are scaled to [0, 1]: by the type's range, by percentiles (1st-99th,
+#: clipped), by type for 8-bit images and by percentiles otherwise, or ``stretch``: the
+#: 1st and 99.8th percentiles map to 0 and 1 and nothing is clipped (as StarDist and
+#: Cellpose normalise): nuclei covering a thousandth of a field stay brighter than the
+#: noise instead of being cut to the same 1.
+INTENSITY_CHOICES = ("auto", "dtype", "percentile", "stretch")
+#: Percentiles of the ``stretch`` mode.
+STRETCH_PERCENTILES = (1.0, 99.8)
+
+
+def clips(mode: str) -> bool:
+    """Whether intensities scaled in ``mode`` are clipped to [0, 1]."""
+    return mode != "stretch"
 
 
 def intensity_range(image: np.ndarray, mode: str = "auto") -> tuple[np.ndarray, np.ndarray]:
@@ -188,5 +198,6 @@ def intensity_range(image: np.ndarray, mode: str = "auto") -> tuple[np.ndarray, 
     pixels = int(np.prod(image.shape[:-1]))
     step = max(1, int(math.sqrt(pixels / 1_000_000)))
     sample = np.asarray(image[..., ::step, ::step, :]).reshape(-1, channels)
-    low, high = np.percentile(sample.astype(np.float32), [1.0, 99.0], axis=0)
+    levels = STRETCH_PERCENTILES if mode == "stretch" else (1.0, 99.0)
+    low, high = np.percentile(sample.astype(np.float32), levels, axis=0)
     return low.astype(np.float32), high.astype(np.float32)

@@ -45,7 +45,14 @@ import numpy as np
 from ..base.device import DEVICE_CHOICES
 from ..base.engine import EngineRun, Progress, Result, RunControl, Stopwatch, provenance
 from ..base.errors import InputError
-from ..base.images import INTENSITY_CHOICES, check_image, check_rank, intensity_range, label_dtype
+from ..base.images import (
+    INTENSITY_CHOICES,
+    check_image,
+    check_rank,
+    clips,
+    intensity_range,
+    label_dtype,
+)
 from ..base.memory import keep_heap_mapped
 from ..base.params import param, validate
 from ..models.architectures import ARCHITECTURES, input_geometry
@@ -86,7 +93,8 @@ class PredictParams:
     intensity: str = param(
         "auto", "How intensities are scaled to [0, 1] before the model's normalisation: "
         "'dtype' (by the type's range, e.g. /255), 'percentile' (1st-99th percentile per "
-        "channel), 'auto' (dtype for 8-bit images, else percentile).",
+        "channel), 'auto' (the model's own; else dtype for 8-bit images, percentile "
+        "otherwise), 'stretch' (1st-99.8th percentile, not clipped: models trained here).",
         choices=INTENSITY_CHOICES, advanced=True)
     batch_size: int = param(1, "Tiles per forward pass (more helps on a GPU).", min=1,
                             max=256, advanced=True)
@@ -194,7 +202,8 @@ def predict(image: np.ndarray, params: PredictParams, model: LoadedModel | None 
     offset = 0 if background else 1
     intensity = config.intensity if params.intensity == "auto" else params.intensity
     low, high = intensity_range(stack, intensity)
-    load_tile = _tile_loader(stack, chosen, low[chosen], high[chosen], config.mean, config.std)
+    load_tile = _tile_loader(stack, chosen, low[chosen], high[chosen], config.mean, config.std,
+                             clip=clips(intensity))
 
     tile_y, tile_x = fixed or (params.tile_size, params.tile_size)
     ys = plan_tiles(stack.shape[1], tile_y, min(params.overlap, tile_y // 2), align)
@@ -300,7 +309,7 @@ def _pad(x, multiple: int, fixed: tuple[int, int] | None):
 
 
 def _tile_loader(stack: np.ndarray, chosen: list[int], low: np.ndarray, high: np.ndarray,
-                 mean_: list[float], std_: list[float]):
+                 mean_: list[float], std_: list[float], clip: bool = True):
     """A function (plane, ys, xs, (ty, tx)) -> normalised (C, h, w) float32 tensor read
     from the caller's array (one tile at a time: no float copy of the image)."""
     import torch
@@ -323,7 +332,8 @@ def _tile_loader(stack: np.ndarray, chosen: list[int], low: np.ndarray, high: np
         ty, tx = tile
         part = stack[plane, ys.starts[ty]:ys.ends[ty], xs.starts[tx]:xs.ends[tx]]
         part = np.asarray(part)[..., chan_index].astype(np.float32)
-        part = np.clip(part, low, high, out=part)
+        if clip:
+            part = np.clip(part, low, high, out=part)
         part *= scale
         part += shift
         if constant.any():
