@@ -17,6 +17,12 @@ Cases (``../shared/data/real-dev``, see ``real_data.py``):
    and outside (background, 1), kept within 6 discs of radius 30 on the edge. Scored on the
    same image's unpainted pixels (object IoU).
 
+4. ``dsb-update``: the loop of paint, train, look. The strokes of case 2 on 6 of the 12
+   nuclei, trained with the defaults; then the other 6 painted and training continued
+   from the model in memory (as the dock does) with previews every 3 s, as the dock
+   asks: the seconds until the first preview made after the new strokes, and the scores
+   of the model after 5 s of continued training.
+
 Methods: ``unet`` (``core.train.train`` with its defaults, then ``core.predict.predict``;
 instances are the model's ``objects`` output when it has one, else the connected parts of
 class 2), ``rf`` (scikit-learn's random forest, 100 trees of depth 10, on
@@ -47,7 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 from real_data import _ious, bsds, dsb
 
-CASES = ("dsb-dense", "dsb-strokes", "bsds-strokes")
+CASES = ("dsb-dense", "dsb-strokes", "bsds-strokes", "dsb-update")
 METHODS = ("unet", "rf", "otsu")
 
 
@@ -133,7 +139,6 @@ def bsds_case(limit: int) -> Case:
 
 def run_unet(case: Case, time_limit: float | None, threads: int) -> tuple[list, list, dict]:
     from napari_unsupseg.core.base.engine import run_to_end
-    from napari_unsupseg.core.predict import PredictParams, predict
     from napari_unsupseg.core.train import TrainParams, train
 
     params = TrainParams(threads=threads)
@@ -142,17 +147,51 @@ def run_unet(case: Case, time_limit: float | None, threads: int) -> tuple[list, 
     start = time.perf_counter()
     result = run_to_end(train(case.train_images, case.painted, params))
     trained = time.perf_counter() - start
+    classes, objects, info = _apply(case, result.model)
+    meta = result.metadata
+    info.update(train_s=trained, note=f"{meta['epochs_run']} epochs, {meta['steps']} steps, "
+                                      f"best {meta['best_epoch']}, {meta['stop_reason']}")
+    return classes, objects, info
+
+
+def run_update(case: Case, threads: int) -> tuple[list, list, dict]:
+    from napari_unsupseg.core.base.engine import RunControl, run_to_end
+    from napari_unsupseg.core.train import TrainParams, train
+
+    full = case.painted[0]
+    half = full.copy()
+    rows = np.nonzero(full.any(axis=1))[0]
+    half[rows[len(rows) // 2]:] = 0  # strokes of the bottom part come later
+    first = run_to_end(train(case.train_images, [half], TrainParams(threads=threads)))
+    start = time.perf_counter()
+    seen: list[float] = []
+
+    def on_progress(event) -> None:
+        if event.preview is not None:
+            seen.append(time.perf_counter() - start)
+
+    result = run_to_end(train(case.train_images, [full], TrainParams(threads=threads,
+                                                                     time_limit=5.0),
+                              start=first.model, control=RunControl(3.0), preview=(0, 0)),
+                        on_progress)
+    updated = seen[1] if len(seen) > 1 else float("nan")
+    classes, objects, info = _apply(case, result.model)
+    info.update(train_s=time.perf_counter() - start,
+                note=f"first updated preview after {updated:.1f} s")
+    return classes, objects, info
+
+
+def _apply(case: Case, model) -> tuple[list, list, dict]:
+    from napari_unsupseg.core.base.engine import run_to_end
+    from napari_unsupseg.core.predict import PredictParams, predict
+
     classes, objects = [], []
     start = time.perf_counter()
     for image in case.test_images:
-        out = run_to_end(predict(image, PredictParams(), model=result.model))
+        out = run_to_end(predict(image, PredictParams(), model=model))
         classes.append(out.labels)
         objects.append(out.extras.get("objects"))
-    meta = result.metadata
-    return classes, objects, {
-        "train_s": trained, "predict_s": (time.perf_counter() - start) / len(classes),
-        "note": f"{meta['epochs_run']} epochs, {meta['steps']} steps, best "
-                f"{meta['best_epoch']}, {meta['stop_reason']}"}
+    return classes, objects, {"predict_s": (time.perf_counter() - start) / len(classes)}
 
 
 def run_rf(case: Case) -> tuple[list, list, dict]:
@@ -237,12 +276,17 @@ def main() -> None:
     print(f"{'case':<14}{'method':<7}{'fg IoU':>8}{'F1@0.5':>8}{'train s':>9}"
           f"{'pred s/img':>11}  images  painted  note")
     for name in args.cases:
-        case = bsds_case(10) if name == "bsds-strokes" else dsb_case(name[4:], args.apply_limit)
+        case = bsds_case(10) if name == "bsds-strokes" else dsb_case(
+            "strokes" if name == "dsb-update" else name[4:], args.apply_limit)
         painted = np.mean([(p > 0).mean() for p in case.painted])
         for method in args.methods:
             if method == "otsu" and name.startswith("bsds"):
                 continue
-            if method == "unet":
+            if name == "dsb-update" and method != "unet":
+                continue
+            if name == "dsb-update":
+                classes, objects, info = run_update(case, args.threads)
+            elif method == "unet":
                 classes, objects, info = run_unet(case, args.time_limit, args.threads)
             else:
                 classes, objects, info = (run_rf if method == "rf" else run_otsu)(case)

@@ -159,19 +159,13 @@ def to_display_rgb(image: np.ndarray) -> np.ndarray:
     return scaled[..., :3]
 
 
-#: How intensities are scaled to [0, 1]: by the type's range, by percentiles (1st-99th,
-#: clipped), by type for 8-bit images and by percentiles otherwise, or ``stretch``: the
-#: 1st and 99.8th percentiles map to 0 and 1 and nothing is clipped (as StarDist and
-#: Cellpose normalise): nuclei covering a thousandth of a field stay brighter than the
-#: noise instead of being cut to the same 1.
+#: How intensities are scaled to [0, 1]: by the type's range, by the 1st-99th
+#: percentiles, by type for 8-bit images and by percentiles otherwise, or ``stretch``:
+#: the 1st-99.8th percentiles (StarDist's default), so that nuclei covering a thousandth
+#: of a field are not cut to the level of the noise's brightest pixels.
 INTENSITY_CHOICES = ("auto", "dtype", "percentile", "stretch")
 #: Percentiles of the ``stretch`` mode.
 STRETCH_PERCENTILES = (1.0, 99.8)
-
-
-def clips(mode: str) -> bool:
-    """Whether intensities scaled in ``mode`` are clipped to [0, 1]."""
-    return mode != "stretch"
 
 
 def intensity_range(image: np.ndarray, mode: str = "auto") -> tuple[np.ndarray, np.ndarray]:

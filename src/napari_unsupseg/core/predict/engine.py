@@ -49,7 +49,6 @@ from ..base.images import (
     INTENSITY_CHOICES,
     check_image,
     check_rank,
-    clips,
     intensity_range,
     label_dtype,
 )
@@ -94,7 +93,7 @@ class PredictParams:
         "auto", "How intensities are scaled to [0, 1] before the model's normalisation: "
         "'dtype' (by the type's range, e.g. /255), 'percentile' (1st-99th percentile per "
         "channel), 'auto' (the model's own; else dtype for 8-bit images, percentile "
-        "otherwise), 'stretch' (1st-99.8th percentile, not clipped: models trained here).",
+        "otherwise), 'stretch' (1st-99.8th percentile: models trained here).",
         choices=INTENSITY_CHOICES, advanced=True)
     batch_size: int = param(1, "Tiles per forward pass (more helps on a GPU).", min=1,
                             max=256, advanced=True)
@@ -202,8 +201,7 @@ def predict(image: np.ndarray, params: PredictParams, model: LoadedModel | None 
     offset = 0 if background else 1
     intensity = config.intensity if params.intensity == "auto" else params.intensity
     low, high = intensity_range(stack, intensity)
-    load_tile = _tile_loader(stack, chosen, low[chosen], high[chosen], config.mean, config.std,
-                             clip=clips(intensity))
+    load_tile = _tile_loader(stack, chosen, low[chosen], high[chosen], config.mean, config.std)
 
     tile_y, tile_x = fixed or (params.tile_size, params.tile_size)
     ys = plan_tiles(stack.shape[1], tile_y, min(params.overlap, tile_y // 2), align)
@@ -309,7 +307,7 @@ def _pad(x, multiple: int, fixed: tuple[int, int] | None):
 
 
 def _tile_loader(stack: np.ndarray, chosen: list[int], low: np.ndarray, high: np.ndarray,
-                 mean_: list[float], std_: list[float], clip: bool = True):
+                 mean_: list[float], std_: list[float]):
     """A function (plane, ys, xs, (ty, tx)) -> normalised (C, h, w) float32 tensor read
     from the caller's array (one tile at a time: no float copy of the image)."""
     import torch
@@ -332,8 +330,7 @@ def _tile_loader(stack: np.ndarray, chosen: list[int], low: np.ndarray, high: np
         ty, tx = tile
         part = stack[plane, ys.starts[ty]:ys.ends[ty], xs.starts[tx]:xs.ends[tx]]
         part = np.asarray(part)[..., chan_index].astype(np.float32)
-        if clip:
-            part = np.clip(part, low, high, out=part)
+        part = np.clip(part, low, high, out=part)
         part *= scale
         part += shift
         if constant.any():

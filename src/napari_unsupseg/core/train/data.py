@@ -6,7 +6,7 @@ Label convention: 0 = unlabelled (ignored), k > 0 = class k. The network predict
 values with no lookup table (channel 0 is never a target and loses every arg-max).
 
 Intensities are scaled per image by its own 1st and 99.8th percentiles per channel
-(:data:`INTENSITY`, not clipped; the trained model records it, so
+(:data:`INTENSITY`, clipped to [0, 1]; the trained model records it, so
 :func:`..predict.predict` scales every image it is applied to the same way), then
 standardised by the per-channel mean and standard deviation stored in the model. Per
 image, not by the type's range: the images of one experiment differ several-fold in
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..base.errors import InputError
-from ..base.images import check_image, clips, intensity_range
+from ..base.images import check_image, intensity_range
 
 #: How every image is scaled to [0, 1] in training and then in prediction.
 INTENSITY = "stretch"
@@ -194,9 +194,9 @@ def _moments(planes: list[Plane], rng: np.random.Generator) -> tuple[np.ndarray,
 
 
 def scale(pixels: np.ndarray, low: np.ndarray, span: np.ndarray) -> np.ndarray:
-    """Raw intensities scaled as prediction scales them for a model trained here."""
+    """Raw intensities to [0, 1] as prediction scales them (clipped at the range)."""
     out = (np.asarray(pixels, np.float32) - low) / span
-    return np.clip(out, 0.0, 1.0, out=out) if clips(INTENSITY) else out
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _hold_out(planes: list[Plane], values: list[int], crop: int, fraction: float,
