@@ -82,7 +82,11 @@ def test_class_values_round_trip_through_save_load_predict(tmp_path):
     # Island floors: measured on the training labels' regions, saved with the model.
     floors = result.model.config.island_floors
     assert set(floors) == {"3", "7"} and loaded.config.island_floors == floors
-    assert 32 * 64 * 0.2 < floors["3"] <= 32 * 64 * 0.25  # a quarter of the left half
+    # A quarter of the predicted left part (its edge may fall a column either side of
+    # the brightness edge: no stroke is painted within 4 columns of it).
+    plain = run_to_end(predict(image, PredictParams(absorb_islands=False), model=loaded))
+    assert floors["3"] == int((plain.labels == 3).sum() * 0.25)
+    assert 30 * 64 * 0.25 <= floors["3"] <= 34 * 64 * 0.25
 
 
 def test_warm_start_continues_from_saved_weights(tmp_path, blobs, trained):
