@@ -52,7 +52,8 @@ def test_touching_discs_in_a_mask_are_split_and_a_long_object_is_not():
 
 
 @pytest.mark.parametrize("object_value", [2, 1])
-def test_a_model_painted_as_one_blob_returns_touching_discs_as_two_objects(object_value):
+def test_a_model_painted_as_one_blob_returns_touching_discs_as_two_objects(object_value,
+                                                                          monkeypatch):
     """Both discs painted with the same value (as a user paints one class): the class map
     joins them, the objects output gives each disc back; the objects' class is found
     whichever value it was painted with."""
@@ -71,6 +72,10 @@ def test_a_model_painted_as_one_blob_returns_touching_discs_as_two_objects(objec
     assert out.metadata["objects"] == {"class": object_value, "count": 2}
     plain = run_to_end(predict(image, PredictParams(objects=False), model=result.model))
     assert "objects" not in plain.extras
+    import napari_unsupseg.core.predict.objects as objects_module
+    monkeypatch.setattr(objects_module, "MAX_OBJECT_PIXELS", 1000)  # a huge plane
+    huge = run_to_end(predict(image, PredictParams(), model=result.model))
+    assert "objects" not in huge.extras and "skipped" in huge.metadata["objects"]
 
 
 def test_separate_objects_off_and_more_than_two_classes_give_no_objects():

@@ -161,7 +161,9 @@ def predict(image: np.ndarray, params: PredictParams, model: LoadedModel | None 
 
     Returns a :class:`Result` whose ``labels`` have the image's spatial shape (label =
     class index, + 1 when class 0 is not a background class); ``extras["confidence"]``
-    (float16) when asked for; ``metadata`` holds the parameters, model description,
+    (float16) when asked for; ``extras["objects"]`` (uint32, one label per object, touching
+    ones split: :mod:`.objects`) for a model trained here on objects vs background;
+    ``metadata`` holds the parameters, model description,
     class names, palette, tile counts and timings.
     """
     validate(params)
@@ -281,13 +283,18 @@ def predict(image: np.ndarray, params: PredictParams, model: LoadedModel | None 
         timings=watch.total())
     extras = {} if not params.confidence else {"confidence": confidence}
     if params.objects and config.object_class and not metadata["stopped_early"]:
-        from .objects import separate_objects
+        from .objects import MAX_OBJECT_PIXELS, separate_objects
 
-        extras["objects"] = separate_objects(labels == config.object_class)
-        metadata["objects"] = {"class": config.object_class,
-                               "count": int(extras["objects"].max(initial=0))}
-        watch.lap("objects")
-        metadata["timings"] = watch.total()
+        if stack.shape[1] * stack.shape[2] > MAX_OBJECT_PIXELS:
+            metadata["objects"] = {"class": config.object_class, "skipped": (
+                f"planes over {MAX_OBJECT_PIXELS / 1e6:.0f} megapixels are not split into "
+                "objects; split the image into parts to get them")}
+        else:
+            extras["objects"] = separate_objects(labels == config.object_class)
+            metadata["objects"] = {"class": config.object_class,
+                                   "count": int(extras["objects"].max(initial=0))}
+            watch.lap("objects")
+            metadata["timings"] = watch.total()
     return Result(labels, metadata, extras)
 
 

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Largest plane (pixels) whose objects are separated: the split holds a few float copies
+#: of the plane and costs about 2 s per megapixel on a 2-core CPU (h-maxima dominate).
+MAX_OBJECT_PIXELS = 16_000_000
 #: How far (pixels of the smoothed distance map) a summit must rise above the saddle
 #: joining it to another one to seed an object of its own.
 SUMMIT_HEIGHT = 1.0
