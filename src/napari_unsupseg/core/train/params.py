@@ -21,8 +21,9 @@ class TrainParams:
     """Parameters of :func:`napari_unsupseg.core.train.train` (widget and ``train`` command)."""
 
     architecture: str = param(
-        "unet", "Network to train: the classic U-Net (fastest on a CPU), the MobileNetV2 "
-        "U-Net, or DeepLabV3/V3+. Ignored when starting from a checkpoint (its own is kept).",
+        "unet", "Network to train: the classic U-Net (fastest on a CPU), U-Nets on a "
+        "MobileNetV2 or ResNet-18/34/50 encoder (which can start from ImageNet weights), or "
+        "DeepLabV3/V3+. Ignored when starting from a checkpoint (its own is kept).",
         choices=TRAIN_ARCHITECTURES)
     init: str = param(
         "", "Checkpoint to start from (a model saved by this plugin, a DeepLabV3Plus-Pytorch "
