@@ -8,12 +8,13 @@ has one name everywhere (its package under ``core``, its command, its metadata
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from .backprop import BackpropParams, segment
 from .backprop.estimate import estimate_memory as backprop_memory
 from .base.errors import InputError
+from .base.limits import USABLE, Limits, limits
 from .parts import PartsParams, discover_parts
 from .predict import PredictParams, predict
 from .predict.estimate import estimate_memory as predict_memory
@@ -71,6 +72,31 @@ def estimate_bytes(name: str, shape: tuple[int, ...], dtype: Any, params: Any) -
     """The peak memory a run of engine ``name`` adds (bytes), or None if not estimated."""
     estimate = engine_named(name).estimate
     return None if estimate is None else int(estimate(tuple(shape), dtype, params))
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A run checked against the machine before it starts."""
+
+    params: Any  #: the parameters to run with (backprop: maybe a lower memory budget)
+    limits: Limits  #: the device line and the memory check
+    note: str = ""  #: what was changed to make it fit ("" when nothing was)
+
+
+def plan_run(name: str, shape: tuple[int, ...], dtype: Any, params: Any) -> Planned:
+    """The device and estimated peak of a run; a backprop run that would not fit is moved
+    to crop training with a budget of half the usable memory, as its own budget would."""
+    threads = getattr(params, "threads", None) or None
+    device = getattr(params, "device", "auto")
+    found = limits(name, device, estimate_bytes(name, shape, dtype, params), threads)
+    if found.fits or name != "backprop" or found.available is None:
+        return Planned(params, found)
+    budget = max(64, int(USABLE * found.available / 2 / 2**20))
+    if budget >= params.memory_budget_mb:
+        return Planned(params, found)
+    params = replace(params, memory_budget_mb=budget)
+    found = replace(found, estimate=estimate_bytes(name, shape, dtype, params))
+    return Planned(params, found, f"training on crops (memory budget {budget} MB) to fit")
 
 
 def batch_engines() -> list[Engine]:
