@@ -44,6 +44,7 @@ from ._dock import DockLifetime
 from ._fit import FittingDock, scrolling_body
 from ._folder import FolderApply
 from ._form import ParamForm
+from ._limits import LimitsLine, checked
 from ._pickers import ImageInput, LayerPicker
 from ._results import ResultWriter
 from ._runner import EngineRunner, error_message
@@ -166,6 +167,8 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
         self.reset_button.clicked.connect(self.form.reset)
         self.runner.progressed.connect(self._show_progress)
         self.runner.ended.connect(self._on_ended)
+        self.limits_line = LimitsLine(self.controls, self.engine_entry, self._setup,
+                                      [self.inputs, self.form.basic, self.form.advanced])
 
     # The input controls, by the names the widgets have always had.
     @property
@@ -294,7 +297,7 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
         if self.runner.running:
             return
         try:
-            setup = self._setup()
+            setup = checked(self.engine_entry, self._setup())  # refused if it won't fit
             inputs = self.collect_inputs(setup)
         except Exception as exc:  # InputError, or a bug: plain words, window alive
             self.runner.fail(exc)
@@ -324,7 +327,8 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
     # ----------------------------------------------------------------- run events
 
     def _show_progress(self, event: Progress) -> None:
-        self.controls.show_progress(event, quiet=self.runner.stopping)
+        self.controls.show_progress(event, quiet=self.runner.stopping,
+                                    elapsed=self.runner.elapsed)
 
     def _show_preview(self, setup: RunSetup, event: Progress) -> None:
         metadata = {
