@@ -17,7 +17,7 @@ from .engine import PredictParams
 #: (benchmarks/bench_memory.py): the U-Net that training here makes (depth 3, 8 channels);
 #: DeepLabV3+ MobileNetV2 and other large networks (about 0.6 GiB per 1024 px tile,
 #: benchmarks/bench_inference.py).
-_PER_TILE_PIXEL = {"small": 300, "large": 600}
+_PER_TILE_PIXEL = {"small": 330, "large": 600}
 #: A model file under this size is one of the small U-Nets trained here.
 _SMALL_MODEL = 20 * 2**20
 _FIXED = 20 * 2**20
