@@ -61,7 +61,7 @@ class ImageCommand:
         scene = prepare_scene(args.image, load, region_from_args(args))
         # Said before the run: the device and whether its memory holds the run.
         params = announce(plan_run(self.engine, scene.image.shape, scene.image.dtype, params),
-                          args.force)
+                          args.force, args.quiet)
         start = (self.start or _start_plain(self.engine))(scene, params, args)
         label = self.bar_label(params) if self.bar_label else self.engine
         # Ctrl+C finishes early: the result so far is written like a finished one.

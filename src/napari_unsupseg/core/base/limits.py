@@ -79,13 +79,12 @@ def _device_kind(device: str) -> str:
     """``cpu``, ``cuda[:N]`` or ``mps``; ``auto`` is resolved only where torch is loaded
     or cannot be needed (no GPU driver): torch is not imported for a CPU."""
     name = (device or "auto").strip().lower()
-    if name != "auto":
-        return name
-    if "torch" not in sys.modules and not _gpu_possible():
+    if name == "cpu" or (name == "auto" and "torch" not in sys.modules
+                         and not _gpu_possible()):
         return "cpu"
     from .device import resolve_device
 
-    return str(resolve_device("auto"))
+    return str(resolve_device(name))  # an absent device: InputError, in plain words
 
 
 def _gpu_possible() -> bool:
