@@ -111,3 +111,17 @@ def test_cli_refuses_a_run_that_will_not_fit(image_file, tmp_path, capsys, monke
     # --force runs it all the same
     assert main(["preseg", str(image_file), "-o", str(out), "--quiet", "--force"]) == 0
     assert out.exists()
+
+
+def test_train_cli_refuses_a_run_that_will_not_fit(image_file, tmp_path, capsys, monkeypatch):
+    labels = tmp_path / "painted.tif"
+    painted = np.zeros((64, 64), np.uint8)
+    painted[:8], painted[-8:] = 1, 2
+    write_labels(labels, painted, {})
+    _little_memory(monkeypatch, 16 * 2**20)
+    model = tmp_path / "model.pt"
+    assert main(["train", str(image_file), "--labels", str(labels), "-o", str(model),
+                 "--quiet"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("napari-unsupseg: error: This train run would need about ")
+    assert len(error.splitlines()) == 1 and not model.exists()
