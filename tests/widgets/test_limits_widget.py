@@ -79,3 +79,24 @@ def test_status_gives_the_time_left(qtbot, monkeypatch):
     assert controls.status.text().endswith("iteration 10 · about 15 s left")
     controls.show_progress(Progress(step=40, total=40), text="done", elapsed=20.0)
     assert controls.status.text() == "done"
+
+
+def test_predict_line_reads_the_chosen_model(make_napari_viewer, qtbot, tmp_path):
+    import torch
+
+    from napari_unsupseg.core.models import ModelConfig, build_model
+    from napari_unsupseg.core.models.checkpoints import save_checkpoint
+
+    torch.manual_seed(0)
+    config = ModelConfig("unet", 2, in_channels=3, depth=2, base_channels=8)
+    path = save_checkpoint(tmp_path / "small.pt", build_model(config), config)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((512, 512, 3), np.uint8), name="field", rgb=True)
+    widget = _dock(viewer, "Model inference")
+    widget.image_picker.value = viewer.layers["field"]
+    unknown = _mib(widget.controls.limits.text())  # no model yet: a large network assumed
+    widget.checkpoint.value = path
+    # The model's description is read in a worker: let it end with the test.
+    qtbot.waitUntil(lambda: not widget.model_info.value.startswith("reading"), timeout=10_000)
+    assert widget.controls.limits.text().startswith("predict on CPU, ")
+    assert _mib(widget.controls.limits.text()) < unknown

@@ -31,33 +31,36 @@ def engine_shape(setup: RunSetup) -> tuple[int, ...]:
     return (*lead, *setup.spatial_shape, channels)
 
 
-def plan_for(entry: Engine | None, setup: RunSetup) -> Planned | None:
-    """The run checked against the machine; None for an engine without an estimate."""
+def plan_for(entry: Engine | None, setup: RunSetup, params: Any) -> Planned | None:
+    """The run checked against the machine (``params``: what the estimate reads); None
+    for an engine without an estimate."""
     if entry is None or entry.estimate is None:
         return None
-    return plan_run(entry.name, engine_shape(setup), setup.data.dtype, setup.params)
+    return plan_run(entry.name, engine_shape(setup), setup.data.dtype, params)
 
 
-def checked(entry: Engine | None, setup: RunSetup) -> RunSetup:
+def checked(entry: Engine | None, setup: RunSetup, params: Any) -> RunSetup:
     """The setup to run: as it is, or (backprop) moved to crop training to fit; a run that
     will not fit raises :class:`InputError` with one sentence (shown as a notification)."""
-    planned = plan_for(entry, setup)
+    planned = plan_for(entry, setup, params)
     if planned is None:
         return setup
     if not planned.limits.fits:
         raise InputError(planned.limits.refusal)
-    return setup if planned.params is setup.params else replace(setup, params=planned.params)
+    return setup if planned.params is params else replace(setup, params=planned.params)
 
 
 class LimitsLine:
     """Keeps the run controls' limits line up to date with the widget's choices.
 
-    ``setup`` reads the choices as Run does; ``sources``: the widgets whose ``changed``
-    signal means the choices changed (the inputs, the parameter forms)."""
+    ``setup`` reads the choices as Run does, ``params`` the parameters the estimate reads
+    from it; ``sources``: the widgets whose ``changed`` signal means the choices changed
+    (the inputs, the parameter forms)."""
 
     def __init__(self, controls: RunControls, entry: Engine | None,
-                 setup: Callable[[], RunSetup], sources: Sequence[Any]) -> None:
-        self.controls, self.entry, self.setup = controls, entry, setup
+                 setup: Callable[[], RunSetup], params: Callable[[RunSetup], Any],
+                 sources: Sequence[Any]) -> None:
+        self.controls, self.entry, self.setup, self.params = controls, entry, setup, params
         for source in sources:
             source.changed.connect(self.update)
         self.update()
@@ -65,7 +68,8 @@ class LimitsLine:
     def update(self, *_: Any) -> None:
         """Recompute the line; empty while the choices do not make a run."""
         try:
-            planned = plan_for(self.entry, self.setup())
+            setup = self.setup()
+            planned = plan_for(self.entry, setup, self.params(setup))
         except Exception:  # no layer yet, a value being typed: no line, no error
             planned = None
         if planned is None:
