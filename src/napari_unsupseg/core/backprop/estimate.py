@@ -10,7 +10,7 @@ from .params import BackpropParams
 
 #: Measured above the per-pixel figures: PyTorch's CPU runtime and the shrunk copy's
 #: training (benchmarks/bench_memory.py).
-_FIXED = 80 * 2**20
+_FIXED = 100 * 2**20
 
 
 def estimate_memory(shape: tuple[int, ...], dtype: np.dtype, params: BackpropParams) -> int:

@@ -13,12 +13,12 @@ from .engine import PresegParams
 #: slic was measured; the others are given as much, quickshift and spectral (float64
 #: features, a graph) twice as much.
 _PER_PIXEL: dict[str, tuple[int, int]] = {
-    "slic": (8, 4),
-    "felzenszwalb": (8, 4),
-    "quickshift": (16, 8),
-    "watershed": (8, 4),
-    "kmeans": (8, 4),
-    "spectral": (16, 8),
+    "slic": (34, 12),
+    "felzenszwalb": (34, 12),
+    "quickshift": (68, 24),
+    "watershed": (34, 12),
+    "kmeans": (34, 12),
+    "spectral": (68, 24),
 }
 _FIXED = 16 * 2**20
 
@@ -28,6 +28,6 @@ def estimate_memory(shape: tuple[int, ...], dtype: np.dtype, params: PresegParam
     stack (float32), the int64 labels, and one plane's working arrays."""
     channels = shape[-1]
     plane = math.prod(shape[-3:-1])
-    fixed, per_channel = _PER_PIXEL.get(params.method, (16, 8))
+    fixed, per_channel = _PER_PIXEL.get(params.method, (68, 24))
     stack = math.prod(shape[:-1])
     return stack * (4 * channels + 8) + plane * (fixed + per_channel * channels) + _FIXED

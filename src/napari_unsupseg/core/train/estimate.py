@@ -13,7 +13,7 @@ from .params import TrainParams
 #: the classic U-Net at its default width (benchmarks/bench_memory.py); the others scaled.
 _PER_CROP_PIXEL = {"unet": 2_000}
 _OTHER_PER_CROP_PIXEL = 12_000
-_FIXED = 95 * 2**20
+_FIXED = 115 * 2**20
 
 
 def estimate_memory(shape: tuple[int, ...], dtype: np.dtype, params: TrainParams) -> int:
