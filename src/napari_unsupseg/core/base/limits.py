@@ -49,7 +49,7 @@ class Limits:
         """One sentence saying why a run that does not fit is not started."""
         return (f"This {self.engine} run would need about {size_text(self.estimate or 0)} but "
                 f"only {size_text(self.available or 0)} is available on {self.device}; "
-                "use a smaller image, tile or batch.")
+                "use a smaller image or lighter settings.")
 
 
 def size_text(nbytes: float) -> str:
