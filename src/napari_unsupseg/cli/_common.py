@@ -22,6 +22,7 @@ from ..core.base.geo import Georef
 from ..core.base.images import as_channels_last
 from ..core.base.io import read_image, write_labels
 from ..core.base.scene import Region, parse_nodata
+from ..core.registry import Planned
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -96,7 +97,11 @@ def add_image_arguments(parser: argparse.ArgumentParser, output_suffix: str) -> 
         "stack of grey planes), or 'auto' (the last axis of an RGB(A) PNG/JPEG/TIFF, else none).",
     )
     add_region_arguments(parser)
-    parser.add_argument("--quiet", action="store_true", help="No progress bar.")
+    parser.add_argument("--quiet", action="store_true",
+                        help="No progress bar, and no line on the device and memory.")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="Run even when the estimated peak memory is over the memory available.")
 
 
 def add_region_arguments(parser: argparse.ArgumentParser, polygons: bool = False) -> None:
@@ -205,6 +210,18 @@ def run_with_bar(
 
         with finish_on_interrupt(control):
             return drive(run, show)
+
+
+def announce(planned: Planned, force: bool = False, quiet: bool = False) -> Any:
+    """Say on stderr, before the run, which device runs it and its estimated peak memory
+    (unless ``quiet``); a run that will not fit is refused (one sentence, exit 2) unless
+    ``force``. Returns the parameters to run with."""
+    if not quiet:
+        line = planned.limits.line + (f"; {planned.note}" if planned.note else "")
+        print(f"napari-unsupseg: {line}", file=sys.stderr)
+    if not planned.limits.fits and not force:
+        raise InputError(planned.limits.refusal[:-1] + ", or run with --force.")
+    return planned.params
 
 
 def write_result(

@@ -15,10 +15,11 @@ import numpy as np
 
 from ..core.base.engine import EngineRun, Result, RunControl
 from ..core.base.scene import RENUMBERED, Scene, prepare_scene
-from ..core.registry import engine_named
+from ..core.registry import engine_named, plan_run
 from ._common import (
     add_image_arguments,
     add_params,
+    announce,
     load_channels_last,
     output_path,
     params_from_args,
@@ -58,6 +59,9 @@ class ImageCommand:
         load = functools.partial(load_channels_last, channel_axis=args.channel_axis)
         # Nodata and the area of interest are left out around the engine, the same for all.
         scene = prepare_scene(args.image, load, region_from_args(args))
+        # Said before the run: the device and whether its memory holds the run.
+        params = announce(plan_run(self.engine, scene.image.shape, scene.image.dtype, params),
+                          args.force, args.quiet)
         start = (self.start or _start_plain(self.engine))(scene, params, args)
         label = self.bar_label(params) if self.bar_label else self.engine
         # Ctrl+C finishes early: the result so far is written like a finished one.

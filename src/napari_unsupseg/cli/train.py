@@ -13,14 +13,16 @@ of the same shape). Nothing is written when the input is refused.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
 
 from ..core.base.engine import run_to_end
 from ..core.base.io import read_image
+from ..core.registry import plan_run
 from ..core.train import TrainParams, check_model_path, save_model, train
-from ._common import add_params, load_channels_last, params_from_args
+from ._common import add_params, announce, load_channels_last, params_from_args
 
 HELP = "Train a U-Net or DeepLab on painted labels (0 = unlabelled, k = class k)."
 EXPORTS = ("pt2", "onnx")
@@ -41,7 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--export", nargs="+", choices=EXPORTS, default=(),
                         help="Also write the model as a torch.export program (MODEL.pt2) and/or "
                         "ONNX (MODEL.onnx).")
-    parser.add_argument("--quiet", action="store_true", help="No progress bar.")
+    parser.add_argument("--quiet", action="store_true",
+                        help="No progress bar, and no line on the device and memory.")
+    parser.add_argument("--force", action="store_true",
+                        help="Train even when the estimated peak memory is over the memory "
+                        "available.")
     add_params(parser, TrainParams)
 
 
@@ -53,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
         output = output.with_suffix(".pt")
     images = [load_channels_last(path, args.channel_axis) for path in args.images]
     labels = [np.asarray(read_image(path).data) for path in args.labels]
+    # Training's estimate grows with the images' pixels only (the crops are fixed): all
+    # images count as one plane of their total pixels.
+    pixels = sum(math.prod(image.shape[:-1]) for image in images)
+    shape = (pixels, 1, images[0].shape[-1])
+    params = announce(plan_run("train", shape, images[0].dtype, params), args.force, args.quiet)
     result = _run(train(images, labels, params), args.quiet)
     meta = result.metadata
     saved = save_model(output, result.model, {**meta, "images": [str(p) for p in args.images],

@@ -44,6 +44,7 @@ from ._dock import DockLifetime
 from ._fit import FittingDock, scrolling_body
 from ._folder import FolderApply
 from ._form import ParamForm
+from ._limits import LimitsLine, checked
 from ._pickers import ImageInput, LayerPicker
 from ._results import ResultWriter
 from ._runner import EngineRunner, error_message
@@ -166,6 +167,9 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
         self.reset_button.clicked.connect(self.form.reset)
         self.runner.progressed.connect(self._show_progress)
         self.runner.ended.connect(self._on_ended)
+        self.limits_line = LimitsLine(
+            self.controls, self.engine_entry, self._setup, self.estimated_params,
+            [self.inputs, self.form.basic, self.form.advanced])
 
     # The input controls, by the names the widgets have always had.
     @property
@@ -197,6 +201,11 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
     def extra_controls(self) -> list[widgets.Widget]:
         """magicgui widgets shown under the image choices (default: none)."""
         return []
+
+    def estimated_params(self, setup: RunSetup) -> Any:
+        """The parameters the memory estimate reads (default: the form's); a widget whose
+        inputs outside the form change the estimate adds them."""
+        return setup.params
 
     def collect_inputs(self, setup: RunSetup) -> dict[str, Any]:
         """Further inputs for :meth:`engine`, read on the main thread at Run (default: none)."""
@@ -295,6 +304,7 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
             return
         try:
             setup = self._setup()
+            setup = checked(self.engine_entry, setup, self.estimated_params(setup))
             inputs = self.collect_inputs(setup)
         except Exception as exc:  # InputError, or a bug: plain words, window alive
             self.runner.fail(exc)
@@ -324,7 +334,8 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
     # ----------------------------------------------------------------- run events
 
     def _show_progress(self, event: Progress) -> None:
-        self.controls.show_progress(event, quiet=self.runner.stopping)
+        self.controls.show_progress(event, quiet=self.runner.stopping,
+                                    elapsed=self.runner.elapsed)
 
     def _show_preview(self, setup: RunSetup, event: Progress) -> None:
         metadata = {

@@ -136,4 +136,5 @@ class BackpropWidget(EngineWidget):
     def _show_progress(self, event: Progress) -> None:
         progress = getattr(self, "restart_progress", None)
         text = None if progress is None else progress.describe(event, self.runner.elapsed)
-        self.controls.show_progress(event, quiet=self.runner.stopping, text=text)
+        self.controls.show_progress(event, quiet=self.runner.stopping, text=text,
+                                    elapsed=self.runner.elapsed)

@@ -91,6 +91,11 @@ class PredictWidget(EngineWidget):
         if self._reading is None:  # else a later choice is waiting to be read
             self.model_info.value = text
 
+    def estimated_params(self, setup: RunSetup) -> Any:
+        # The model file's size tells a small U-Net trained here from a large network.
+        path = chosen_path(self.checkpoint.value, file=True)
+        return setup.params if path is None else replace(setup.params, checkpoint=str(path))
+
     def collect_inputs(self, setup: RunSetup) -> dict[str, Any]:
         path = self._checked_checkpoint()
         stat = path.stat()

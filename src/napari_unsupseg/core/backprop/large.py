@@ -89,8 +89,8 @@ def labelling_bytes_per_pixel(params: BackpropParams, channels: int) -> int:
     return 4 * (3 * max(_widths(params)) + 2 * channels) + 160
 
 
-def needs_crops(shape: tuple[int, ...], params: BackpropParams) -> bool:
-    """Whether whole-image training of a ``(..., Y, X, C)`` image exceeds the budget."""
+def training_bytes(shape: tuple[int, ...], params: BackpropParams) -> int:
+    """Memory of whole-image training of a ``(..., Y, X, C)`` image (what the budget checks)."""
     pixels = math.prod(shape[:-1])
     if params.stack_mode == "planes" and len(shape) == 4:
         pixels //= shape[0]  # one plane trains at a time
@@ -102,7 +102,23 @@ def needs_crops(shape: tuple[int, ...], params: BackpropParams) -> bool:
         trained = params.train_pixels * (pixels // area)
         need = (trained * training_bytes_per_pixel(params, channels)
                 + pixels * labelling_bytes_per_pixel(params, channels))
-    return need > params.memory_budget_mb * 2**20
+    return need
+
+
+def needs_crops(shape: tuple[int, ...], params: BackpropParams) -> bool:
+    """Whether whole-image training of a ``(..., Y, X, C)`` image exceeds the budget."""
+    return training_bytes(shape, params) > params.memory_budget_mb * 2**20
+
+
+def crops_bytes(shape: tuple[int, ...], params: BackpropParams) -> int:
+    """Memory of the crop path: the budget-bounded batch and tile, plus the image-sized
+    labels, superpixels and (n_labels) merge sample."""
+    layout = plan(shape, params)
+    channels = shape[-1]
+    batch = layout.batch * layout.crop**2 * training_bytes_per_pixel(params, channels)
+    tile = (layout.tile + 2 * TILE_MARGIN) ** 2 * labelling_bytes_per_pixel(params, channels)
+    pool = _POOL_BATCHES * layout.batch * layout.crop**2 * (4 * channels + 8)
+    return max(batch, tile) + pool + math.prod(shape[:-1]) * (4 + 4)
 
 
 def plan(shape: tuple[int, ...], params: BackpropParams) -> CropPlan:
