@@ -14,7 +14,7 @@ from typing import Any, Literal
 from .backprop import BackpropParams, segment
 from .base.errors import InputError
 from .parts import PartsParams, discover_parts
-from .predict import PredictParams, predict
+from .predict import PredictParams, predict_scene
 from .preseg import PresegParams, run_preseg
 from .train import TrainParams, train
 
@@ -42,7 +42,7 @@ ENGINES: dict[str, Engine] = {
                "napari_unsupseg.widgets.preseg:PresegWidget"),
         Engine("backprop", "Unsupervised segmentation", BackpropParams, segment, "file",
                "backprop", "napari_unsupseg.widgets.backprop:BackpropWidget"),
-        Engine("predict", "Model inference", PredictParams, predict, "file", "classes",
+        Engine("predict", "Model inference", PredictParams, predict_scene, "file", "classes",
                "napari_unsupseg.widgets.predict:PredictWidget"),
         Engine("parts", "Part discovery", PartsParams, discover_parts, "collection", "parts",
                "napari_unsupseg.widgets.parts:PartsWidget"),
