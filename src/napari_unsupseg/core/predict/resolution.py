@@ -7,8 +7,9 @@ scene resampled to 30 cm/px, and its labels come back on the scene's grid.
 georeference, or stated with ``PredictParams.resolution`` - and the two differ by more
 than :data:`TOLERANCE`, the image is resampled to the model's pixel size (bilinear,
 smoothed first when it shrinks so that fine texture does not alias), predicted, and the
-labels (and confidence, objects, previews) are brought back with nearest-neighbour, so
-that class values are never blended. The sizes and grids go into the metadata.
+labels are brought back without blending class values: nearest neighbour onto a finer
+grid, the class covering most of each pixel onto a coarser one (confidence, objects and
+previews: nearest neighbour). The sizes and grids go into the metadata.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 #: Pixel sizes closer than this (relative) are taken as the same: no resampling.
 TOLERANCE = 0.05
 _METRES = ("m", "metre", "meter", "metres", "meters")
+#: Labels with at most this many values are voted onto a coarser grid (class maps).
+_VOTED = 64
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,31 @@ def to_grid(array: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(array[..., rows[:, None], cols[None, :]])
 
 
+def labels_to_grid(labels: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Class labels ``(..., rows, columns)`` brought to ``grid``: where the grid is coarser
+    on both axes, each pixel takes the class covering most of it (nearest neighbour would
+    take the one model pixel beside its centre, shifting every boundary by half of it);
+    elsewhere, and for more than :data:`_VOTED` classes, nearest neighbour."""
+    values = np.unique(labels)
+    if labels.shape[-2] < grid[0] or labels.shape[-1] < grid[1] or len(values) > _VOTED:
+        return to_grid(labels, grid)
+    rows = _edges(labels.shape[-2], grid[0])
+    cols = _edges(labels.shape[-1], grid[1])
+    best = np.zeros((*labels.shape[:-2], *grid), np.int64)
+    out = np.full((*labels.shape[:-2], *grid), values[0], labels.dtype)
+    for value in values:  # ties go to the lower value
+        counts = np.add.reduceat(np.add.reduceat(
+            (labels == value).astype(np.int64), rows, axis=-2), cols, axis=-1)
+        better = counts > best
+        out[better], best[better] = value, counts[better]
+    return out
+
+
+def _edges(source: int, target: int) -> np.ndarray:
+    """The first source pixel of each of ``target`` blocks (strictly increasing)."""
+    return np.round(np.arange(target) * (source / target)).astype(np.intp)
+
+
 def _nearest(source: int, target: int) -> np.ndarray:
     centres = (np.arange(target) + 0.5) * (source / target)
     return np.minimum(centres.astype(np.intp), source - 1)
@@ -184,7 +212,8 @@ def predict_scene(image: np.ndarray, params: PredictParams, model: LoadedModel |
             event = replace(event, preview=to_grid(event.preview, shape))
         yield event
     watch.lap("prediction")
-    labels = to_grid(result.labels, shape)
+    labels = labels_to_grid(result.labels, shape)
+    # Objects and confidence follow the nearest model pixel (object ids are not voted).
     extras = {name: to_grid(value, shape) if np.shape(value)[-2:] == tuple(grid) else value
               for name, value in result.extras.items()}
     watch.lap("restore")
