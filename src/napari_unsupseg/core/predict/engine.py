@@ -96,8 +96,8 @@ class PredictParams:
         "", "The image's pixel size in the model's unit (metres for most models), as 'S' or "
         "'X,Y', for files without a georeference (empty: the GeoTIFF's own).", advanced=True)
     resample: bool = param(
-        True, "Resample an image whose pixel size differs from the model's by more than 5% "
-        "to the model's, and the labels back to the image.", advanced=True)
+        True, "Resample an image whose pixel size differs from the model's by more than 5 "
+        "percent to the model's, and the labels back to the image.", advanced=True)
     intensity: str = param(
         "auto", "How intensities are scaled to [0, 1] before the model's normalisation: "
         "'dtype' (by the type's range, e.g. /255), 'percentile' (1st-99th percentile per "
