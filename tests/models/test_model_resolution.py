@@ -226,3 +226,14 @@ def test_training_on_geotiffs_records_their_pixel_size(tmp_path, capsys):
     paths.append(write_geotiff(tmp_path / "coarse.tif", scene(NATIVE * 2), NATIVE * 2))
     _record_resolution(mixed, paths)
     assert mixed.resolution == [] and "do not share one pixel size" in capsys.readouterr().out
+
+
+def test_batch_resamples_each_geotiff_to_the_model(tmp_path, model_path):
+    from napari_unsupseg.core.batch import Job, process_file
+
+    source = write_geotiff(tmp_path / "fine.tif", scene(NATIVE / 2), NATIVE / 2)
+    job = Job(source, tmp_path / "fine_predict.tif")
+    process_file(job, "predict", PredictParams(checkpoint=str(model_path), device="cpu"))
+    sidecar = json.loads(job.output.with_suffix(".json").read_text())
+    assert sidecar["resolution"]["resampled"] and sidecar["resolution"]["model_grid"] == [96, 96]
+    assert tifffile.imread(job.output).shape == (2 * SIDE, 2 * SIDE)

@@ -18,14 +18,11 @@ A model that separates objects also gives ``photo_classes_objects.tif`` (0 = bac
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..core.base.engine import EngineRun, Result, RunControl
-from ..core.base.scene import Scene
-from ..core.registry import engine_named
+from ..core.base.engine import Result
 from ._common import write_result
 from ._image_command import ImageCommand
 
@@ -35,14 +32,6 @@ HELP = "Segment an image with a trained DeepLabV3/V3+ or U-Net checkpoint (tiled
 def _tile_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", dest="tile_size", type=int, default=argparse.SUPPRESS,
                         metavar="N", help="Short for --tile-size.")
-
-
-def _start(scene: Scene, params: Any, args: argparse.Namespace
-           ) -> Callable[[RunControl], EngineRun]:
-    """The engine with the scene's georeference, which gives the image's pixel size."""
-    run = engine_named("predict").run
-    where = {"georef": scene.georef} if scene.georef is not None else {}
-    return lambda control: run(scene.image, params, control=control, **where)
 
 
 def _report(result: Result, path: Path, args: argparse.Namespace) -> None:
@@ -76,6 +65,5 @@ def _size(size: dict[str, Any]) -> str:
     return f"{size['x']:g} {size['unit'] or 'map units'}/px"
 
 
-COMMAND = ImageCommand("predict", HELP, start=_start, extra_arguments=_tile_option,
-                       report=_report)
+COMMAND = ImageCommand("predict", HELP, extra_arguments=_tile_option, report=_report)
 add_arguments, run = COMMAND.add_arguments, COMMAND.run

@@ -33,6 +33,14 @@ class Engine:
     batch: BatchMode  #: how batch runs it
     layer: str  #: result layers are called "<image> <layer>"
     widget: str  #: the dock widget, as the manifest names it ("module:Class")
+    #: ``run`` takes the image's georeference (``georef=``): predict reads its pixel size.
+    georef: bool = False
+
+    def run_scene(self, scene: Any, params: Any, control: Any = None) -> Any:
+        """The run on a :class:`~.base.scene.Scene`: its image, and its georeference
+        where the engine takes one (the same for the command line and batch)."""
+        where = {"georef": scene.georef} if self.georef and scene.georef is not None else {}
+        return self.run(scene.image, params, control=control, **where)
 
 
 ENGINES: dict[str, Engine] = {
@@ -43,7 +51,7 @@ ENGINES: dict[str, Engine] = {
         Engine("backprop", "Unsupervised segmentation", BackpropParams, segment, "file",
                "backprop", "napari_unsupseg.widgets.backprop:BackpropWidget"),
         Engine("predict", "Model inference", PredictParams, predict_scene, "file", "classes",
-               "napari_unsupseg.widgets.predict:PredictWidget"),
+               "napari_unsupseg.widgets.predict:PredictWidget", georef=True),
         Engine("parts", "Part discovery", PartsParams, discover_parts, "collection", "parts",
                "napari_unsupseg.widgets.parts:PartsWidget"),
         Engine("train", "Train from labels", TrainParams, train, "none", "trained model",
