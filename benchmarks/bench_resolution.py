@@ -1,0 +1,156 @@
+"""Benchmark: a model applied at its own resolution to finer and coarser views of a scene.
+
+The ground: a textured mosaic (``core.samples.synthetic.textured_mosaic``, 7 regions)
+drawn at 0.15 m/px; the three views a sensor would give are it averaged over 0.15 m
+(``2x``), 0.3 m (``1x``) and 0.6 m (``0.5x``) pixels, written as GeoTIFFs (UTM). A
+U-Net is trained with ``napari-unsupseg train`` on the 1x GeoTIFF (one disc of radius
+8 px painted in each region; the model records 0.3 m/px from the file) and applied with
+``napari-unsupseg predict`` to each view: the 2x and 0.5x views are resampled to
+0.3 m/px and the labels brought back to their grids.
+
+Reported per view: agreement with the 1x prediction (share of the scene's area with the
+same class; compared on the 0.3 m grid), accuracy against the ground truth (on the
+unpainted pixels), and the prediction time; then the same without resampling
+(``--no-resample``), which is what applying the model as-is gives.
+Goal: agreement >= 97% at 2x and 0.5x.
+
+Usage::
+
+    python benchmarks/bench_resolution.py                # 60 s of training
+    python benchmarks/bench_resolution.py --time-limit 30 --size 192
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+NATIVE = 0.3  # metres per pixel of the model
+VIEWS = {"2x": NATIVE / 2, "1x": NATIVE, "0.5x": NATIVE * 2}
+
+
+def ground(size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ground at 0.15 m/px (2 x ``size`` px) with textures of 10-18 px there, and its
+    regions at 0.3 m/px (``size`` px)."""
+    from skimage.transform import resize
+
+    from napari_unsupseg.core.samples.synthetic import textured_mosaic
+
+    image, truth = textured_mosaic(size, n_regions=7, seed=seed)
+    fine = resize(image, (2 * size, 2 * size, 3), order=1, mode="edge")
+    return (fine * 255).astype(np.float32), truth
+
+
+def view(fine: np.ndarray, pixel: float) -> np.ndarray:
+    """The ground averaged over square pixels of ``pixel`` metres (uint8)."""
+    k = round(pixel / VIEWS["2x"])
+    n = fine.shape[0] // k
+    pooled = fine[:n * k, :n * k].reshape(n, k, n, k, 3).mean(axis=(1, 3))
+    return np.clip(np.rint(pooled), 0, 255).astype(np.uint8)
+
+
+def paint(truth: np.ndarray, radius: int = 8) -> np.ndarray:
+    """One disc of each region painted, around its most interior pixel (uint8)."""
+    from scipy import ndimage as ndi
+
+    painted = np.zeros(truth.shape, np.uint8)
+    yy, xx = np.mgrid[:truth.shape[0], :truth.shape[1]]
+    for value in np.unique(truth):
+        depth = ndi.distance_transform_edt(truth == value)
+        cy, cx = np.unravel_index(np.argmax(depth), depth.shape)
+        disc = (np.hypot(yy - cy, xx - cx) <= min(radius, depth.max() - 1)) & (truth == value)
+        painted[disc] = value
+    return painted
+
+
+def write_geotiff(path: Path, image: np.ndarray, pixel: float) -> Path:
+    import rasterio
+    from affine import Affine
+
+    with rasterio.open(path, "w", driver="GTiff", height=image.shape[0], width=image.shape[1],
+                       count=image.shape[-1] if image.ndim == 3 else 1, dtype=image.dtype,
+                       crs="EPSG:32633",
+                       transform=Affine(pixel, 0, 500_000, 0, -pixel, 5_800_000)) as target:
+        target.write(np.moveaxis(image, -1, 0) if image.ndim == 3 else image[None])
+    return path
+
+
+def run_cli(arguments: list[str]) -> str:
+    """``napari-unsupseg ARGUMENTS`` in this process; its printed lines."""
+    from napari_unsupseg.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(arguments)
+    if code != 0:
+        raise SystemExit(f"napari-unsupseg {' '.join(arguments)} exited with {code}")
+    return out.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256, help="1x view side in pixels")
+    parser.add_argument("--time-limit", type=float, default=60.0, help="training seconds")
+    parser.add_argument("--seed", type=int, default=100)
+    args = parser.parse_args()
+    from napari_unsupseg.core.base.io import read_image
+    from napari_unsupseg.core.predict.resolution import labels_to_grid, to_grid
+
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    fine, truth = ground(args.size, args.seed)
+    with tempfile.TemporaryDirectory() as folder:
+        work = Path(folder)
+        paths = {name: write_geotiff(work / f"scene_{name}.tif", view(fine, pixel), pixel)
+                 for name, pixel in VIEWS.items()}
+        painted = paint(truth)
+        write_geotiff(work / "painted.tif", painted, NATIVE)
+        start = time.perf_counter()
+        said = run_cli(["train", str(paths["1x"]), "--labels", str(work / "painted.tif"),
+                        "-o", str(work / "model.pt"), "--time-limit", str(args.time_limit),
+                        "--seed", "0", "--quiet", "--no-separate-objects"])
+        print(f"training: {time.perf_counter() - start:.1f} s; "
+              + next(line for line in said.splitlines() if "resolution" in line))
+        rows = []
+        labels_1x = None
+        for resample in (True, False):
+            for name in ("1x", "2x", "0.5x"):
+                out = work / f"labels_{name}_{resample}.tif"
+                start = time.perf_counter()
+                run_cli(["predict", str(paths[name]), "--checkpoint", str(work / "model.pt"),
+                         "-o", str(out), "--quiet", "--device", "cpu",
+                         *([] if resample else ["--no-resample"])])
+                seconds = time.perf_counter() - start
+                labels = np.asarray(read_image(out).data)
+                meta = json.loads(out.with_suffix(".json").read_text())
+                grid = (args.size, args.size)
+                # Onto the 0.3 m grid: finer labels by the class covering each pixel,
+                # coarser ones by nearest neighbour (each covers whole 0.3 m pixels).
+                native = labels_to_grid(labels, grid) if labels.shape[0] > args.size \
+                    else to_grid(labels, grid)
+                if name == "1x":
+                    labels_1x = native
+                agree = float((native == labels_1x).mean())
+                unpainted = painted == 0
+                accuracy = float((native[unpainted] == truth[unpainted]).mean())
+                rows.append((name, resample, meta["resolution"]["resampled"], agree,
+                             accuracy, seconds, meta["timings"].get("total", 0.0)))
+    print(f"{'view':>5} {'resample':>8} {'resampled':>9} {'agree 1x':>8} {'accuracy':>8} "
+          f"{'wall s':>6} {'engine s':>8}")
+    for name, resample, done, agree, accuracy, wall, engine in rows:
+        print(f"{name:>5} {str(resample):>8} {str(done):>9} {agree:8.2%} {accuracy:8.2%} "
+              f"{wall:6.2f} {engine:8.2f}")
+    goal = all(agree >= 0.97 for name, resample, _, agree, *_ in rows if resample)
+    print(f"goal (agreement >= 97% at 2x and 0.5x, resampled): {'met' if goal else 'missed'}")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
