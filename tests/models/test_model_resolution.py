@@ -237,3 +237,10 @@ def test_batch_resamples_each_geotiff_to_the_model(tmp_path, model_path):
     sidecar = json.loads(job.output.with_suffix(".json").read_text())
     assert sidecar["resolution"]["resampled"] and sidecar["resolution"]["model_grid"] == [96, 96]
     assert tifffile.imread(job.output).shape == (2 * SIDE, 2 * SIDE)
+
+
+def test_the_model_description_says_its_resolution(model_path):
+    from napari_unsupseg.core.models.summary import describe
+
+    text = describe(load_checkpoint(model_path))
+    assert "Resolution: 0.3 m/px" in text and "Deepness: trained at 30 cm/px" in text
