@@ -5,8 +5,8 @@ scene resampled to 30 cm/px, and its labels come back on the scene's grid.
 (command line, batch, widget): when the model states its pixel size
 (:attr:`~..models.presets.ModelConfig.resolution`) and the image's is known - from its
 georeference, or stated with ``PredictParams.resolution`` - and the two differ by more
-than :data:`TOLERANCE`, the image is resampled to the model's pixel size (bilinear,
-smoothed first when it shrinks so that fine texture does not alias), predicted, and the
+than :data:`TOLERANCE`, the image is resampled to the model's pixel size (the mean of
+the area each new pixel covers when it shrinks, bilinear when it grows), predicted, and the
 labels are brought back without blending class values: nearest neighbour onto a finer
 grid, the class covering most of each pixel onto a coarser one (confidence, objects and
 previews: nearest neighbour). The sizes and grids go into the metadata.
@@ -118,24 +118,48 @@ def model_grid(shape: tuple[int, int], image: PixelSize, model: PixelSize
 
 def resample_image(image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """A channels-last plane or stack resampled to ``grid`` rows and columns, in its own
-    type: bilinear, low-pass filtered first along the axes that shrink."""
-    from skimage.transform import resize
-
+    type: each new pixel the mean of the area it covers when the image shrinks (what a
+    sensor with larger pixels records; nothing aliases), bilinear when it grows."""
     source = np.asarray(image)
     out = np.empty((*source.shape[:-3], *grid, source.shape[-1]), source.dtype)
-    shrinks = grid[0] < source.shape[-3] or grid[1] < source.shape[-2]
+    rows, cols = source.shape[-3:-1]
+    if grid[0] <= rows and grid[1] <= cols:
+        down_y, down_x = _area_weights(rows, grid[0]), _area_weights(cols, grid[1])
+
+        def resample(plane: np.ndarray) -> np.ndarray:
+            return np.asarray((down_x @ (down_y @ plane).T).T)
+    else:
+        from skimage.transform import resize
+
+        def resample(plane: np.ndarray) -> np.ndarray:
+            return resize(plane, grid, order=1, mode="edge", anti_aliasing=False,
+                          preserve_range=True)
     for index in np.ndindex(*source.shape[:-3], source.shape[-1]):
         *planes, channel = index
-        plane = source[(*planes, slice(None), slice(None), channel)].astype(np.float32)
-        done = resize(plane, grid, order=1, mode="edge", anti_aliasing=shrinks,
-                      preserve_range=True)
+        where = (*planes, slice(None), slice(None), channel)
+        done = resample(source[where].astype(np.float32))
         if source.dtype.kind in "ui":
             info = np.iinfo(source.dtype)
             done = np.clip(np.rint(done), info.min, info.max)
         elif source.dtype == np.bool_:
             done = done >= 0.5
-        out[(*planes, slice(None), slice(None), channel)] = done
+        out[where] = done
     return out
+
+
+def _area_weights(source: int, target: int) -> Any:
+    """A sparse ``(target, source)`` matrix: row i averages the source pixels that target
+    pixel i covers, each weighted by the length it overlaps."""
+    from scipy.sparse import csr_matrix
+
+    scale = source / target
+    starts = np.arange(target) * scale
+    index = np.floor(starts).astype(np.intp)[:, None] + np.arange(math.ceil(scale) + 1)
+    overlap = np.minimum(index + 1, starts[:, None] + scale) - np.maximum(index, starts[:, None])
+    keep = (overlap > 1e-9) & (index < source)
+    rows = np.broadcast_to(np.arange(target)[:, None], index.shape)
+    return csr_matrix(((overlap[keep] / scale).astype(np.float32), (rows[keep], index[keep])),
+                      shape=(target, source))
 
 
 def to_grid(array: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
