@@ -14,7 +14,10 @@ Reported per view: agreement with the 1x prediction (share of the scene's area w
 same class; compared on the 0.3 m grid), accuracy against the ground truth (on the
 unpainted pixels), and the prediction time; then the same without resampling
 (``--no-resample``), which is what applying the model as-is gives.
-Goal: agreement >= 97% at 2x and 0.5x.
+Goal: agreement >= 97% at 2x and 0.5x. A coarser view can only keep the classes that
+its pixels still resolve: in ``texture``, textures of 1.5-2.7 m period are 2.5-4.5 px at
+0.6 m/px, mostly averaged away, so the 0.5x agreement there measures how much the model
+leans on fine texture (and varies from one training run to the next).
 
 Usage::
 
@@ -158,8 +161,10 @@ def main() -> None:
     for scene, name, resample, done, agree, accuracy, wall, engine in rows:
         print(f"{scene:>8} {name:>5} {str(resample):>8} {str(done):>9} {agree:8.2%} "
               f"{accuracy:8.2%} {wall:6.2f} {engine:8.2f}")
-    goal = all(row[4] >= 0.97 for row in rows if row[2])
-    print(f"goal (agreement >= 97% at 2x and 0.5x, resampled): {'met' if goal else 'missed'}")
+    for scene in args.scenes:
+        goal = all(row[4] >= 0.97 for row in rows if row[0] == scene and row[2])
+        print(f"{scene}: goal (agreement >= 97% at 2x and 0.5x, resampled) "
+              f"{'met' if goal else 'missed'}")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 
