@@ -244,3 +244,13 @@ def test_the_model_description_says_its_resolution(model_path):
 
     text = describe(load_checkpoint(model_path))
     assert "Resolution: 0.3 m/px" in text and "Deepness: trained at 30 cm/px" in text
+
+
+def test_a_resampled_image_too_large_is_refused(model_path, monkeypatch):
+    import napari_unsupseg.core.predict.resolution as resolution
+
+    monkeypatch.setattr(resolution, "MAX_RESAMPLED_BYTES", 10_000)
+    model = load_checkpoint(model_path)
+    with pytest.raises(InputError, match=r"would be 192 x 192 px .*turn resampling off"):
+        run_to_end(predict_scene(scene(NATIVE), PredictParams(device="cpu"), model,
+                                 georef=georef(NATIVE * 2)))

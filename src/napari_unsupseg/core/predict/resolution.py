@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 #: Pixel sizes closer than this (relative) are taken as the same: no resampling.
 TOLERANCE = 0.05
 _METRES = ("m", "metre", "meter", "metres", "meters")
+#: The largest image resampling may make (bytes, in the image's own type).
+MAX_RESAMPLED_BYTES = 8 << 30
 #: Labels with at most this many values are voted onto a coarser grid (class maps).
 _VOTED = 64
 
@@ -217,10 +219,11 @@ def predict_scene(image: np.ndarray, params: PredictParams, model: LoadedModel |
     if grid is None:
         result = yield from predict(image, params, model, control=control)
         return replace(result, metadata={**result.metadata, "resolution": note})
-    # Bad channels are refused before the (long) resampling, not after it.
+    # Bad channels and sizes are refused before the (long) resampling, not after it.
     net = model.model
     select_channels(image, params.channels,
                     int(getattr(net, "in_channels", model.config.in_channels)), params.bands)
+    _check_size(image, grid, wanted)
     watch = Stopwatch()
     shape = tuple(np.shape(image)[-3:-1])
     resampled = resample_image(image, grid)
@@ -245,6 +248,18 @@ def predict_scene(image: np.ndarray, params: PredictParams, model: LoadedModel |
     timings = {**result.metadata.get("timings", {}), **watch.total()}
     return replace(result, labels=labels, extras=extras,
                    metadata={**result.metadata, "resolution": note, "timings": timings})
+
+
+def _check_size(image: Any, grid: tuple[int, int], model: PixelSize) -> None:
+    """A resampled image larger than :data:`MAX_RESAMPLED_BYTES` is refused in one
+    sentence (a coarse scene with a very fine model would not fit in memory)."""
+    planes = math.prod(np.shape(image)[:-3])
+    size = planes * grid[0] * grid[1] * np.shape(image)[-1] * np.dtype(image.dtype).itemsize
+    if size > MAX_RESAMPLED_BYTES:
+        raise InputError(
+            f"At the model's {model.describe()} the image would be {grid[0]} x {grid[1]} px "
+            f"({size / 2**30:.1f} GiB); predict a smaller area (an area of interest) or "
+            "turn resampling off.")
 
 
 def _described(size: PixelSize | None) -> dict[str, Any] | None:
