@@ -182,11 +182,11 @@ def labels_to_grid(labels: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
         return to_grid(labels, grid)
     rows = _edges(labels.shape[-2], grid[0])
     cols = _edges(labels.shape[-1], grid[1])
-    best = np.zeros((*labels.shape[:-2], *grid), np.int64)
+    best = np.zeros((*labels.shape[:-2], *grid), np.int32)
     out = np.full((*labels.shape[:-2], *grid), values[0], labels.dtype)
-    for value in values:  # ties go to the lower value
+    for value in values:  # ties go to the lower value; one boolean plane at a time
         counts = np.add.reduceat(np.add.reduceat(
-            (labels == value).astype(np.int64), rows, axis=-2), cols, axis=-1)
+            labels == value, rows, axis=-2, dtype=np.int32), cols, axis=-1)
         better = counts > best
         out[better], best[better] = value, counts[better]
     return out
