@@ -254,3 +254,11 @@ def test_a_resampled_image_too_large_is_refused(model_path, monkeypatch):
     with pytest.raises(InputError, match=r"would be 192 x 192 px .*turn resampling off"):
         run_to_end(predict_scene(scene(NATIVE), PredictParams(device="cpu"), model,
                                  georef=georef(NATIVE * 2)))
+
+
+def test_labels_take_the_class_covering_most_of_each_coarser_pixel():
+    from napari_unsupseg.core.predict.resolution import labels_to_grid
+
+    labels = np.array([[1, 1, 2, 2], [1, 2, 2, 2], [3, 3, 1, 1], [3, 3, 1, 2]], np.uint8)
+    np.testing.assert_array_equal(labels_to_grid(labels, (2, 2)), [[1, 2], [3, 1]])
+    np.testing.assert_array_equal(labels_to_grid(labels, (8, 8))[::2, ::2], labels)
