@@ -15,7 +15,7 @@ from scipy import ndimage as ndi
 from napari_unsupseg.core.base.engine import run_to_end
 from napari_unsupseg.core.models import ModelConfig, build_model
 from napari_unsupseg.core.models.checkpoints import load_checkpoint, save_checkpoint
-from napari_unsupseg.core.predict import PredictParams, predict
+from napari_unsupseg.core.predict import PredictParams, predict, predict_scene
 from napari_unsupseg.widgets.predict import PredictWidget
 
 pytestmark = pytest.mark.gui
@@ -201,11 +201,11 @@ def test_a_model_that_separates_objects_gives_an_objects_layer(
     import napari_unsupseg.widgets.predict as predict_widget
 
     def with_objects(image, params, **kwargs):
-        result = yield from predict(image, params, **kwargs)
+        result = yield from predict_scene(image, params, **kwargs)
         result.extras["objects"] = ndi.label(np.asarray(result.labels) == 1)[0]
         return result
 
-    monkeypatch.setattr(predict_widget, "predict", with_objects)
+    monkeypatch.setattr(predict_widget, "predict_scene", with_objects)
     viewer = make_napari_viewer()
     viewer.add_image(image(), name="cells", rgb=True, scale=(0.5, 2.0))
     widget = PredictWidget(viewer)

@@ -33,8 +33,8 @@ Start = Callable[[Scene, Any, argparse.Namespace], Callable[[RunControl], Engine
 
 
 def _start_plain(engine: str) -> Start:
-    run = engine_named(engine).run
-    return lambda scene, params, args: lambda control: run(scene.image, params, control=control)
+    entry = engine_named(engine)
+    return lambda scene, params, args: lambda control: entry.run_scene(scene, params, control)
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class ImageCommand:
 
     engine: str
     help: str
-    start: Start | None = None  #: default: ``engine.run(image, params, control=...)``
+    start: Start | None = None  #: default: ``engine.run_scene(scene, params, control)``
     extra_arguments: Callable[[argparse.ArgumentParser], None] | None = None
     report: Callable[[Result, Path, argparse.Namespace], None] | None = None
     bar_label: Callable[[Any], str] | None = None  #: default: the engine's name

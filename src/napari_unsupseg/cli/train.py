@@ -7,7 +7,8 @@ Example::
 
 Label images: 0 = unlabelled (ignored), k > 0 = class k; predictions hold the same
 values. Each image may be a plane or a stack of planes (then its labels are a stack
-of the same shape). Nothing is written when the input is refused.
+of the same shape). Nothing is written when the input is refused. Trained on GeoTIFFs,
+the model records their pixel size: prediction resamples other resolutions to it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     shape = (pixels, 1, images[0].shape[-1])
     params = announce(plan_run("train", shape, images[0].dtype, params), args.force, args.quiet)
     result = _run(train(images, labels, params), args.quiet)
+    _record_resolution(result.model.config, args.images)
     meta = result.metadata
     saved = save_model(output, result.model, {**meta, "images": [str(p) for p in args.images],
                                               "labels": [str(p) for p in args.labels]})
@@ -84,6 +87,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     print(f"apply it: napari-unsupseg predict IMAGE --checkpoint {saved} -o IMAGE_labels.tif")
     return 0
+
+
+def _record_resolution(config: Any, paths: list[Path]) -> None:
+    """The pixel size of the GeoTIFFs trained on, kept in the model so that prediction
+    resamples images of another resolution to it; not kept (with a note) when the
+    images do not share one."""
+    from ..core.base.geo import carried_georef
+    from ..core.predict.resolution import georef_pixel_size, model_grid
+
+    georefs = [carried_georef(path) for path in paths]
+    sizes = [georef_pixel_size(g) for g in georefs if g is not None]
+    if not sizes:
+        return
+    first = sizes[0]
+    same = len(sizes) == len(paths) and all(
+        s.unit == first.unit and model_grid((1000, 1000), s, first) is None for s in sizes)
+    if not same:
+        print("note: the training images do not share one pixel size (or some have no "
+              "georeference); the model does not record a resolution")
+        return
+    config.resolution, config.resolution_unit = [first.x, first.y], first.unit
+    print(f"the model records its training resolution: {first.describe()}")
 
 
 def _run(run, quiet: bool):

@@ -101,7 +101,7 @@ def process_file(
 
     start = time.perf_counter()
     scene = prepare_scene(job.source, load, region)
-    result = run_to_end(batch_engine(engine).run(scene.image, params))
+    result = run_to_end(batch_engine(engine).run_scene(scene, params))
     labels = scene.finish(result.labels, engine in RENUMBERED)
     return _write(job, labels, {**result.metadata, **scene.notes}, geojson, start,
                   scene.georef)

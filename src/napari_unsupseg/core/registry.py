@@ -16,7 +16,7 @@ from .backprop.estimate import estimate_memory as backprop_memory
 from .base.errors import InputError
 from .base.limits import USABLE, Limits, limits
 from .parts import PartsParams, discover_parts
-from .predict import PredictParams, predict
+from .predict import PredictParams, predict_scene
 from .predict.estimate import estimate_memory as predict_memory
 from .preseg import PresegParams, run_preseg
 from .preseg.estimate import estimate_memory as preseg_memory
@@ -42,6 +42,14 @@ class Engine:
     layer: str  #: result layers are called "<image> <layer>"
     widget: str  #: the dock widget, as the manifest names it ("module:Class")
     estimate: Estimate | None = None  #: peak memory of a run (None: not estimated)
+    #: ``run`` takes the image's georeference (``georef=``): predict reads its pixel size.
+    georef: bool = False
+
+    def run_scene(self, scene: Any, params: Any, control: Any = None) -> Any:
+        """The run on a :class:`~.base.scene.Scene`: its image, and its georeference
+        where the engine takes one (the same for the command line and batch)."""
+        where = {"georef": scene.georef} if self.georef and scene.georef is not None else {}
+        return self.run(scene.image, params, control=control, **where)
 
 
 ENGINES: dict[str, Engine] = {
@@ -51,8 +59,8 @@ ENGINES: dict[str, Engine] = {
                "napari_unsupseg.widgets.preseg:PresegWidget", preseg_memory),
         Engine("backprop", "Unsupervised segmentation", BackpropParams, segment, "file",
                "backprop", "napari_unsupseg.widgets.backprop:BackpropWidget", backprop_memory),
-        Engine("predict", "Model inference", PredictParams, predict, "file", "classes",
-               "napari_unsupseg.widgets.predict:PredictWidget", predict_memory),
+        Engine("predict", "Model inference", PredictParams, predict_scene, "file", "classes",
+               "napari_unsupseg.widgets.predict:PredictWidget", predict_memory, georef=True),
         Engine("parts", "Part discovery", PartsParams, discover_parts, "collection", "parts",
                "napari_unsupseg.widgets.parts:PartsWidget"),
         Engine("train", "Train from labels", TrainParams, train, "none", "trained model",

@@ -24,7 +24,8 @@ from magicgui import widgets
 
 from ..core.base.engine import EngineRun, Result, RunControl
 from ..core.base.errors import InputError
-from ..core.predict import predict
+from ..core.base.geo import Georef
+from ..core.predict import predict_scene
 from ..core.registry import ENGINES, Engine
 from ._base import EngineWidget, RunSetup
 from ._fit import wrap_text
@@ -99,8 +100,10 @@ class PredictWidget(EngineWidget):
     def collect_inputs(self, setup: RunSetup) -> dict[str, Any]:
         path = self._checked_checkpoint()
         stat = path.stat()
-        return {"checkpoint": str(path), "key": (str(path.resolve()), stat.st_mtime_ns,
-                                                 stat.st_size)}
+        # The layer's georeference gives the image's pixel size (models at their resolution).
+        georef = Georef.from_metadata(getattr(setup.source, "metadata", None))
+        return {"checkpoint": str(path), "georef": georef,
+                "key": (str(path.resolve()), stat.st_mtime_ns, stat.st_size)}
 
     def _checked_checkpoint(self) -> Path:
         """The chosen checkpoint file, refused in words when missing or not allowed."""
@@ -133,7 +136,8 @@ class PredictWidget(EngineWidget):
             model = load_checkpoint(params.checkpoint, params.architecture, stride)
             self._cache.clear()  # keep one model: they can be large
             self._cache[key] = model
-        return predict(image, params, model=model, control=control)
+        return predict_scene(image, params, model=model, georef=inputs.get("georef"),
+                             control=control)
 
     # ------------------------------------------------------------------ result
 

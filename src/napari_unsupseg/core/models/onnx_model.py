@@ -15,7 +15,8 @@ What the model wants is read from the file, not asked of the user:
 Inputs are scaled to 0..1 by the image type (``intensity="dtype"``) with no further
 normalisation unless the user chooses otherwise; :class:`OnnxModel` is an ``nn.Module``
 so :func:`~..inference.predict` runs it like any other network (on the CPU or through
-onnxruntime's providers; tensors come back on the caller's device).
+onnxruntime's providers; tensors come back on the caller's device). Files carrying
+Deepness metadata give their classes, resolution and standardisation (:mod:`.deepness`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from torch import nn
 
 from ..base.errors import InputError
 from .architectures import input_geometry
+from .deepness import apply_deepness
 from .presets import ModelConfig
 
 __all__ = ["OnnxModel", "load_onnx", "input_layout", "write_metadata", "METADATA_KEY"]
@@ -194,6 +196,9 @@ def load_onnx(path: str | Path, sha256: str = "") -> Any:
                          intensity="dtype", input_size=list(fixed) if fixed else [])
     if stored is not None and stored.num_classes == num_classes:
         config = replace(stored, architecture="onnx", input_size=config.input_size)
+    # Models published for Deepness say their classes, resolution and standardisation.
+    config, published = apply_deepness(
+        config, session.get_modelmeta().custom_metadata_map, path.name)
     shape = "x".join(str(d) if _fixed(d) else "?" for d in spec.shape)
     size = f"fixed {fixed[0]} x {fixed[1]}" if fixed else "dynamic size"
     details = {"input": f"{layout} {spec.type} [{shape}] ({size})",
@@ -203,6 +208,7 @@ def load_onnx(path: str | Path, sha256: str = "") -> Any:
     if stored is not None:
         details["exported"] = f"from {stored.architecture} by this plugin (classes and " \
                               "normalisation restored)"
+    details.update(published)
     if multiple > 1:
         details["padding"] = f"tiles padded to a multiple of {multiple}"
     return LoadedModel(model, config, str(path), "onnx", sha256 or file_sha256(path), details)

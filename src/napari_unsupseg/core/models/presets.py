@@ -85,6 +85,10 @@ class ModelConfig:
     ``intensity``: how the model wants intensities scaled to [0, 1] when the user leaves
     it on ``auto`` (ONNX models: ``dtype``). ``input_size``: the fixed ``[height, width]``
     the model takes (empty: any size). ``island_floors``: see :mod:`..islands`.
+    ``resolution``: the ``[x, y]`` pixel size of the images the model was trained on, in
+    ``resolution_unit`` (``m`` for metres, else the CRS's unit name); empty: unknown, and
+    prediction then takes images as they come. ``tile_size`` / ``tile_overlap``: the tiles
+    (pixels) the model's authors ran it with (0: not said).
     """
 
     architecture: str
@@ -108,6 +112,10 @@ class ModelConfig:
     #: Models trained here on "objects vs background": the label value of the objects'
     #: class, whose objects prediction also returns one by one (0: none).
     object_class: int = 0
+    resolution: list[float] = field(default_factory=list)
+    resolution_unit: str = ""
+    tile_size: int = 0
+    tile_overlap: int = 0
 
     @property
     def label_offset(self) -> int:
@@ -125,6 +133,11 @@ class ModelConfig:
         if "architecture" not in values or "num_classes" not in values:
             raise InputError("The model configuration needs 'architecture' and 'num_classes'.")
         return cls(**values)
+
+
+def is_background_name(name: str) -> bool:
+    """Whether a class name says "background" (class 0 then shows transparent)."""
+    return name.strip().lower().lstrip("_") in ("background", "bg", "unlabelled", "unlabeled")
 
 
 def resolve_classes(spec: str, num_classes: int, config: ModelConfig | None = None
@@ -159,5 +172,5 @@ def resolve_classes(spec: str, num_classes: int, config: ModelConfig | None = No
         raise InputError(
             f"{len(names)} class names were given, but the model predicts {num_classes} "
             "classes; give one name per class, separated by commas.")
-    background = names[0].lower() in ("background", "bg", "unlabelled", "unlabeled")
+    background = is_background_name(names[0])
     return names, [list(c) for c in generic_palette(num_classes)], background

@@ -71,6 +71,11 @@ def describe(loaded: LoadedModel) -> str:
         lines.append(f"Size: any (tiles padded to a multiple of {multiple})")
     else:
         lines.append("Size: any (no padding)")
+    if config.resolution:
+        x, y = (config.resolution * 2)[:2]
+        size = f"{x:g}" if x == y else f"{x:g} x {y:g}"
+        lines.append(f"Resolution: {size} {config.resolution_unit or 'map units'}/px (images "
+                     "of another pixel size are resampled to it)")
     lines += [f"{key.capitalize()}: {value}" for key, value in loaded.details.items()]
     return "\n".join(lines)
 

@@ -89,6 +89,15 @@ class PredictParams:
     channels: str = param(
         "", "Image channels fed to the model, e.g. '0,1,2' (empty: all; a grey image is "
         "repeated for an RGB model).", advanced=True)
+    bands: str = param(
+        "", "Bands fed to the model's channels in order, numbered from 1 as GIS software "
+        "does, e.g. '4,3,2' (instead of channels).", advanced=True)
+    resolution: str = param(
+        "", "The image's pixel size in the model's unit (metres for most models), as 'S' or "
+        "'X,Y', for files without a georeference (empty: the GeoTIFF's own).", advanced=True)
+    resample: bool = param(
+        True, "Resample an image whose pixel size differs from the model's by more than 5 "
+        "percent to the model's, and the labels back to the image.", advanced=True)
     intensity: str = param(
         "auto", "How intensities are scaled to [0, 1] before the model's normalisation: "
         "'dtype' (by the type's range, e.g. /255), 'percentile' (1st-99th percentile per "
@@ -112,9 +121,28 @@ class PredictParams:
                                   advanced=True)
 
 
-def _select_channels(image: np.ndarray, spec: str, model_channels: int) -> tuple[list[int], str]:
-    """Indices of the image channels fed to the model, and a note for the metadata."""
+def select_channels(image: np.ndarray, spec: str, model_channels: int, bands: str = ""
+                     ) -> tuple[list[int], str]:
+    """Indices of the image channels fed to the model, and a note for the metadata;
+    ``bands`` (numbered from 1) is the one place where band numbers become channels."""
     available = image.shape[-1]
+    if bands.strip():
+        if spec.strip():
+            raise InputError("Give either bands (numbered from 1) or channels (from 0), "
+                             "not both.")
+        try:
+            numbers = [int(b) for b in bands.replace(" ", "").split(",") if b != ""]
+        except ValueError:
+            raise InputError(f"bands must be numbers separated by commas, like '4,3,2'; got "
+                             f"'{bands}'.") from None
+        missing = [b for b in numbers if not 1 <= b <= available]
+        if missing:
+            raise InputError(f"The image has {available} band(s), numbered 1 to {available}; "
+                             f"band(s) {missing} do not exist.")
+        spec = ",".join(str(b - 1) for b in numbers)
+    if not spec.strip() and model_channels > available > 1:
+        raise InputError(f"The model takes {model_channels} channels but the image has only "
+                         f"{available} band(s); it cannot be applied to this image.")
     if spec.strip():
         try:
             chosen = [int(c) for c in spec.replace(" ", "").split(",") if c != ""]
@@ -138,6 +166,16 @@ def _select_channels(image: np.ndarray, spec: str, model_channels: int) -> tuple
             f"(the image has {available}); choose {model_channels} with the channels "
             f"setting, e.g. '{','.join(str(i) for i in range(model_channels))}'.")
     return chosen, note
+
+
+def load_model(params: PredictParams) -> LoadedModel:
+    """The model that ``params`` name (checkpoint, architecture, output stride)."""
+    from ..models.checkpoints import load_checkpoint
+
+    if not params.checkpoint:
+        raise InputError("Choose a checkpoint file for the model.")
+    stride = None if params.output_stride == "auto" else int(params.output_stride)
+    return load_checkpoint(params.checkpoint, params.architecture, stride)
 
 
 def class_table(names: list[str], offset: int) -> dict[int, str]:
@@ -181,22 +219,17 @@ def predict(image: np.ndarray, params: PredictParams, model: LoadedModel | None 
     import torch
 
     from ..base.device import describe, resolve_device
-    from ..models.checkpoints import load_checkpoint
 
     control = control or RunControl()
     watch = Stopwatch()
-    if model is None:
-        if not params.checkpoint:
-            raise InputError("Choose a checkpoint file for the model.")
-        stride = None if params.output_stride == "auto" else int(params.output_stride)
-        model = load_checkpoint(params.checkpoint, params.architecture, stride)
+    model = model if model is not None else load_model(params)
     config = model.config
     watch.lap("load")
     device = resolve_device(params.device)
     net = model.model.to(device).eval()
     pad_multiple, align, fixed = input_geometry(config, net)
     in_channels = int(getattr(net, "in_channels", config.in_channels))
-    chosen, note = _select_channels(stack, params.channels, in_channels)
+    chosen, note = select_channels(stack, params.channels, in_channels, params.bands)
     if config.bgr and len(chosen) == 3:
         chosen = chosen[::-1]
     names, palette, background = resolve_classes(params.classes, config.num_classes, config)
