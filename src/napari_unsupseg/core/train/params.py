@@ -48,7 +48,7 @@ class TrainParams:
         min=32, max=2048, advanced=True)
     batch_size: int = param(8, "Crops per training step.", min=1, max=512, advanced=True)
     learning_rate: float = param(
-        5e-3, "Initial learning rate (AdamW, decayed polynomially over the run).",
+        1e-2, "Initial learning rate (AdamW, decayed polynomially over the run).",
         min=1e-7, max=1.0, advanced=True)
     validation_fraction: float = param(
         0.15, "Share of the labelled pixels held out (in blocks) to measure the validation "
