@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
+import types
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +13,20 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from scipy import ndimage as ndi
+
+
+def torchvision_module(name: str):
+    """``torchvision.<name>`` (its pure-Python model code, the reference layout), or a
+    skip where torchvision is not installed."""
+    import pytest
+
+    if importlib.util.find_spec("torchvision") is None:
+        pytest.skip("torchvision is not installed")
+    # torchvision's compiled operators may not register against a CPU-only torch; its
+    # pure-Python model code needs only this module stubbed.
+    sys.modules.setdefault("torchvision._meta_registrations",
+                           types.ModuleType("torchvision._meta_registrations"))
+    return pytest.importorskip(f"torchvision.{name}")
 
 
 def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:

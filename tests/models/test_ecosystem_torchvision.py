@@ -4,14 +4,10 @@ statistics). torchvision is only imported here, never by the package."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
-
 import numpy as np
 import pytest
 import torch
-from _models import agreement, calibrate, normalised, randomise, smooth_rgb
+from _models import agreement, calibrate, normalised, randomise, smooth_rgb, torchvision_module
 
 from napari_unsupseg.core.base.engine import run_to_end
 from napari_unsupseg.core.models import build_model
@@ -23,13 +19,7 @@ from napari_unsupseg.core.predict import PredictParams, predict
 
 @pytest.fixture(scope="module")
 def segmentation():
-    if importlib.util.find_spec("torchvision") is None:
-        pytest.skip("torchvision is not installed")
-    # torchvision's compiled operators may not register against a CPU-only torch; its
-    # pure-Python model code needs only this module stubbed.
-    sys.modules.setdefault("torchvision._meta_registrations",
-                           types.ModuleType("torchvision._meta_registrations"))
-    return pytest.importorskip("torchvision.models.segmentation")
+    return torchvision_module("models.segmentation")
 
 
 CASES = [("fcn_resnet50", True), ("deeplabv3_resnet50", True),

@@ -6,15 +6,12 @@ torchvision's own networks with random weights; torchvision is only imported her
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-import types
 
 import numpy as np
 import pytest
 import torch
-from _models import randomise
+from _models import randomise, torchvision_module
 
 from napari_unsupseg.cli import main
 from napari_unsupseg.core.base.engine import run_to_end
@@ -33,13 +30,7 @@ TINY = dict(epochs=1, steps_per_epoch=2, batch_size=2, crop_size=32, time_limit=
 
 @pytest.fixture(scope="module")
 def classifiers():
-    if importlib.util.find_spec("torchvision") is None:
-        pytest.skip("torchvision is not installed")
-    # torchvision's compiled operators may not register against a CPU-only torch; its
-    # pure-Python model code needs only this module stubbed.
-    sys.modules.setdefault("torchvision._meta_registrations",
-                           types.ModuleType("torchvision._meta_registrations"))
-    return pytest.importorskip("torchvision.models")
+    return torchvision_module("models")
 
 
 @pytest.fixture(scope="module")

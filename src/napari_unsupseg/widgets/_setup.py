@@ -16,12 +16,12 @@ leading axes are flattened into one stack axis for the engine and restored after
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..core.base.engine import EngineRun, Progress, Result
+from ..core.base.engine import EngineRun, Progress, Result, map_previews
 from ..core.base.errors import InputError
 from ..core.base.images import as_channels_last, mean_colour
 from ._layers import as_label_data, transform_for
@@ -235,16 +235,8 @@ def run_in_worker(
     yield Progress(step=0, total=0, message="starting")
     run = start_engine(image)
     try:
-        while True:
-            try:
-                event = next(run)
-            except StopIteration as stop:
-                result = stop.value
-                break
-            if event.preview is not None:
-                preview = as_label_data(np.array(setup.restore(event.preview)))
-                event = replace(event, preview=preview)
-            yield event
+        result = yield from map_previews(
+            run, lambda preview: as_label_data(np.array(setup.restore(preview))))
     finally:
         run.close()
     if not isinstance(result, Result):

@@ -13,7 +13,7 @@ import platform
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -111,6 +111,20 @@ def drive(run: Generator[Progress, None, Any],
             return stop.value
         if on_progress is not None:
             on_progress(event)
+
+
+def map_previews(run: Generator[Progress, None, Any],
+                 change: Callable[[np.ndarray], np.ndarray]) -> Generator[Progress, None, Any]:
+    """``run``'s events with every preview passed through ``change`` (another grid, the
+    caller's layout); returns what ``run`` returns (use with ``yield from``)."""
+    while True:
+        try:
+            event = next(run)
+        except StopIteration as stop:
+            return stop.value
+        if event.preview is not None:
+            event = replace(event, preview=change(event.preview))
+        yield event
 
 
 def run_to_end(run: EngineRun, on_progress: Callable[[Progress], None] | None = None) -> Result:

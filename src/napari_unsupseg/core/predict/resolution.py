@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..base.engine import EngineRun, RunControl, Stopwatch
+from ..base.engine import EngineRun, RunControl, Stopwatch, map_previews
 from ..base.errors import InputError
 from ..base.params import validate
 from .engine import PredictParams, load_model, predict, select_channels
@@ -228,16 +228,9 @@ def predict_scene(image: np.ndarray, params: PredictParams, model: LoadedModel |
     shape = tuple(np.shape(image)[-3:-1])
     resampled = resample_image(image, grid)
     watch.lap("resample")
-    run = predict(resampled, params, model, control=control)
-    while True:  # previews come back on the image's grid, as the result does
-        try:
-            event = next(run)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        if event.preview is not None:
-            event = replace(event, preview=to_grid(event.preview, shape))
-        yield event
+    # Previews come back on the image's grid, as the result does.
+    result = yield from map_previews(predict(resampled, params, model, control=control),
+                                     lambda preview: to_grid(preview, shape))
     watch.lap("prediction")
     labels = labels_to_grid(result.labels, shape)
     # Objects and confidence follow the nearest model pixel (object ids are not voted).
