@@ -189,11 +189,17 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     net.eval()
     config.object_class = 0
     if reason != "stopped":  # a stop asks for the model now
-        predicted = [(_predict(net, config, image, params.device), painted)
-                     for image, painted in painted_windows(data)]
-        config.island_floors = {str(v): f for v, f in island_floors(predicted).items()}
+        edges: list[np.ndarray] = []
+
+        def predicted():  # one window at a time: only their edges are kept
+            for image, painted in painted_windows(data):
+                labels = _predict(net, config, image, params.device)
+                edges.append(edge_pixels(labels))
+                yield labels, painted
+
+        config.island_floors = {str(v): f for v, f in island_floors(predicted()).items()}
         if params.separate_objects and len(data.class_values) == 2:
-            config.object_class = object_class([p for p, _ in predicted], data.class_values)
+            config.object_class = object_class(edges, data.class_values)
     watch.lap("islands")
     result_labels = np.zeros((0, 0), np.uint8)
     if preview_image is not None and control.preview_interval is not None:
@@ -214,13 +220,17 @@ def train(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     return TrainResult(result_labels, metadata, model=trained)
 
 
-def object_class(predicted: list[np.ndarray], values: list[int]) -> int:
+def edge_pixels(labels: np.ndarray) -> np.ndarray:
+    """The labels along a plane's four edges."""
+    return np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+
+
+def object_class(edges: list[np.ndarray], values: list[int]) -> int:
     """Of two painted classes, the objects' one: the class that covers less of the edges of
     the predicted planes (background surrounds objects; nuclei, cells, a photograph's
     subject)."""
-    edges = np.concatenate([np.concatenate([p[0], p[-1], p[:, 0], p[:, -1]])
-                            for p in predicted]) if predicted else np.zeros(0, np.uint8)
-    shares = [int((edges == v).sum()) for v in values]
+    found = np.concatenate(edges) if edges else np.zeros(0, np.uint8)
+    shares = [int((found == v).sum()) for v in values]
     return values[int(np.argmin(shares))]
 
 
