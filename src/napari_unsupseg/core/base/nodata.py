@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
+from .images import relabel_sequential
 
 
 def nodata_mask(image: np.ndarray, nodata: float | None) -> np.ndarray | None:
@@ -54,8 +55,6 @@ def clear_excluded(
         return labels
     labels = np.array(labels, copy=True)
     labels[..., excluded] = 0
-    if renumber:
-        from skimage.segmentation import relabel_sequential
-
-        labels = relabel_sequential(labels)[0]
+    if renumber:  # as the engines number their labels, in the labels' own type
+        labels = relabel_sequential(labels, labels.dtype)
     return labels
