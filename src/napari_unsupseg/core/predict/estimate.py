@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .engine import PredictParams
+from .objects import MAX_OBJECT_PIXELS
 
 #: Activations, logits and blending buffers per tile pixel (bytes), measured on the CPU
 #: (benchmarks/bench_memory.py): the U-Net that training here makes (depth 3, 8 channels);
@@ -21,12 +22,16 @@ _PER_TILE_PIXEL = {"small": 330, "large": 600}
 #: A model file under this size is one of the small U-Nets trained here.
 _SMALL_MODEL = 20 * 2**20
 _FIXED = 20 * 2**20
+#: The objects split of a plane (:mod:`.objects`: distance maps, seeds, watershed), per
+#: pixel above the rest, measured on a 2048 x 2048 mask: 79 bytes.
+_OBJECTS_PER_PIXEL = 80
 
 
 def estimate_memory(shape: tuple[int, ...], dtype: np.dtype, params: PredictParams) -> int:
     """Bytes the run adds for a channels-last ``(..., Y, X, C)`` image: one batch of tiles
-    through the network, the model's weights (twice: read and placed), the labels and the
-    float16 confidence image."""
+    through the network, the model's weights (twice: read and placed), the labels, the
+    float16 confidence image and, when objects are asked for, one plane's objects split
+    (whether the model separates objects is known only once it is loaded: counted)."""
     path = Path(params.checkpoint) if params.checkpoint else None
     model = path.stat().st_size if path is not None and path.is_file() else 0
     small = params.architecture == "unet" or (
@@ -36,4 +41,6 @@ def estimate_memory(shape: tuple[int, ...], dtype: np.dtype, params: PredictPara
     tiles = params.batch_size * side_y * side_x * per_pixel
     pixels = math.prod(shape[:-1])
     outputs = pixels * (4 + 2)  # labels (at most uint32) and the float16 confidence
-    return tiles + 2 * model + outputs + _FIXED
+    plane = math.prod(shape[-3:-1])
+    split = plane * _OBJECTS_PER_PIXEL if params.objects and plane <= MAX_OBJECT_PIXELS else 0
+    return tiles + 2 * model + outputs + split + _FIXED
