@@ -48,7 +48,7 @@ from typing import Any, Protocol
 
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QObject, QTimer, Signal
+from qtpy.QtCore import QObject, Qt, QTimer, Signal
 
 from ..core.base.engine import Progress, RunControl
 from ..core.base.errors import InputError
@@ -165,6 +165,9 @@ class EngineRunner(QObject):
         self._disposed = False
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
+        # A coarse timer (Qt's default) may fire 5% early: previews would come more often
+        # than their pace allows.
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self._flush_preview)
 
     @property
