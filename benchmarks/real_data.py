@@ -13,13 +13,15 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "real-dev"
+#: Beside the checkout by default; ``REAL_DEV`` points elsewhere (a copy on another machine).
+ROOT = Path(os.environ.get("REAL_DEV", Path(__file__).resolve().parents[2] / "shared" / "data" / "real-dev"))
 
 
 @dataclass

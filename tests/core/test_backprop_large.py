@@ -1,4 +1,5 @@
-"""Backprop on images over the memory budget: crop training, tiled labelling without seams."""
+"""Backprop on images over the memory budget: training on the shrunk image, calibrated
+statistics, tiled labelling without seams."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def test_crop_training_recovers_the_mosaic_beyond_the_budget(scene):
     params = default_params(n_labels=5, max_iter=24, **TINY)
     assert needs_crops(image.shape, params)
     layout = plan(image.shape, params)
-    assert layout.crop == 48 and layout.tile == 64 and layout.batch >= 2
+    assert layout.crop == 48 and layout.tile == 64 and layout.train_pixels >= 4096
     result = run_to_end(segment_large(image, params))
     labels = result.labels
     assert labels.shape == truth.shape and labels.dtype == np.uint16
@@ -53,12 +54,13 @@ def test_crop_training_recovers_the_mosaic_beyond_the_budget(scene):
 
 def test_tiles_agree_with_one_whole_pass_and_show_no_seam(scene):
     image, _ = scene
-    common = {**TINY, "max_iter": 12, "patience": 0}
+    # The same training size under both budgets: only the tiling differs.
+    common = {**TINY, "max_iter": 12, "patience": 0, "train_pixels": 4096}
     for superpixels in ("none", "auto"):
         tiled = run_to_end(segment_large(image, default_params(superpixels=superpixels,
                                                                **common)))
-        whole = run_to_end(segment_large(image, default_params(superpixels=superpixels,
-                                                               **{**common, "tile_size": 512})))
+        roomy = {**common, "tile_size": 512, "memory_budget_mb": 1024}
+        whole = run_to_end(segment_large(image, default_params(superpixels=superpixels, **roomy)))
         assert tiled.metadata["tiles"] == 9 and whole.metadata["tiles"] == 1
         a, b = tiled.labels, whole.labels
         borders = sorted({s.start for core in _tiles(a.shape, 64) for s in core} - {0})
@@ -98,12 +100,12 @@ def test_finishing_early_still_labels_the_whole_image(scene):
 
 def test_small_images_stay_on_the_whole_image_path():
     params = default_params()
-    assert not needs_crops((1000, 1000, 4), params)  # as before: 1 MP trains whole
-    # Trained shrunk, a 4 MP image is one forward pass at full size: it stays whole ...
-    assert not needs_crops((2048, 2048, 4), params)
+    assert not needs_crops((1000, 1000, 4), params)  # 1 MP: one full-size pass fits
+    assert not needs_crops((1500, 1500, 4), params)
+    # A 4 MP image's full-size pass (3.7-4.2 GB measured) and the runtime do not fit 4 GB.
+    assert needs_crops((2048, 2048, 4), params)
     assert needs_crops((10_000, 10_000, 4), params)
-    # ... and trained at full size it does not fit.
-    assert needs_crops((2048, 2048, 4), default_params(train_pixels=None))
+    assert needs_crops((1500, 1500, 4), default_params(train_pixels=None))
 
 
 def test_segment_hands_an_image_over_the_budget_to_the_crop_engine(scene):
@@ -112,7 +114,8 @@ def test_segment_hands_an_image_over_the_budget_to_the_crop_engine(scene):
     image, truth = scene
     result = run_to_end(segment(image, default_params(max_iter=6, **TINY)))
     assert result.metadata["mode"] == "crops" and result.labels.shape == truth.shape
-    small = run_to_end(segment(image[:40, :40], default_params(max_iter=2, **TINY)))
+    roomy = {**TINY, "memory_budget_mb": 512}  # the runtime and a 40^2 image fit in it
+    small = run_to_end(segment(image[:40, :40], default_params(max_iter=2, **roomy)))
     assert "mode" not in small.metadata  # under the budget: the whole-image engine
 
 
@@ -132,3 +135,21 @@ def test_cli_budget_options_reach_the_crop_engine(scene, tmp_path):
     assert tifffile.imread(out).shape == truth.shape
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["mode"] == "crops" and meta["tiles"] == 9
+
+
+def test_the_large_path_finds_the_whole_image_engines_regions():
+    """Both paths train on the same shrunk copy; the large one labels with calibrated
+    statistics tile by tile. Crops of 48 px each show a few of the regions, so statistics
+    averaged crop by crop (not pooled) would label differently from the full-size pass."""
+    from napari_unsupseg.core.backprop import segment
+    from napari_unsupseg.core.samples.synthetic import textured_mosaic
+
+    image, truth = textured_mosaic(240, n_regions=6, seed=3)
+    common = {"max_iter": 24, "train_pixels": 8000}
+    whole = run_to_end(segment(image, default_params(**common)))
+    tiles = {"memory_budget_mb": 1024, "crop_size": 48, "tile_size": 64}  # 16 tiles
+    large = run_to_end(segment_large(image, default_params(**common, **tiles)))
+    assert large.metadata["iterations"] == whole.metadata["iterations"]  # the same training
+    assert large.metadata["tiles"] == 16
+    assert hungarian_iou(large.labels, whole.labels) >= 0.85
+    assert abs(hungarian_iou(large.labels, truth) - hungarian_iou(whole.labels, truth)) <= 0.03

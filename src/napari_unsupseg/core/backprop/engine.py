@@ -110,7 +110,7 @@ def segment(
     control = control or no_control()
     image = np.asarray(image)
     if scribbles is None and image.ndim in (3, 4):
-        if needs_crops(image.shape, params):  # over memory_budget_mb: crops and tiles
+        if needs_crops(image.shape, params, image.dtype.itemsize):  # over the budget: tiles
             return (yield from segment_large(image, params, control=control))
     scribbles = _check_inputs(image, scribbles)
     device = resolve_device(params.device)

@@ -1,4 +1,4 @@
-"""Peak memory of a backprop run, from the budget arithmetic that chooses crop training
+"""Peak memory of a backprop run, from the budget arithmetic that chooses the large-image path
 (:mod:`.large`): one estimate decides the path and tells the user."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ def estimate_memory(shape: tuple[int, ...], dtype: np.dtype, params: BackpropPar
     path's when the image is over ``memory_budget_mb``, else whole-image training plus
     the labelling (the normalised copy, superpixels and labels are within the per-pixel
     figures, which were fitted to whole runs)."""
-    if needs_crops(shape, params):
-        return crops_bytes(shape, params) + _FIXED
+    itemsize = np.dtype(dtype).itemsize
+    if needs_crops(shape, params, itemsize):
+        return crops_bytes(shape, params, itemsize) + _FIXED
     return training_bytes(shape, params) + _FIXED

@@ -204,7 +204,7 @@ class BackpropParams:
         advanced=True,
     )
     crop_size: int = param(
-        256, "Side of the training crops of an image over the memory budget.", min=16,
+        256, "Side of the full-size crops that calibrate the network of an image over the memory budget.", min=16,
         advanced=True,
     )
     tile_size: int = param(

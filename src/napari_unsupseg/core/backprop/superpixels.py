@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -80,24 +81,47 @@ def plane_superpixels(plane: np.ndarray, params: BackpropParams) -> np.ndarray |
 
 
 def training_planes(
-    planes: np.ndarray, params: BackpropParams
+    planes: np.ndarray,
+    params: BackpropParams,
+    normalise: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, BackpropParams] | None:
     """The planes ``(N, Y, X, C)`` shrunk to about ``params.train_pixels`` pixels each
     (area-averaged, float32), and the superpixel settings that draw the same superpixels
     there (their smallest size shrunk with the area); None when no shrinking is needed.
+    ``normalise``: applied to each band of rows as it is read (the planes as they come
+    otherwise), so that a large image is never copied whole as floats.
 
     Training on the shrunk image and labelling at full size: on real photographs and
     nuclei the labels are as good, for a fraction of the time (each training iteration
-    is a forward and backward pass over every pixel it sees)."""
-    from skimage.transform import resize
-
+    is a forward and backward pass over every pixel it sees). The whole-image and the
+    large-image engines both train on this copy, so they find the same regions."""
     height, width = planes.shape[1:3]
     if params.train_pixels is None or height * width <= params.train_pixels:
         return None
     factor = (height * width / params.train_pixels) ** 0.5
     size = (max(1, round(height / factor)), max(1, round(width / factor)))
-    small = np.stack([
-        resize(plane, size, order=1, anti_aliasing=True, preserve_range=True) for plane in planes
-    ]).astype(np.float32)
+    small = np.stack([_shrink(plane, factor, size, normalise) for plane in planes])
     preseg = replace(params.preseg, min_size=max(2, round(params.preseg.min_size / factor**2)))
     return small, replace(params, preseg=preseg)
+
+
+def _shrink(
+    plane: np.ndarray, factor: float, size: tuple[int, int],
+    normalise: Callable[[np.ndarray], np.ndarray] | None,
+) -> np.ndarray:
+    """One plane ``(Y, X, C)`` averaged over whole blocks of ``int(factor)`` pixels, a band
+    of rows at a time, then resized (anti-aliased) to ``size``."""
+    from skimage.transform import downscale_local_mean, resize
+
+    block = min(max(1, int(factor)), *plane.shape[:2])
+    rows, cols = plane.shape[0] // block * block, plane.shape[1] // block * block
+    band = block * max(1, 256 // block)
+    parts = []
+    for start in range(0, rows, band):
+        pixels = plane[start : min(start + band, rows), :cols]
+        pixels = normalise(pixels) if normalise is not None else pixels.astype(np.float32)
+        parts.append(downscale_local_mean(pixels, (block, block, 1)).astype(np.float32))
+    small = np.concatenate(parts)
+    if small.shape[:2] != size:
+        small = resize(small, size, order=1, anti_aliasing=True, preserve_range=True)
+    return small.astype(np.float32)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,12 +26,14 @@ if TYPE_CHECKING:
 @dataclass
 class NetworkRun:
     """What one network's training gives: its label map (0-based classes), the iterations
-    it ran, why it stopped, and how many labels it ended with."""
+    it ran, why it stopped, how many labels it ended with, and the network itself (the
+    large-image path labels the full-size image with it, tile by tile)."""
 
     labels: np.ndarray
     iterations: int
     stop_reason: str
     n_labels: int
+    model: Any = None
 
 
 def train_network(
@@ -141,7 +143,7 @@ def train_network(
     elif params.labels_from == "response":
         target = trainer.response_argmax()
     labels = target.cpu().numpy().astype(np.int64)
-    return NetworkRun(labels, iteration, stop_reason, int(len(np.unique(labels))))
+    return NetworkRun(labels, iteration, stop_reason, int(len(np.unique(labels))), model)
 
 
 def _channels_first(planes: np.ndarray, device: torch.device) -> torch.Tensor:
