@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 #: Beside the checkout by default; ``REAL_DEV`` points elsewhere (a copy on another machine).
-ROOT = Path(os.environ.get("REAL_DEV", Path(__file__).resolve().parents[2] / "shared" / "data" / "real-dev"))
+ROOT = Path(os.environ.get(
+    "REAL_DEV", Path(__file__).resolve().parents[2] / "shared" / "data" / "real-dev"))
 
 
 @dataclass

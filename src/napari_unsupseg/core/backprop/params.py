@@ -204,7 +204,10 @@ class BackpropParams:
         advanced=True,
     )
     crop_size: int = param(
-        256, "Side of the full-size crops that calibrate the network of an image over the memory budget.", min=16,
+        256,
+        "Side of the full-size crops that calibrate the network for an image over the "
+        "memory budget.",
+        min=16,
         advanced=True,
     )
     tile_size: int = param(
