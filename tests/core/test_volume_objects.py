@@ -103,3 +103,44 @@ def test_masks_of_other_ranks_are_refused_in_plain_words():
         separate_objects(np.ones((2, 4, 8, 8), bool))
     with pytest.raises(InputError, match="stack"):
         join_planes(np.ones((8, 8), np.int64))
+
+
+def test_objects_of_class_says_how_it_split_and_skips_what_is_too_large(monkeypatch):
+    import napari_unsupseg.core.predict.objects as objects_module
+    from napari_unsupseg.core.predict.objects import objects_of_class
+
+    classes = np.where(ellipsoids(STACKED) > 0, 2, 1).astype(np.uint8)
+    found, about = objects_of_class(classes, 2, SPACING)
+    assert int(found.max()) == 2 and about == {"class": 2, "count": 2, "split_as": "volume"}
+    found, about = objects_of_class(classes, 2)
+    assert about["count"] == int(found.max()) > 2  # numbers run on from plane to plane
+    monkeypatch.setattr(objects_module, "MAX_OBJECT_PIXELS", 64 * 64 * 4)  # a huge stack
+    found, about = objects_of_class(classes, 2, SPACING)
+    assert found is None and about["skipped"].startswith("volumes over")
+    assert objects_of_class(classes, 2)[0] is not None  # its planes are small enough
+
+
+def test_predict_splits_the_objects_of_a_stack_as_a_volume():
+    """A model trained here on one plane of nuclei; asked for volume objects, a prediction
+    on the stack gives the two stacked nuclei back, where plane by plane gives pieces."""
+    from napari_unsupseg.core.base.engine import run_to_end
+    from napari_unsupseg.core.predict import PredictParams, predict
+    from napari_unsupseg.core.predict.estimate import estimate_memory
+    from napari_unsupseg.core.train import TrainParams, train
+
+    truth = ellipsoids(STACKED)
+    image = fluorescence(truth, seed=5)
+    plane = 7  # through the lower nucleus
+    painted = np.where(truth[plane] > 0, 2, 1).astype(np.uint8)
+    fast = TrainParams(epochs=10, steps_per_epoch=6, batch_size=4, unet_depth=2,
+                       unet_channels=8, threads=1, validation_fraction=0.0)
+    model = run_to_end(train([image[plane]], [painted], fast)).model
+    params = PredictParams(objects_mode="volume", spacing_z=3.0)
+    out = run_to_end(predict(image, params, model=model))
+    assert out.extras["objects"].shape == truth.shape
+    assert out.metadata["objects"]["split_as"] == "volume"
+    assert compare(truth, out.extras["objects"]).f1 == 1.0
+    by_plane = run_to_end(predict(image, PredictParams(), model=model))
+    assert int(by_plane.extras["objects"].max()) > 10
+    assert estimate_memory(image.shape, image.dtype, params) > estimate_memory(
+        image.shape, image.dtype, PredictParams())

@@ -55,6 +55,27 @@ def separate_objects(mask: np.ndarray, spacing: Spacing | None = None) -> np.nda
     return out
 
 
+def objects_of_class(
+    labels: np.ndarray, object_class: int, spacing: Spacing | None = None
+) -> tuple[np.ndarray | None, dict[str, object]]:
+    """The objects step of a prediction: the objects of ``object_class`` in a class map
+    ``(Y, X)`` or ``(Z, Y, X)`` (as one volume when ``spacing`` is given), and what the
+    metadata says of them; no objects (None) past :data:`MAX_OBJECT_PIXELS`, which bounds
+    a plane, or the whole stack when it is split as a volume."""
+    volume = spacing is not None and labels.ndim == 3
+    size = labels.size if volume else labels.shape[-2] * labels.shape[-1]
+    if size > MAX_OBJECT_PIXELS:
+        what = "volumes" if volume else "planes"
+        return None, {"class": object_class, "skipped": (
+            f"{what} over {MAX_OBJECT_PIXELS / 1e6:.0f} megapixels are not split into "
+            "objects; split the image into parts to get them")}
+    found = separate_objects(labels == object_class, spacing if volume else None)
+    about: dict[str, object] = {"class": object_class, "count": int(found.max(initial=0))}
+    if volume:
+        about["split_as"] = "volume"
+    return found, about
+
+
 def _split(mask: np.ndarray, sides: np.ndarray) -> np.ndarray:
     """Seeded watershed of a plane or volume; ``sides``: each axis's step in finest-voxel
     units (the distance map, its smoothing and the summit height are in those units)."""
