@@ -20,6 +20,8 @@ found:
 
 - ``3-D objects``: the foreground split as a volume with the voxel spacing
   (``separate_objects(mask, spacing)``: anisotropic distance map, h-maxima, watershed);
+- ``3-D, no spacing``: the same split with the voxels taken as cubes (what the spacing
+  is worth);
 - ``planes joined``: split plane by plane (``separate_objects(mask)``), then objects of
   neighbouring planes joined where they share a part of the smaller one (``join_planes``),
   at every part of :data:`JOIN_GRID`; the summary keeps the **best part on the same
@@ -30,7 +32,7 @@ Score: 3-D instance F1 at IoU > 0.5 against the true nuclei (``review.compare``)
 the method's own (the shared foreground excluded, shown on its own line; for the joined
 planes, the split and the joins at every part of the grid); peak memory is
 ``ru_maxrss`` of a fresh forked process per method (it includes the volume and the
-imports, shown as the baseline line).
+imports: the process's resident memory before the methods is shown beside the volume).
 """
 
 from __future__ import annotations
@@ -155,6 +157,12 @@ def objects_3d(mask: np.ndarray, volume: Volume) -> dict[str, np.ndarray]:
     return {"": separate_objects(mask, volume.spacing)}
 
 
+def objects_3d_isotropic(mask: np.ndarray, volume: Volume) -> dict[str, np.ndarray]:
+    from napari_unsupseg.core.predict.objects import separate_objects
+
+    return {"": separate_objects(mask, (1.0, 1.0, 1.0))}
+
+
 def planes_joined(mask: np.ndarray, volume: Volume) -> dict[str, np.ndarray]:
     from napari_unsupseg.core.predict.objects import join_planes, separate_objects
 
@@ -171,6 +179,7 @@ def otsu_cc(mask: np.ndarray, volume: Volume) -> dict[str, np.ndarray]:
 #: Each method gives its labels by setting name ("" when it has no settings).
 METHODS: dict[str, Callable[[np.ndarray, Volume], dict[str, np.ndarray]]] = {
     "3-D objects": objects_3d,
+    "3-D, no spacing": objects_3d_isotropic,
     "planes joined": planes_joined,
     "otsu + cc": otsu_cc,
 }
@@ -222,23 +231,23 @@ def main() -> None:
         start = time.perf_counter()
         mask = foreground(volume)
         shared = time.perf_counter() - start
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        base = resident_mb()
         touching = touching_pairs(volume.truth)
         print(f"volume {shape} spacing {volume.spacing} seed {seed}: "
               f"{int(volume.truth.max())} nuclei, {touching} touching pairs; "
-              f"foreground (Otsu) {shared:.2f} s; process peak before the methods "
+              f"foreground (Otsu) {shared:.2f} s; process resident before the methods "
               f"{base:.0f} MB")
         for name in METHODS:
             row = run_forked(name, mask, volume)
             rows[name].append(row)
-            print(f"  {name:>14}: F1@0.5 {row['f1']:.3f}, {row['objects']:4d} objects, "
+            print(f"  {name:>15}: F1@0.5 {row['f1']:.3f}, {row['objects']:4d} objects, "
                   f"{row['seconds']:6.2f} s, peak {row['peak_mb']:.0f} MB"
                   + (f"  (best {row['setting']}; " + ", ".join(
                       f"{k} {v:.3f}" for k, v in row["settings"].items()) + ")"
                      if len(row["settings"]) > 1 else ""))
     print(f"mean over {len(seeds)} volume(s):")
     for name, group in rows.items():
-        print(f"  {name:>14}: F1@0.5 {np.mean([r['f1'] for r in group]):.3f}, "
+        print(f"  {name:>15}: F1@0.5 {np.mean([r['f1'] for r in group]):.3f}, "
               f"{np.mean([r['seconds'] for r in group]):.2f} s, "
               f"peak {max(r['peak_mb'] for r in group):.0f} MB")
     gain = (np.mean([r["f1"] for r in rows["3-D objects"]])
@@ -247,6 +256,16 @@ def main() -> None:
                - np.mean([r["f1"] for r in rows["otsu + cc"]]))
     print(f"3-D objects minus planes joined: {gain:+.3f} F1 (goal +0.200: "
           f"{'met' if gain >= 0.2 else 'not met'}); minus otsu + cc: {over_cc:+.3f}")
+
+
+def resident_mb() -> float:
+    """This process's resident memory now (MB): what each forked method starts from."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+    except OSError:  # not Linux: the peak so far instead
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return pages * resource.getpagesize() / 2**20
 
 
 def touching_pairs(truth: np.ndarray) -> int:
