@@ -122,11 +122,11 @@ class PredictParams:
         choices=("planes", "volume"))
     spacing_z: float = param(
         1.0, "Objects in volume mode: distance between planes, in the unit of spacing_y and "
-        "spacing_x (only the ratios matter).", min=1e-6)
+        "spacing_x (only the ratios matter).", min=1e-6, label="z spacing")
     spacing_y: float = param(1.0, "Objects in volume mode: voxel height (y).", min=1e-6,
-                             advanced=True)
+                             label="y spacing", advanced=True)
     spacing_x: float = param(1.0, "Objects in volume mode: voxel width (x).", min=1e-6,
-                             advanced=True)
+                             label="x spacing", advanced=True)
     device: str = param("auto", "Where to run the model: auto (CUDA, then Apple MPS, then "
                         "CPU), or a named device.", choices=DEVICE_CHOICES)
     mixed_precision: bool = param(True, "Half-precision arithmetic on CUDA (ignored elsewhere).",

@@ -147,9 +147,11 @@ class PresegParams:
     )
     spacing_z: float = param(
         1.0, "Volume mode: distance between planes, in the unit of spacing_y and spacing_x "
-        "(only the ratios matter).", min=1e-6)
-    spacing_y: float = param(1.0, "Volume mode: voxel height (y).", min=1e-6, advanced=True)
-    spacing_x: float = param(1.0, "Volume mode: voxel width (x).", min=1e-6, advanced=True)
+        "(only the ratios matter).", min=1e-6, label="z spacing")
+    spacing_y: float = param(
+        1.0, "Volume mode: voxel height (y).", min=1e-6, label="y spacing", advanced=True)
+    spacing_x: float = param(
+        1.0, "Volume mode: voxel width (x).", min=1e-6, label="x spacing", advanced=True)
 
 
 def method_fields(method: str) -> frozenset[str]:
