@@ -224,7 +224,9 @@ def run_preseg(
     stack = normalize(image, params.norm_low, params.norm_high)
     planes = stack[np.newaxis] if image.ndim == 3 else stack
     clock.lap("normalise")
-    if params.stack_mode == "volume" and image.ndim == 4:
+    as_volume = params.stack_mode == "volume" and image.ndim == 4
+    if as_volume:
+        # One step that cannot be interrupted: a volume has no planes done to return.
         labels = segment_volume(planes, params).astype(np.int64)
         done = len(planes)
         yield Progress(step=1, total=1, n_labels=int(labels.max()),
@@ -244,7 +246,7 @@ def run_preseg(
         timings=clock.total(),
         n_labels=n_labels,
         n_planes=len(planes),
-        segmented_as="volume" if params.stack_mode == "volume" and image.ndim == 4 else "planes",
+        segmented_as="volume" if as_volume else "planes",
         planes_done=done,
         stopped_early=done < len(planes),
     )
