@@ -26,8 +26,9 @@ import numpy as np
 from ..base.errors import InputError
 from ..base.images import Spacing, relabel_sequential, relative_spacing
 
-#: Largest plane (pixels) whose objects are separated: the split holds a few float copies
-#: of the plane and costs about 2 s per megapixel on a 2-core CPU (h-maxima dominate).
+#: Largest plane (pixels), or stack split as a volume (voxels), whose objects are
+#: separated: the split holds a few float copies of it and costs about 2 s per megapixel
+#: on a 2-core CPU (h-maxima dominate; in 3-D about as much per megavoxel).
 MAX_OBJECT_PIXELS = 16_000_000
 #: How far (pixels of the smoothed distance map) a summit must rise above the saddle
 #: joining it to another one to seed an object of its own.
