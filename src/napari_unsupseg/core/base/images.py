@@ -86,6 +86,21 @@ def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.nda
     return out
 
 
+#: A voxel's sides (z, y, x) in any one unit.
+Spacing = tuple[float, float, float]
+
+
+def relative_spacing(spacing: Spacing) -> np.ndarray:
+    """The voxel sides divided by the smallest one: only the ratios matter to a
+    segmentation, so micrometres, nanometres or plain ratios give the same result."""
+    sides = np.asarray(spacing, dtype=np.float64)
+    if sides.shape != (3,) or not np.all(np.isfinite(sides)) or np.any(sides <= 0):
+        raise InputError(
+            f"The voxel spacing needs three positive numbers (z, y, x); got {spacing}."
+        )
+    return sides / sides.min()
+
+
 def label_dtype(max_label: int) -> type[np.unsignedinteger]:
     """The smallest of uint8/uint16/uint32 that holds ``max_label``."""
     for dtype in (np.uint8, np.uint16, np.uint32):

@@ -115,6 +115,18 @@ class PredictParams:
     objects: bool = param(
         True, "Models trained here on objects vs background: also return every object as "
         "its own label (touching objects split), ready for review.")
+    objects_mode: str = param(
+        "planes", "Objects of a z-stack: 'planes' finds each plane's on its own; 'volume' "
+        "splits them in 3-D with the voxel spacing, so an object is one label through "
+        "every plane it crosses (the model still sees one plane at a time).",
+        choices=("planes", "volume"))
+    spacing_z: float = param(
+        1.0, "Objects in volume mode: distance between planes, in the unit of spacing_y and "
+        "spacing_x (only the ratios matter).", min=1e-6, label="z spacing")
+    spacing_y: float = param(1.0, "Objects in volume mode: voxel height (y).", min=1e-6,
+                             label="y spacing", advanced=True)
+    spacing_x: float = param(1.0, "Objects in volume mode: voxel width (x).", min=1e-6,
+                             label="x spacing", advanced=True)
     device: str = param("auto", "Where to run the model: auto (CUDA, then Apple MPS, then "
                         "CPU), or a named device.", choices=DEVICE_CHOICES)
     mixed_precision: bool = param(True, "Half-precision arithmetic on CUDA (ignored elsewhere).",
@@ -316,16 +328,13 @@ def predict(image: np.ndarray, params: PredictParams, model: LoadedModel | None 
         timings=watch.total())
     extras = {} if not params.confidence else {"confidence": confidence}
     if params.objects and config.object_class and not metadata["stopped_early"]:
-        from .objects import MAX_OBJECT_PIXELS, separate_objects
+        from .objects import objects_of_class
 
-        if stack.shape[1] * stack.shape[2] > MAX_OBJECT_PIXELS:
-            metadata["objects"] = {"class": config.object_class, "skipped": (
-                f"planes over {MAX_OBJECT_PIXELS / 1e6:.0f} megapixels are not split into "
-                "objects; split the image into parts to get them")}
-        else:
-            extras["objects"] = separate_objects(labels == config.object_class)
-            metadata["objects"] = {"class": config.object_class,
-                                   "count": int(extras["objects"].max(initial=0))}
+        spacing = (params.spacing_z, params.spacing_y, params.spacing_x)
+        objects, metadata["objects"] = objects_of_class(
+            labels, config.object_class, spacing if params.objects_mode == "volume" else None)
+        if objects is not None:
+            extras["objects"] = objects
             watch.lap("objects")
             metadata["timings"] = watch.total()
     return Result(labels, metadata, extras)

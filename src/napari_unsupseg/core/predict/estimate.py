@@ -25,13 +25,17 @@ _FIXED = 20 * 2**20
 #: The objects split of a plane (:mod:`.objects`: distance maps, seeds, watershed), per
 #: pixel above the rest, measured on a 2048 x 2048 mask: 79 bytes.
 _OBJECTS_PER_PIXEL = 80
+#: The same split of a whole stack as one volume, per voxel, measured (tracemalloc) on the
+#: 48 x 192 x 192 stack of benchmarks/bench_volume.py: 122 bytes.
+_OBJECTS_PER_VOXEL = 125
 
 
 def estimate_memory(shape: tuple[int, ...], dtype: np.dtype, params: PredictParams) -> int:
     """Bytes the run adds for a channels-last ``(..., Y, X, C)`` image: one batch of tiles
     through the network, the model's weights (twice: read and placed), the labels, the
     float16 confidence image and, when objects are asked for, one plane's objects split
-    (whether the model separates objects is known only once it is loaded: counted)."""
+    (the whole stack's in volume mode; whether the model separates objects is known only
+    once it is loaded: counted)."""
     path = Path(params.checkpoint) if params.checkpoint else None
     model = path.stat().st_size if path is not None and path.is_file() else 0
     small = params.architecture == "unet" or (
@@ -41,6 +45,9 @@ def estimate_memory(shape: tuple[int, ...], dtype: np.dtype, params: PredictPara
     tiles = params.batch_size * side_y * side_x * per_pixel
     pixels = math.prod(shape[:-1])
     outputs = pixels * (4 + 2)  # labels (at most uint32) and the float16 confidence
-    plane = math.prod(shape[-3:-1])
-    split = plane * _OBJECTS_PER_PIXEL if params.objects and plane <= MAX_OBJECT_PIXELS else 0
+    # Split as a volume, the whole stack's distance maps are held at once.
+    volume = params.objects_mode == "volume" and len(shape) == 4
+    at_once = pixels if volume else math.prod(shape[-3:-1])
+    each = _OBJECTS_PER_VOXEL if volume else _OBJECTS_PER_PIXEL
+    split = at_once * each if params.objects and at_once <= MAX_OBJECT_PIXELS else 0
     return tiles + 2 * model + outputs + split + _FIXED

@@ -13,7 +13,7 @@ is scaled to 0..100 per channel (the range of CIELAB lightness). One
 ``compactness`` therefore means the same thing for grey, RGB and 8-band images.
 
 :func:`presegment` runs one method on a plane from a :class:`PresegParams`;
-:func:`run_preseg` is the engine (a plane or a stack, plane by plane).
+:func:`run_preseg` is the engine (a plane, or a stack plane by plane or as one volume).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from ..base.images import check_image, check_rank, normalize, relabel_sequential
 from ..base.params import param, validate
 from .methods import felzenszwalb, kmeans, quickshift, slic, watershed
 from .spectral import spectral
+from .volume import slic_volume, watershed_volume
 
 PRESEG_METHODS: dict[str, Callable[..., np.ndarray]] = {
     "felzenszwalb": felzenszwalb,
@@ -40,6 +41,12 @@ PRESEG_METHODS: dict[str, Callable[..., np.ndarray]] = {
     "kmeans": kmeans,
     "spectral": spectral,
 }
+#: The methods that segment a stack as one volume (``stack_mode="volume"``), by name.
+VOLUME_METHODS: dict[str, Callable[..., np.ndarray]] = {
+    "slic": slic_volume,
+    "watershed": watershed_volume,
+}
+STACK_MODES = ("planes", "volume")
 
 
 @dataclass
@@ -131,6 +138,20 @@ class PresegParams:
         advanced=True,
     )
     seed: int = param(0, "Random seed (quickshift, kmeans).", min=0, advanced=True)
+    stack_mode: str = param(
+        "planes",
+        "For a stack (z or t): 'planes' segments each plane on its own; 'volume' (slic, "
+        "watershed) segments a z-stack as one volume, so superpixels span planes and "
+        "n_segments counts them in the whole volume.",
+        choices=STACK_MODES,
+    )
+    spacing_z: float = param(
+        1.0, "Volume mode: distance between planes, in the unit of spacing_y and spacing_x "
+        "(only the ratios matter).", min=1e-6, label="z spacing")
+    spacing_y: float = param(
+        1.0, "Volume mode: voxel height (y).", min=1e-6, label="y spacing", advanced=True)
+    spacing_x: float = param(
+        1.0, "Volume mode: voxel width (x).", min=1e-6, label="x spacing", advanced=True)
 
 
 def method_fields(method: str) -> frozenset[str]:
@@ -145,6 +166,24 @@ def method_kwargs(params: PresegParams) -> dict[str, object]:
     function = PRESEG_METHODS[params.method]
     accepted = inspect.signature(function).parameters
     return {name: getattr(params, name) for name in accepted if hasattr(params, name)}
+
+
+def check_volume_mode(params: PresegParams) -> None:
+    """Refuse volume mode for a method that only segments planes, in one sentence."""
+    if params.stack_mode == "volume" and params.method not in VOLUME_METHODS:
+        raise InputError(
+            f"{params.method.capitalize()} segments one plane at a time; for volume mode "
+            f"choose {' or '.join(VOLUME_METHODS)}, or segment the stack plane by plane."
+        )
+
+
+def segment_volume(volume: np.ndarray, params: PresegParams) -> np.ndarray:
+    """Supervoxels (int32, 1..n) of a normalised channels-last volume ``(Z, Y, X, C)``."""
+    check_volume_mode(params)
+    function = VOLUME_METHODS[params.method]
+    kwargs = method_kwargs(params)
+    kwargs["spacing"] = (params.spacing_z, params.spacing_y, params.spacing_x)
+    return function(volume, **kwargs)
 
 
 def presegment(image: np.ndarray, params: PresegParams | None = None) -> np.ndarray:
@@ -171,18 +210,55 @@ def run_preseg(
     The labels are numbered 1..K in order of first appearance, unique across the
     stack, as uint16 or uint32; the shape is ``(Y, X)`` or ``(N, Y, X)``. Asked to
     finish early (``control``), it returns the planes done so far and 0 elsewhere.
+
+    With ``stack_mode="volume"`` a stack is one volume ``(Z, Y, X, C)`` with the voxel
+    spacing of the parameters (:mod:`.volume`): one step, supervoxels spanning planes.
     """
     params = params or PresegParams()
     validate(params)
+    check_volume_mode(params)
     image = np.asarray(image)
     check_rank(image, "Presegmentation takes")
     check_image(image)
     clock = Stopwatch()
     stack = normalize(image, params.norm_low, params.norm_high)
     planes = stack[np.newaxis] if image.ndim == 3 else stack
+    clock.lap("normalise")
+    as_volume = params.stack_mode == "volume" and image.ndim == 4
+    if as_volume:
+        # One step that cannot be interrupted: a volume has no planes done to return.
+        labels = segment_volume(planes, params).astype(np.int64)
+        done = len(planes)
+        yield Progress(step=1, total=1, n_labels=int(labels.max()),
+                       message=f"volume: {int(labels.max())} supervoxels")
+    else:
+        labels, done = yield from _segment_planes(planes, params, control)
+    clock.lap("segment")
+    labels = relabel_sequential(labels)
+    if image.ndim == 3:
+        labels = labels[0]
+    n_labels = int(labels.max())
+    metadata = provenance(
+        "preseg",
+        params,
+        seed=params.seed,
+        device="cpu",
+        timings=clock.total(),
+        n_labels=n_labels,
+        n_planes=len(planes),
+        segmented_as="volume" if as_volume else "planes",
+        planes_done=done,
+        stopped_early=done < len(planes),
+    )
+    return Result(labels=labels, metadata=metadata)
+
+
+def _segment_planes(
+    planes: np.ndarray, params: PresegParams, control: RunControl | None
+) -> Generator[Progress, None, tuple[np.ndarray, int]]:
+    """Each plane of a normalised stack on its own, ids running on; (labels, planes done)."""
     function = PRESEG_METHODS[params.method]
     kwargs = method_kwargs(params)
-    clock.lap("normalise")
     labels = np.zeros(planes.shape[:3], dtype=np.int64)
     offset = 0
     done = 0
@@ -199,20 +275,4 @@ def run_preseg(
             n_labels=int(plane_labels.max()),
             message=f"plane {index + 1}/{len(planes)}: {int(plane_labels.max())} superpixels",
         )
-    clock.lap("segment")
-    labels = relabel_sequential(labels)
-    if image.ndim == 3:
-        labels = labels[0]
-    n_labels = int(labels.max())
-    metadata = provenance(
-        "preseg",
-        params,
-        seed=params.seed,
-        device="cpu",
-        timings=clock.total(),
-        n_labels=n_labels,
-        n_planes=len(planes),
-        planes_done=done,
-        stopped_early=done < len(planes),
-    )
-    return Result(labels=labels, metadata=metadata)
+    return labels, done

@@ -25,9 +25,11 @@ _FIXED = 16 * 2**20
 
 def estimate_memory(shape: tuple[int, ...], dtype: np.dtype, params: PresegParams) -> int:
     """Bytes the run adds for a channels-last ``(..., Y, X, C)`` image: the normalised
-    stack (float32), the int64 labels, and one plane's working arrays."""
+    stack (float32), the int64 labels, and one plane's working arrays (the whole
+    volume's in volume mode, which segments the stack at once)."""
     channels = shape[-1]
-    plane = math.prod(shape[-3:-1])
+    at_once = shape[:-1] if params.stack_mode == "volume" else shape[-3:-1]
+    plane = math.prod(at_once)
     fixed, per_channel = _PER_PIXEL.get(params.method, (68, 24))
     stack = math.prod(shape[:-1])
     return stack * (4 * channels + 8) + plane * (fixed + per_channel * channels) + _FIXED
