@@ -1,23 +1,27 @@
-"""Benchmark: backprop segmentation of large 4-band 16-bit scenes (crop training, tiled labels).
+"""Benchmark: backprop segmentation of large 4-band 16-bit scenes (the large-image path:
+training on the shrunk scene, calibrated statistics, tiled labels) against the whole-image
+engine on the same scenes.
 
-    python benchmarks/bench_large.py                       # 1k^2 and 4k^2
-    python benchmarks/bench_large.py --sizes 1000 10000    # the 10k^2 headline (long on a CPU)
-    OMP_NUM_THREADS=1 python benchmarks/bench_large.py     # one thread (on a busy machine)
+    python benchmarks/bench_large.py                                 # 1k^2 and 2k^2, both scenes
+    python benchmarks/bench_large.py --scenes mosaic --sizes 10000   # the 10k^2 headline
+    OMP_NUM_THREADS=1 python benchmarks/bench_large.py               # one thread (a busy machine)
 
-The scene is a synthetic land-cover mosaic with exact truth: six classes (water, trees,
-grass, road, roof, soil; each its own 4-band signature and texture) over wavy Voronoi
-patches about 128 px across, under noise, as uint16. Patch size does not change with
-the image size, so a 10k^2 scene is 100 times the 1k^2 one, not a magnified copy.
+Scenes, each with exact truth, as uint16:
+- ``mosaic``: a synthetic land-cover mosaic: six classes (water, trees, grass, road, roof,
+  soil; each its own 4-band signature and texture) over wavy Voronoi patches about 128 px
+  across, under noise. Patch size does not change with the image size, so a 10k^2 scene is
+  100 times the 1k^2 one, not a magnified copy.
+- ``textured``: the package's seven-region textured mosaic (``textured_mosaic``; regions
+  grow with the image, textures keep their pixel scale), RGB plus the mean as a 4th band.
 
-Each case runs in its own subprocess, so its peak resident memory (``ru_maxrss``,
-which sees torch's buffers and the input image) is its own; the scene is made in
-another subprocess and memory-mapped. Cases: ``whole`` (``segment`` with the default
-budget: a 1k^2 image is under it and trains on the whole image, as before) and
-``crops`` (the crop engine with ``memory_budget_mb=--budget``: crop training, tiled
-labelling, at every size, 1k^2 included, so that the scaling is of one method).
-Quality: Hungarian mIoU of the labels against the six classes (``n_labels=6``), on a
-regular subsample of at most 4 M pixels for the largest scenes. Cost per megapixel is
-compared with the 1k^2 crops case of the same run.
+Each case runs in its own subprocess, so its peak resident memory (``ru_maxrss``, which
+sees torch's buffers and the memory-mapped input's pages) is its own; the scene is made
+in another subprocess and memory-mapped. Modes: ``default`` (``segment`` with the
+default parameters and budget: the engine chooses its path), ``whole`` (the whole-image
+engine, the budget raised so that it is chosen) and ``large`` (the large-image engine
+itself with ``memory_budget_mb=--budget``). Defaults throughout (``--n-labels`` gives the
+engine the number of classes only when asked). Quality: Hungarian mIoU of the labels
+against the classes, on a regular subsample of at most 4 M pixels for the largest scenes.
 """
 
 from __future__ import annotations
@@ -97,49 +101,63 @@ def scene(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return image, truth
 
 
-def make(size: int, folder: Path) -> tuple[Path, Path]:
-    image_path, truth_path = folder / f"scene_{size}.npy", folder / f"truth_{size}.npy"
+def textured(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    from napari_unsupseg.core.samples.synthetic import textured_mosaic
+
+    rgb, truth = textured_mosaic(size, n_regions=7, seed=seed)
+    four = np.concatenate([rgb, rgb.mean(-1, keepdims=True)], -1)
+    return (four * 40_000 + 2_000).astype(np.uint16), truth.astype(np.uint8)
+
+
+SCENES = {"mosaic": scene, "textured": textured}
+
+
+def make(size: int, name: str, folder: Path) -> None:
+    image_path = folder / f"{name}_{size}.npy"
     if not image_path.exists():
-        image, truth = scene(size)
-        np.save(truth_path, truth)
-        np.save(folder / f"partial_{size}.npy", image)  # renamed only once complete
-        (folder / f"partial_{size}.npy").rename(image_path)
-    return image_path, truth_path
+        image, truth = SCENES[name](size)
+        np.save(folder / f"{name}_truth_{size}.npy", truth)
+        np.save(folder / f"partial_{name}_{size}.npy", image)  # renamed only once complete
+        (folder / f"partial_{name}_{size}.npy").rename(image_path)
 
 
-def run_case(size: int, mode: str, budget: int, folder: Path, max_iter: int) -> dict:
+def run_case(size: int, name: str, mode: str, args: argparse.Namespace) -> dict:
     """One segmentation (in a subprocess of its own): seconds, peak memory, labels saved."""
     from napari_unsupseg.core.backprop import default_params, segment
     from napari_unsupseg.core.backprop.large import segment_large
     from napari_unsupseg.core.base.engine import run_to_end
 
-    image = np.load(folder / f"scene_{size}.npy", mmap_mode="r")
-    params = default_params(n_labels=6, max_iter=max_iter, memory_budget_mb=budget)
+    image = np.load(args.folder / f"{name}_{size}.npy", mmap_mode="r")
+    common = {"max_iter": args.max_iter, "n_labels": args.n_labels}
     import torch  # noqa: F401 - imported before the clock starts, as in bench_backprop
 
     start = time.perf_counter()
-    if mode == "crops":  # the crop engine itself, whatever the size
-        result = run_to_end(segment_large(image, params))
-    else:  # the default dispatch with the default budget
-        result = run_to_end(segment(image, default_params(n_labels=6, max_iter=max_iter)))
+    if mode == "large":
+        run = segment_large(image, default_params(memory_budget_mb=args.budget, **common))
+    elif mode == "whole":
+        run = segment(image, default_params(memory_budget_mb=1_000_000, **common))
+    else:
+        run = segment(image, default_params(**common))
+    result = run_to_end(run)
     seconds = time.perf_counter() - start
-    np.save(folder / f"labels_{size}_{mode}.npy", result.labels)
+    np.save(args.folder / f"labels_{name}_{size}_{mode}.npy", result.labels)
     meta = result.metadata
     return {
-        "size": size, "mode": meta.get("mode", "whole"), "seconds": seconds,
+        "size": size, "scene": name, "mode": mode, "path": meta.get("mode", "whole"),
+        "seconds": seconds,
         "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "n_labels": meta["n_labels"], "iterations": meta["iterations"],
-        "batch": meta.get("batch_size"), "tile": meta.get("tile_size"),
+        "tile": meta.get("tile_size"), "trained_at": meta.get("trained_at"),
         "timings": {k: round(v, 1) for k, v in meta["timings"].items()},
         "threads": torch.get_num_threads(),
     }
 
 
-def score(size: int, mode: str, folder: Path) -> float:
+def score(size: int, name: str, mode: str, folder: Path) -> float:
     from napari_unsupseg.core.review.scores import hungarian_iou
 
-    labels = np.load(folder / f"labels_{size}_{mode}.npy", mmap_mode="r")
-    truth = np.load(folder / f"truth_{size}.npy", mmap_mode="r")
+    labels = np.load(folder / f"labels_{name}_{size}_{mode}.npy", mmap_mode="r")
+    truth = np.load(folder / f"{name}_truth_{size}.npy", mmap_mode="r")
     step = max(1, math.ceil(size / 2000))
     return hungarian_iou(np.asarray(labels[::step, ::step]), np.asarray(truth[::step, ::step]))
 
@@ -153,41 +171,52 @@ def child(args: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000])
-    parser.add_argument("--budget", type=int, default=1024, help="memory_budget_mb of 'crops'")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000])
+    parser.add_argument("--scenes", nargs="+", choices=list(SCENES), default=list(SCENES))
+    parser.add_argument("--modes", nargs="+", choices=("default", "whole", "large"),
+                        default=["default", "whole", "large"])
+    parser.add_argument("--whole-max", type=int, default=4000,
+                        help="Largest side run in 'whole' mode (it needs ~1 KB per pixel).")
+    parser.add_argument("--budget", type=int, default=2048, help="memory_budget_mb of 'large'")
     parser.add_argument("--max-iter", type=int, default=64)
+    parser.add_argument("--n-labels", type=int, default=None)
     parser.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "bench_large")
-    parser.add_argument("--case", nargs=2, metavar=("SIZE", "MODE"), help=argparse.SUPPRESS)
-    parser.add_argument("--make", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--case", nargs=3, metavar=("SIZE", "SCENE", "MODE"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--make", nargs=2, metavar=("SIZE", "SCENE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
     if args.make:
-        make(args.make, args.folder)
+        make(int(args.make[0]), args.make[1], args.folder)
         print(json.dumps({"made": args.make}))
         return
     if args.case:
-        size, mode = int(args.case[0]), args.case[1]
-        print(json.dumps(run_case(size, mode, args.budget, args.folder, args.max_iter)))
+        print(json.dumps(run_case(int(args.case[0]), args.case[1], args.case[2], args)))
         return
     common = ["--budget", str(args.budget), "--max-iter", str(args.max_iter),
               "--folder", str(args.folder)]
+    if args.n_labels:
+        common += ["--n-labels", str(args.n_labels)]
     rows = []
-    for size in sorted(set(args.sizes) | {1000}):
-        child(["--make", str(size), "--folder", str(args.folder)])
-        for mode in (("whole", "crops") if size <= 1000 else ("crops",)):
-            row = child(["--case", str(size), mode, *common])
-            row["miou"] = score(size, mode, args.folder)
-            row["s_per_mp"] = row["seconds"] / (size * size / 1e6)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-    base = next(r for r in rows if r["size"] == 1000 and r["mode"] == "crops")
-    print(f"\nbudget {args.budget} MB, max_iter {args.max_iter}, "
-          f"torch threads {rows[0]['threads']} (set OMP_NUM_THREADS to change)")
-    print(f"{'size':>6} {'mode':>6} {'s':>8} {'s/MP':>7} {'x 1k':>6} {'peak GiB':>9} "
-          f"{'mIoU':>6} {'labels':>6}")
+    for name in args.scenes:
+        for size in args.sizes:
+            child(["--make", str(size), name, "--folder", str(args.folder)])
+            for mode in args.modes:
+                if mode == "whole" and size > args.whole_max:
+                    continue
+                row = child(["--case", str(size), name, mode, *common])
+                row["miou"] = score(size, name, mode, args.folder)
+                row["s_per_mp"] = row["seconds"] / (size * size / 1e6)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    print(f"\nlarge mode's budget {args.budget} MB (default mode: the engine's default), "
+          f"max_iter {args.max_iter}, n_labels {args.n_labels}, torch threads "
+          f"{rows[0]['threads']} (set OMP_NUM_THREADS to change)")
+    print(f"{'scene':>9} {'size':>6} {'mode':>8} {'path':>6} {'s':>8} {'s/MP':>7} "
+          f"{'peak GiB':>9} {'mIoU':>6} {'labels':>6}")
     for r in rows:
-        print(f"{r['size']:>6} {r['mode']:>6} {r['seconds']:>8.1f} {r['s_per_mp']:>7.2f} "
-              f"{r['s_per_mp'] / base['s_per_mp']:>6.2f} {r['peak_gib']:>9.2f} "
+        print(f"{r['scene']:>9} {r['size']:>6} {r['mode']:>8} {r['path']:>6} "
+              f"{r['seconds']:>8.1f} {r['s_per_mp']:>7.2f} {r['peak_gib']:>9.2f} "
               f"{r['miou']:>6.3f} {r['n_labels']:>6}")
 
 

@@ -48,7 +48,8 @@ def _start(scene: Scene, params: BackpropParams, args: argparse.Namespace
     if args.scribbles:
         # Cut to the area of interest like the image; no scribble counts on nodata.
         scribbles = scene.finish(scene.crop(read_scribbles(args.scribbles)), renumber=False)
-    return lambda control: segment(scene.image, params, scribbles=scribbles, control=control)
+    return lambda control: segment(scene.image, params, scribbles=scribbles, control=control,
+                                   excluded=scene.excluded)
 
 
 COMMAND = ImageCommand("backprop", HELP, start=_start, extra_arguments=_scribbles_option)

@@ -44,11 +44,18 @@ class Engine:
     estimate: Estimate | None = None  #: peak memory of a run (None: not estimated)
     #: ``run`` takes the image's georeference (``georef=``): predict reads its pixel size.
     georef: bool = False
+    #: ``run`` takes the mask of pixels without data (``excluded=``) and leaves them out
+    #: of its work (the others see them filled, and every engine's result is cleared there).
+    excluded: bool = False
 
     def run_scene(self, scene: Any, params: Any, control: Any = None) -> Any:
-        """The run on a :class:`~.base.scene.Scene`: its image, and its georeference
-        where the engine takes one (the same for the command line and batch)."""
-        where = {"georef": scene.georef} if self.georef and scene.georef is not None else {}
+        """The run on a :class:`~.base.scene.Scene`: its image, and its georeference and
+        nodata mask where the engine takes them (the same for the command line and batch)."""
+        where: dict[str, Any] = {}
+        if self.georef and scene.georef is not None:
+            where["georef"] = scene.georef
+        if self.excluded and scene.excluded is not None:
+            where["excluded"] = scene.excluded
         return self.run(scene.image, params, control=control, **where)
 
 
@@ -58,7 +65,8 @@ ENGINES: dict[str, Engine] = {
         Engine("preseg", "Presegment", PresegParams, run_preseg, "file", "superpixels",
                "napari_unsupseg.widgets.preseg:PresegWidget", preseg_memory),
         Engine("backprop", "Unsupervised segmentation", BackpropParams, segment, "file",
-               "backprop", "napari_unsupseg.widgets.backprop:BackpropWidget", backprop_memory),
+               "backprop", "napari_unsupseg.widgets.backprop:BackpropWidget", backprop_memory,
+               excluded=True),
         Engine("predict", "Model inference", PredictParams, predict_scene, "file", "classes",
                "napari_unsupseg.widgets.predict:PredictWidget", predict_memory, georef=True),
         Engine("parts", "Part discovery", PartsParams, discover_parts, "collection", "parts",

@@ -22,6 +22,10 @@ _CALIBRATION_CROPS = 32
 _CALIBRATION_BATCH = 4
 
 
+class _Collected(Exception):
+    """Raised by the statistics hook once it has the input it needs."""
+
+
 def full_size_crops(
     planes: np.ndarray, group: list[int], normalise: Callable[[np.ndarray], np.ndarray],
     side: int,
@@ -74,13 +78,17 @@ def _input_statistics(
     def collect(_module: Any, inputs: tuple[torch.Tensor, ...]) -> None:
         x = inputs[0].transpose(0, 1).reshape(inputs[0].shape[1], -1).double()
         sums.append(torch.stack([x.sum(1), (x * x).sum(1), torch.full_like(x[:, 0], x.shape[1])]))
+        raise _Collected  # the layers after this one are not needed: skip them
 
     hook = norm.register_forward_pre_hook(collect)
     try:
         with torch.no_grad():
             for start in range(0, len(crops), _CALIBRATION_BATCH):
                 batch = crops[start : start + _CALIBRATION_BATCH].transpose(0, 3, 1, 2)
-                model(torch.from_numpy(np.ascontiguousarray(batch)).to(device))
+                try:
+                    model(torch.from_numpy(np.ascontiguousarray(batch)).to(device))
+                except _Collected:
+                    pass
     finally:
         hook.remove()
     total, squares, count = torch.stack(sums).sum(0)

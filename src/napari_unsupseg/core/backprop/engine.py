@@ -52,7 +52,12 @@ from .consensus import consensus, restart_seed
 from .large import needs_crops, segment_large
 from .merge import merge_by_statistics, merge_labels
 from .params import DEFAULT_FEATURES, MERGE_SIGMA, BackpropParams
-from .superpixels import plane_superpixels, superpixel_method, training_planes
+from .superpixels import (
+    plane_superpixels,
+    superpixel_method,
+    training_ignore,
+    training_planes,
+)
 from .train import NetworkRun, train_network
 
 # ---------------------------------------------------------------------- engine
@@ -79,6 +84,17 @@ def _check_inputs(image: np.ndarray, scribbles: np.ndarray | None) -> np.ndarray
     return scribbles.astype(np.int64)
 
 
+def _check_excluded(excluded: np.ndarray | None, planes: np.ndarray) -> np.ndarray | None:
+    """The pixels without data, as a bool mask of the planes' spatial shape (or of the stack's)."""
+    if excluded is None:
+        return None
+    excluded = np.asarray(excluded, dtype=bool)
+    if excluded.shape not in (planes.shape[1:3], planes.shape[:3]):
+        raise InputError(f"The nodata mask has shape {excluded.shape}; the image's pixels are "
+                         f"{planes.shape[1:3]}.")
+    return excluded
+
+
 def _plane_groups(n_planes: int, stack_mode: str) -> list[list[int]]:
     """Which planes train together: all at once (joint) or one at a time."""
     if stack_mode == "joint":
@@ -92,6 +108,7 @@ def segment(
     *,
     scribbles: np.ndarray | None = None,
     control: RunControl | None = None,
+    excluded: np.ndarray | None = None,
 ) -> Generator[Progress, None, Result]:
     """The backprop segmenter engine for a plane ``(Y, X, C)`` or a stack ``(N, Y, X, C)``.
 
@@ -100,6 +117,10 @@ def segment(
     (the current label map) when the driver wants one, and finishing early: training
     stops at the next iteration and the result is post-processed as a full run's
     (planes not reached are 0), with ``stopped_early`` in its metadata.
+
+    ``excluded``: optional bool mask ``(Y, X)`` (or ``(N, Y, X)``) of pixels without data
+    (nodata, outside an area of interest): they take no part in the training's loss or
+    label count. They are still labelled; the caller clears them (label 0).
 
     Returns labels 1..K (uint16 or uint32) of shape ``(Y, X)`` or ``(N, Y, X)``,
     ``extras["superpixels"]`` and provenance metadata (iterations, stop reason,
@@ -111,7 +132,7 @@ def segment(
     image = np.asarray(image)
     if scribbles is None and image.ndim in (3, 4):
         if needs_crops(image.shape, params, image.dtype.itemsize):  # over the budget: tiles
-            return (yield from segment_large(image, params, control=control))
+            return (yield from segment_large(image, params, control=control, excluded=excluded))
     scribbles = _check_inputs(image, scribbles)
     device = resolve_device(params.device)
     clock = Stopwatch()
@@ -133,6 +154,8 @@ def segment(
     # Without scribbles, training may see a shrunk copy (a 1-pixel stroke would not survive).
     shrunk = training_planes(planes, params) if scribble_planes is None else None
     train_planes, train_superpixels = planes, superpixels
+    ignore = training_ignore(_check_excluded(excluded, planes), planes,
+                             params if shrunk is not None else replace(params, train_pixels=None))
     if shrunk is not None:
         train_planes, shrunk_params = shrunk
         train_superpixels = [plane_superpixels(p, shrunk_params) for p in train_planes]
@@ -179,6 +202,7 @@ def segment(
                     group=group,
                     full=None if shrunk is None else (
                         planes[group], [superpixels[i] for i in group]),
+                    ignore=None if ignore is None else ignore[group],
                 )
                 maps.append(run.labels)
                 runs.append(run)

@@ -41,7 +41,13 @@ from ..preseg import absorb_small_regions
 from .calibrate import calibrate, full_size_crops
 from .finish import finish_labels
 from .params import DEFAULT_FEATURES, MERGE_SIGMA, BackpropParams
-from .superpixels import plane_superpixels, superpixel_method, training_planes, vote
+from .superpixels import (
+    plane_superpixels,
+    superpixel_method,
+    training_ignore,
+    training_planes,
+    vote,
+)
 from .train import NetworkRun, train_network
 
 if TYPE_CHECKING:
@@ -166,6 +172,7 @@ def segment_large(
     params: BackpropParams,
     *,
     control: RunControl | None = None,
+    excluded: np.ndarray | None = None,
 ) -> Generator[Progress, None, Result]:
     """The backprop engine in bounded memory, for a plane ``(Y, X, C)`` or stack ``(N, Y, X, C)``.
 
@@ -175,7 +182,8 @@ def segment_large(
     networks, or strokes, would need the whole image at once). Finishing early ends the
     training; the labelling that follows always completes. Previews: the training labels
     at full size, as the whole-image engine shows them, then the label map as it is
-    filled in, tile by tile (the array being written, not a copy).
+    filled in, tile by tile (the array being written, not a copy). ``excluded``: pixels
+    without data, left out of the training as in the whole-image engine.
     """
     control = control or no_control()
     image = np.asarray(image)
@@ -206,7 +214,7 @@ def segment_large(
         with keep_heap_mapped(params.keep_heap and device.type == "cpu"):
             run = yield from _train(
                 planes, group, normalise, params, layout, device, n_features, control, state,
-                total, preview_base=classes,
+                total, preview_base=classes, excluded=excluded,
             )
         runs.append(run)
         model = run.model
@@ -254,12 +262,18 @@ def _train(
     planes: np.ndarray, group: list[int], normalise: _Normaliser, params: BackpropParams,
     layout: CropPlan, device: torch.device, n_features: int, control: RunControl,
     state: dict[str, int], total: int, preview_base: np.ndarray,
+    excluded: np.ndarray | None = None,
 ) -> Generator[Progress, None, NetworkRun]:
     """Train one network on the group's planes shrunk to the training size, exactly as the
     whole-image engine trains (same loop, stopping rules and previews), then calibrate it
     on full-size crops for labelling tile by tile."""
-    shrunk = training_planes(planes[group], replace(params, train_pixels=layout.train_pixels),
-                             normalise)
+    sized = replace(params, train_pixels=layout.train_pixels)
+    # Groups are runs of consecutive planes: a slice is a view (a list index would copy).
+    chosen = slice(group[0], group[-1] + 1)
+    shrunk = training_planes(planes[chosen], sized, normalise)
+    if excluded is not None and excluded.ndim == 3:
+        excluded = excluded[chosen]
+    ignore = training_ignore(excluded, planes[chosen], sized)
     small, small_params = shrunk if shrunk is not None else (
         np.stack([normalise(planes[i]) for i in group]), params)
     superpixels = [plane_superpixels(plane, small_params) for plane in small]
@@ -268,7 +282,7 @@ def _train(
     run = yield from train_network(
         small, superpixels, None, None, params, device=device, n_features=n_features,
         min_labels=params.min_labels, step_offset=state["step"], total=total, control=control,
-        preview_base=preview_base, group=group,
+        preview_base=preview_base, group=group, ignore=ignore,
     )
     state["step"] += params.max_iter
     rng = np.random.default_rng(params.seed)

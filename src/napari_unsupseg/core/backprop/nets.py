@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: The target of a pixel left out of the loss.
+IGNORED = -100
+
 
 def kanezaki_net(in_channels: int, n_features: int = 100, n_conv: int = 2) -> nn.Sequential:
     """Kanezaki (ICASSP 2018): ``n_conv`` 3x3 conv-ReLU-BN blocks, then 1x1 conv + BN."""
@@ -75,11 +78,16 @@ def vote_torch(
     return winners[superpixels]
 
 
-def count_labels(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """How many of the ``n_classes`` labels occur (a device scalar; no host sync)."""
-    present = torch.zeros(n_classes, dtype=torch.int64, device=labels.device)
+def count_labels(
+    labels: torch.Tensor, n_classes: int, ignore: torch.Tensor | None = None
+) -> torch.Tensor:
+    """How many of the ``n_classes`` labels occur outside ``ignore`` (a device scalar;
+    no host sync: ignored pixels count in a spare slot rather than being selected out)."""
+    present = torch.zeros(n_classes + 1, dtype=torch.int64, device=labels.device)
+    if ignore is not None:
+        labels = labels.masked_fill(ignore, n_classes)
     present.index_fill_(0, labels.reshape(-1), 1)
-    return present.sum()
+    return present[:n_classes].sum()
 
 
 class Trainer:
@@ -103,6 +111,7 @@ class Trainer:
         scribbles: torch.Tensor | None = None,
         w_scribble: float = 0.5,
         channels_last: bool = False,
+        ignore: torch.Tensor | None = None,
     ) -> None:
         self.model = model
         self.images = images
@@ -119,11 +128,18 @@ class Trainer:
         self.shape = (n, h, w)
         self.prev_target: torch.Tensor | None = None
         self._hist: torch.Tensor | None = None
+        # (n, h, w) bool: pixels without data (nodata, outside the area of interest) take
+        # no part in the loss or in the label count; they still pass through the network.
+        self.ignore = ignore
         self.scribbles = scribbles  # (n, h, w) int64: class index, -1 unlabelled
         if scribbles is not None:
             self.labelled = scribbles >= 0
+            if ignore is not None:
+                self.labelled = self.labelled & ~ignore
+            unlabelled = ~self.labelled if ignore is None else ~self.labelled & ~ignore
+            self.unlabelled = unlabelled
             self.n_labelled = self.labelled.sum().clamp(min=1)
-            self.n_unlabelled = (~self.labelled).sum().clamp(min=1)
+            self.n_unlabelled = unlabelled.sum().clamp(min=1)
 
     @torch.enable_grad()  # training needs gradients whatever the caller's grad mode
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,20 +169,22 @@ class Trainer:
                 changed = torch.tensor(target.numel(), device=target.device)
             else:
                 changed = (target != self.prev_target).sum()
-            n_labels = count_labels(target, n_classes)
+            n_labels = count_labels(target, n_classes, self.ignore)
             stats = torch.stack([loss.detach().float(), changed.float(), n_labels.float()])
         self.prev_target = target
         return target, stats
 
     def _loss(self, response: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.scribbles is None:
-            loss = self.w_sim * F.cross_entropy(response, target)
+            if self.ignore is not None:  # cross_entropy leaves out (and averages without)
+                target = target.masked_fill(self.ignore, IGNORED)
+            loss = self.w_sim * F.cross_entropy(response, target, ignore_index=IGNORED)
         else:
             # One log-softmax for both terms: scribbled pixels are pulled to their class,
             # the others to the vote; each term is a mean over its own pixels (TIP 2020).
             combined = torch.where(self.labelled, self.scribbles, target)
             per_pixel = F.cross_entropy(response, combined, reduction="none")
-            sim = (per_pixel * ~self.labelled).sum() / self.n_unlabelled
+            sim = (per_pixel * self.unlabelled).sum() / self.n_unlabelled
             scr = (per_pixel * self.labelled).sum() / self.n_labelled
             loss = self.w_sim * sim + self.w_scribble * scr
         if self.w_con > 0:

@@ -204,7 +204,7 @@ class BackpropParams:
         advanced=True,
     )
     crop_size: int = param(
-        256,
+        128,
         "Side of the full-size crops that calibrate the network for an image over the "
         "memory budget.",
         min=16,

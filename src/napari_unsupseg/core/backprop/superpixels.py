@@ -125,3 +125,20 @@ def _shrink(
     if small.shape[:2] != size:
         small = resize(small, size, order=1, anti_aliasing=True, preserve_range=True)
     return small.astype(np.float32)
+
+
+def training_ignore(
+    excluded: np.ndarray | None, planes: np.ndarray, params: BackpropParams
+) -> np.ndarray | None:
+    """``(N, h, w)`` bool: the pixels of the training planes that hold no data, from the
+    full-size ``excluded`` mask ``(Y, X)`` (every plane) or ``(N, Y, X)``, shrunk as the
+    planes are (a training pixel is left out when most of its area is)."""
+    if excluded is None:
+        return None
+    n, height, width = planes.shape[:3]
+    mask = np.broadcast_to(excluded, (n, height, width))
+    shrunk = training_planes(mask[..., None], params)
+    if shrunk is None:
+        return np.ascontiguousarray(mask)
+    return shrunk[0][..., 0] > 0.5
+

@@ -52,12 +52,14 @@ def train_network(
     preview_base: np.ndarray,
     group: list[int],
     full: tuple[np.ndarray, list[np.ndarray | None]] | None = None,
+    ignore: np.ndarray | None = None,
 ) -> Generator[Progress, None, NetworkRun]:
     """Train one network on ``planes`` (one plane, or all for a joint stack).
 
     ``full``: the same planes at full size and their superpixels, when ``planes`` is a
     shrunk copy to train on: the labels returned are then the trained network's on the
-    full-size planes, voted by their superpixels."""
+    full-size planes, voted by their superpixels. ``ignore``: ``(n, h, w)`` bool of
+    ``planes``' pixels left out of the loss and the label count (no data there)."""
     import torch
 
     from .nets import Trainer, build_network
@@ -83,10 +85,11 @@ def train_network(
         w_con=params.w_con,
         scribbles=scribble_tensor,
         w_scribble=params.w_scribble,
+        ignore=None if ignore is None else torch.from_numpy(ignore).to(device),
     )
     target_labels = params.n_labels if params.n_labels is not None else 0
     sync_every = sync_interval(device)
-    n_pixels = int(np.prod(planes.shape[:3]))
+    n_pixels = int(np.prod(planes.shape[:3])) if ignore is None else max(1, int((~ignore).sum()))
     pending: list[torch.Tensor] = []
     stable = 0
     stop_reason = "max_iter"
