@@ -28,19 +28,26 @@ def nodata_mask(image: np.ndarray, nodata: float | None) -> np.ndarray | None:
     return mask if mask.any() else None
 
 
-def fill_excluded(image: np.ndarray, excluded: np.ndarray | None) -> np.ndarray:
-    """A copy of ``image`` whose ``excluded`` pixels hold each channel's median over the
-    valid ones: a flat value inside the image's range, so neither the engines'
-    normalisation nor their regions are pulled toward the fill."""
+def fill_excluded(
+    image: np.ndarray, excluded: np.ndarray | None, *, in_place: bool = False
+) -> np.ndarray:
+    """``image`` whose ``excluded`` pixels hold each channel's median over the valid ones:
+    a flat value inside the image's range, so neither the engines' normalisation nor their
+    regions are pulled toward the fill. A copy, unless ``in_place`` (an image just read,
+    which nobody else holds: a large scene is then not held twice). The median is taken
+    over a regular subsample of at most ~1 M pixels (no image-sized temporary)."""
     if excluded is None:
         return image
     image = np.asarray(image)
-    valid = image[..., ~excluded, :]  # (..., n_valid, C)
+    step = max(1, int((excluded.size / 1_000_000) ** 0.5))
+    grid = (..., slice(None, None, step), slice(None, None, step), slice(None))
+    valid = image[grid][..., ~excluded[::step, ::step], :]  # (..., n_valid, C)
+    if valid.shape[-2] == 0:
+        valid = image[..., ~excluded, :]  # a thin valid part the subsample missed
     if valid.shape[-2] == 0:
         raise InputError("Every pixel of the image is nodata or outside the area of interest.")
-    channels = valid.reshape(-1, image.shape[-1])
-    median = np.median(channels, axis=0)
-    filled = image.copy()
+    median = np.median(valid.reshape(-1, image.shape[-1]), axis=0)
+    filled = image if in_place else image.copy()
     filled[..., excluded, :] = median.astype(image.dtype)
     return filled
 

@@ -93,7 +93,8 @@ def prepare_scene(
         notes["nodata"] = nodata
     if excluded is not None:
         notes["excluded_pixels"] = int(excluded.sum())
-    return Scene(fill_excluded(image, excluded), excluded, georef, notes)
+    # The image was just read here: filled in place, so a large scene is not held twice.
+    return Scene(fill_excluded(image, excluded, in_place=True), excluded, georef, notes)
 
 
 def _aoi_window(source: Path, georef: Georef | None, aoi: Path) -> Any:
