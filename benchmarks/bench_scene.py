@@ -2,8 +2,9 @@
 GeoTIFF with a nodata border, an area of interest drawn in another CRS, the unsupervised
 segmenter on the AOI in bounded memory, then the labels vectorised to a GeoPackage with
 per-band statistics. Prints each step's wall time and peak resident memory (GNU time's
-maximum resident set of its own child process, input included), and checks the result: no label outside the
-AOI or on nodata, the polygons read back with their CRS and attributes.
+maximum resident set of its own child process, input included), and checks the result:
+no label outside the AOI or on nodata, the polygons read back with their CRS and
+attributes.
 
     python benchmarks/bench_scene.py                        # 10,000 x 10,000 (several minutes)
     python benchmarks/bench_scene.py --size 2000 --budget 1024
