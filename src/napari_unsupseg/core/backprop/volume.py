@@ -28,15 +28,14 @@ import numpy as np
 from ..base.device import describe, resolve_device, seed_everything
 from ..base.engine import Progress, Result, RunControl, Stopwatch, provenance
 from ..base.errors import InputError
-from ..base.images import Spacing, normalize, relative_spacing
+from ..base.images import Spacing, normalize, relabel_sequential, relative_spacing
 from ..base.memory import keep_heap_mapped
 from ..base.params import validate
-from ..preseg import PresegParams
-from ..preseg.engine import check_volume_mode, segment_volume
+from ..preseg import PresegParams, absorb_small_regions, check_volume_mode, segment_volume
 from .consensus import consensus, restart_seed
-from .engine import _postprocess
 from .large import needs_crops
-from .params import DEFAULT_FEATURES, DEFAULT_LR, BackpropParams
+from .merge import merge_by_statistics, merge_labels
+from .params import DEFAULT_FEATURES, DEFAULT_LR, MERGE_SIGMA, BackpropParams
 from .train import NetworkRun, sync_interval
 
 if TYPE_CHECKING:
@@ -155,7 +154,7 @@ def segment_as_volume(
                    message="finishing the labels")
     maps = [run.labels for run in runs]
     raw = maps[0] if len(maps) == 1 else consensus(maps)
-    labels, merged = _postprocess(raw, volume, params, None, per_plane=False)
+    labels, merged = finish_volume(raw, volume, params)
     clock.lap("postprocess")
 
     stop_reasons = sorted({run.stop_reason for run in runs})
@@ -183,6 +182,30 @@ def segment_as_volume(
     )
     out = full_voxels if full_voxels is not None else np.zeros(volume.shape[:3], np.int32)
     return Result(labels=labels, metadata=metadata, extras={"superpixels": out})
+
+
+def finish_volume(raw: np.ndarray, volume: np.ndarray, params: BackpropParams
+                  ) -> tuple[np.ndarray, bool]:
+    """The plane engine's finish on the whole volume: labels merged by their statistics
+    (or down to ``n_labels``), small pieces absorbed plane by plane, ids made 1..K (uint16
+    or larger); and whether merging to ``n_labels`` removed labels."""
+    labels = raw
+    before = len(np.unique(labels))
+    by_statistics = params.merge_threshold > 0
+    if by_statistics:
+        labels = merge_by_statistics(labels, volume, scale=params.texture_scale,
+                                     threshold=params.merge_threshold, n_labels=params.n_labels)
+    if params.min_size > 1:
+        labels = np.stack([absorb_small_regions(p, params.min_size, keep_ids=True)
+                           for p in labels])
+    if params.n_labels is not None and not by_statistics:
+        from scipy import ndimage as ndi
+
+        # Colour smoothed over a few pixels' physical width along every axis, as in a plane.
+        sigma = MERGE_SIGMA / relative_spacing(voxel_spacing(params))
+        labels = merge_labels(labels, ndi.gaussian_filter(volume, (*sigma, 0)), params.n_labels)
+    merged = params.n_labels is not None and len(np.unique(labels)) < before
+    return relabel_sequential(labels + 1), merged
 
 
 def train_volume(
