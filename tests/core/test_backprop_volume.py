@@ -86,7 +86,7 @@ def test_volume_mode_beats_planes_mode_and_kmeans_on_voxel_values(noisy, volume_
     baseline = hungarian_iou(kmeans.reshape(SHAPE) + 1, truth)
     volume = hungarian_iou(volume_run.labels, truth)
     assert volume > 0.85
-    assert volume > baseline + 0.05
+    assert volume > baseline + 0.15  # measured: 0.93 against 0.63
     assert volume > hungarian_iou(planes_run.labels, truth) + 0.3
 
 
@@ -98,6 +98,16 @@ def test_anisotropic_spacing_is_accepted_and_z_is_not_shrunk_for_training():
     trained = result.metadata["trained_at"]
     assert trained[0] == SHAPE[0] and trained[1] < SHAPE[1] and trained[2] < SHAPE[2]
     assert hungarian_iou(result.labels, truth) > 0.7
+
+
+def test_restarts_continuity_and_the_unvoted_response_run_on_a_volume():
+    image, _ = _stack(noise=0.08)
+    small = image[:6, :24, :24]
+    params = _params(restarts=2, w_con=1.0, labels_from="response", max_iter=3,
+                     train_pixels=None)
+    result = run_to_end(segment(small, params))
+    assert result.labels.shape == small.shape[:3] and result.labels.min() == 1
+    assert result.metadata["restarts"] == 2 and len(result.metadata["iterations"]) == 2
 
 
 def test_training_copy_shrinks_towards_cubic_voxels():

@@ -189,7 +189,7 @@ class BackpropParams:
     )
     spacing_z: float = param(
         1.0, "Volume mode: distance between planes, in the unit of spacing_y and spacing_x "
-        "(only the ratios matter).", min=1e-6, label="z spacing")
+        "(only the ratios matter).", min=1e-6, label="z spacing", advanced=True)
     spacing_y: float = param(
         1.0, "Volume mode: voxel height (y).", min=1e-6, label="y spacing", advanced=True)
     spacing_x: float = param(

@@ -28,7 +28,7 @@ import numpy as np
 from ..base.device import describe, resolve_device, seed_everything
 from ..base.engine import Progress, Result, RunControl, Stopwatch, provenance
 from ..base.errors import InputError
-from ..base.images import Spacing, normalize, relabel_sequential, relative_spacing
+from ..base.images import Spacing, check_image, normalize, relabel_sequential, relative_spacing
 from ..base.memory import keep_heap_mapped
 from ..base.params import validate
 from ..preseg import PresegParams, absorb_small_regions, check_volume_mode, segment_volume
@@ -53,6 +53,7 @@ def check_volume_input(
     image: np.ndarray, params: BackpropParams, scribbles: np.ndarray | None
 ) -> None:
     """Refuse, in one sentence each, what volume mode does not take."""
+    check_image(image)
     if scribbles is not None:
         raise InputError("Scribbles are not taken in volume mode; use stack mode 'joint' "
                          "or 'planes' to segment with scribbles.")
