@@ -89,6 +89,7 @@ def shrink_factors(shape: tuple[int, int, int], spacing: Spacing,
     per plane, every axis to one physical step where it is finer than that; None when the
     volume is small enough already."""
     voxels = float(np.prod(shape))
+    # The budget that :func:`.large.training_bytes` counts for a stack trained as a whole.
     budget = None if train_pixels is None else float(train_pixels) * shape[0]
     if budget is None or voxels <= budget:
         return None
@@ -222,6 +223,7 @@ def train_volume(
     from .nets3d import VolumeTrainer, build_network3d
 
     seed_everything(params.seed)
+    # Kernels follow the full-size spacing: the network is trained here but labels there.
     model = build_network3d(params.network, volume.shape[-1], n_features, params.n_conv,
                             voxel_spacing(params)).to(device)
     trainer = VolumeTrainer(
