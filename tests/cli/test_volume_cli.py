@@ -37,3 +37,19 @@ def test_preseg_refuses_felzenszwalb_in_volume_mode_in_one_sentence(tmp_path, ca
                  "--quiet"])
     assert code == 2
     assert "Felzenszwalb segments one plane at a time" in capsys.readouterr().err
+
+
+def test_backprop_volume_mode_and_the_z_spacing_reach_the_engine(tmp_path):
+    path = tmp_path / "stack.tif"
+    truth = ellipsoids([((6, 12, 10), (5, 7, 6)), ((6, 12, 26), (5, 7, 6))], (6, 24, 36),
+                       (2.0, 1.0, 1.0))
+    tifffile.imwrite(path, (truth * 1000 + 100).astype(np.uint16), photometric="minisblack")
+    out = tmp_path / "labels.tif"
+    code = main(["backprop", str(path), "-o", str(out), "--stack-mode", "volume",
+                 "--spacing-z", "2", "--max-iter", "3", "--device", "cpu", "--quiet"])
+    assert code == 0
+    labels = tifffile.imread(out)
+    assert labels.shape == (6, 24, 36) and labels.min() >= 1
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["stack_mode"] == "volume" and meta["spacing"] == [2.0, 1.0, 1.0]
+    assert meta["parameters"]["spacing_z"] == 2.0

@@ -110,7 +110,8 @@ def segment(
     control: RunControl | None = None,
     excluded: np.ndarray | None = None,
 ) -> Generator[Progress, None, Result]:
-    """The backprop segmenter engine for a plane ``(Y, X, C)`` or a stack ``(N, Y, X, C)``.
+    """The backprop segmenter engine for a plane ``(Y, X, C)`` or a stack ``(N, Y, X, C)``
+(with ``stack_mode="volume"``, a z-stack as one volume: :mod:`.volume`).
 
     ``scribbles``: optional label image of the spatial shape (0 = unlabelled, k > 0 =
     class k); scribbled classes keep their ids in the output. ``control``: previews
@@ -130,6 +131,11 @@ def segment(
     validate(params)
     control = control or no_control()
     image = np.asarray(image)
+    if params.stack_mode == "volume" and image.ndim == 4:
+        from .volume import segment_as_volume  # imports this module: at call time
+
+        return (yield from segment_as_volume(image, params, scribbles=scribbles,
+                                             control=control))
     if scribbles is None and image.ndim in (3, 4):
         if needs_crops(image.shape, params, image.dtype.itemsize):  # over the budget: tiles
             return (yield from segment_large(image, params, control=control, excluded=excluded))

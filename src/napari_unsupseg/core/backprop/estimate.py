@@ -19,6 +19,7 @@ def estimate_memory(shape: tuple[int, ...], dtype: np.dtype, params: BackpropPar
     the labelling (the normalised copy, superpixels and labels are within the per-pixel
     figures, which were fitted to whole runs)."""
     itemsize = np.dtype(dtype).itemsize
-    if needs_crops(shape, params, itemsize):
+    # Volume mode has no crop path (over the budget it is refused): its whole-volume run.
+    if params.stack_mode != "volume" and needs_crops(shape, params, itemsize):
         return crops_bytes(shape, params, itemsize) + _FIXED
     return training_bytes(shape, params) + _FIXED

@@ -182,9 +182,18 @@ class BackpropParams:
         "planes",
         "For a stack (z or t): 'planes' trains one network per plane (ids differ between "
         "planes); 'joint' trains one network on all planes, so a label means the same "
-        "thing in every plane.",
-        choices=("planes", "joint"),
+        "thing in every plane; 'volume' trains one network of 3-D convolutions on a "
+        "z-stack as one volume, its labels voted by supervoxels (slic or watershed) that "
+        "span planes, so an object crossing planes keeps one label.",
+        choices=("planes", "joint", "volume"),
     )
+    spacing_z: float = param(
+        1.0, "Volume mode: distance between planes, in the unit of spacing_y and spacing_x "
+        "(only the ratios matter).", min=1e-6, label="z spacing", advanced=True)
+    spacing_y: float = param(
+        1.0, "Volume mode: voxel height (y).", min=1e-6, label="y spacing", advanced=True)
+    spacing_x: float = param(
+        1.0, "Volume mode: voxel width (x).", min=1e-6, label="x spacing", advanced=True)
     seed: int = param(0, "Random seed; the same seed on the CPU gives identical labels.", min=0)
     device: str = param(
         "auto", "Where to train: auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps.",
