@@ -378,6 +378,7 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
     def dispose(self) -> None:
         """Stop following the viewer (the dock is going away; its runs are abandoned)."""
         self.input.disconnect()
+        self.spacing_line.disconnect()
         for picker in vars(self).values():
             if isinstance(picker, LayerPicker):
                 picker.disconnect()

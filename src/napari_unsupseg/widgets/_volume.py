@@ -21,6 +21,7 @@ from magicgui import widgets
 
 from ..core.base.errors import InputError
 from ._fit import wrap_text
+from ._layers import unwrap
 from ._setup import CURRENT_PLANE, RunSetup, image_axes
 
 #: The most bytes a run reads from a lazy (dask, zarr) or multiscale layer's level 0 into
@@ -74,13 +75,30 @@ class SpacingLine:
         self.volume_modes = volume_modes
         self.label = widgets.Label(value="", visible=False)
         wrap_text(self.label)
+        self._followed: Any = None  # the layer whose scale changes update the line
         for signal in (image_input.image_picker.changed, image_input.plane_mode.changed,
-                       image_input.channel_axis.changed):
+                       image_input.channel_axis.changed, image_input.channel_layers.changed):
             signal.connect(self.update)
         self.update()
 
+    def _follow(self, layer: Any) -> None:
+        layer = None if layer is None else unwrap(layer)
+        if layer is self._followed:
+            return
+        self.disconnect()
+        if layer is not None:
+            layer.events.scale.connect(self.update)
+        self._followed = layer
+
+    def disconnect(self) -> None:
+        """Stop following the chosen layer's scale (the dock is going away)."""
+        if self._followed is not None:
+            self._followed.events.scale.disconnect(self.update)
+            self._followed = None
+
     def update(self, *_: Any) -> None:
         layer = self.input.image
+        self._follow(layer)
         spacing = None
         if layer is not None and self.input.plane_mode.value in self.volume_modes:
             axis = None if self.input.extra_channels else self.input.channel_axis.value
