@@ -57,6 +57,7 @@ from ._setup import (
     make_setup,
     run_in_worker,
 )
+from ._volume import SpacingLine, check_lazy_read, stack_values
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -80,6 +81,10 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
     #: How "every plane" runs are offered: label shown -> value of the ``stack_param`` field.
     stack_param: ClassVar[str | None] = None
     stack_modes: ClassVar[dict[str, Any]] = {"every plane": None}
+    #: Labels of ``stack_modes`` that segment a z-stack as one volume (see ``._volume``).
+    volume_modes: ClassVar[frozenset[str]] = frozenset()
+    #: The (z, y, x) voxel spacing fields, filled from the layer's scale (then hidden).
+    spacing_params: ClassVar[tuple[str, str, str] | None] = None
     offer_current_plane: ClassVar[bool] = True  #: False: the engine needs the whole stack
     preview_interval: ClassVar[float] = 0.25  #: seconds between two previews
     offer_mean_colour: ClassVar[bool] = True
@@ -111,14 +116,15 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
     def _build(self) -> None:
         self.input = ImageInput(
             self.viewer, offer_current_plane=self.offer_current_plane,
-            stack_modes=list(self.stack_modes),
+            stack_modes=list(self.stack_modes), volume_modes=self.volume_modes,
         )
+        self.spacing_line = SpacingLine(self.input, self.volume_modes)
         self.inputs = widgets.Container(
-            widgets=[*self.input.controls, *self.extra_controls()], labels=True
+            widgets=[*self.input.controls, self.spacing_line.label, *self.extra_controls()],
+            labels=True,
         )
-        self.form = ParamForm(
-            self.params_type, hidden=self.hidden_params, overrides=self.param_overrides
-        )
+        self.form = ParamForm(self.params_type, overrides=self.param_overrides,
+                              hidden=(*self.hidden_params, *(self.spacing_params or ())))
         self.new_layer_each_run = widgets.CheckBox(
             value=False, text="new result layer for every run",
             tooltip="Unticked, a rerun replaces the previous result of the same image if you "
@@ -279,14 +285,9 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
         extra = self.input.extra_channels
         channel_axis = None if extra else self.channel_axis.value
         plane_mode = self.plane_mode.value
-        stack_value: dict[str, Any] = {}
-        if layer is not None and image_axes(layer, channel_axis)[0]:
-            value = self.stack_modes.get(plane_mode)
-            if plane_mode != CURRENT_PLANE and self.stack_param and value is not None:
-                stack_value[self.stack_param] = value
-        return make_setup(
+        setup = make_setup(
             layer,
-            params=self.form.params(**stack_value),
+            params=self.form.params(**stack_values(self, layer, channel_axis, plane_mode)),
             engine_label=self.engine_label,
             channel_axis=channel_axis,
             channel_layers=extra,
@@ -297,6 +298,8 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
                 "new_layer": bool(self.new_layer_each_run.value),
             },
         )
+        check_lazy_read(setup)
+        return setup
 
     def run(self) -> None:
         """Start a run (does nothing while one is running)."""
@@ -375,6 +378,7 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
     def dispose(self) -> None:
         """Stop following the viewer (the dock is going away; its runs are abandoned)."""
         self.input.disconnect()
+        self.spacing_line.disconnect()
         for picker in vars(self).values():
             if isinstance(picker, LayerPicker):
                 picker.disconnect()

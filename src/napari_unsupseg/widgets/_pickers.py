@@ -209,10 +209,13 @@ def opened_together(a: Any, b: Any) -> bool:
 class ImageInput:
     """The image, its channels and its planes; see the module docstring."""
 
-    def __init__(self, viewer: Any, *, offer_current_plane: bool, stack_modes: list[str]):
+    def __init__(self, viewer: Any, *, offer_current_plane: bool, stack_modes: list[str],
+                 volume_modes: frozenset[str] = frozenset()):
         self.viewer = viewer
         self.offer_current_plane = offer_current_plane
         self.stack_modes = stack_modes
+        #: Stack modes offered only for a z-stack (exactly one axis before the plane).
+        self.volume_modes = volume_modes
         self.image_picker = LayerPicker(
             viewer, Image, label="image", tooltip="The image layer to segment."
         )
@@ -341,7 +344,7 @@ class ImageInput:
             modes = [CURRENT_PLANE]
         else:
             modes = [CURRENT_PLANE] if self.offer_current_plane else []
-            modes += list(self.stack_modes)
+            modes += [m for m in self.stack_modes if len(lead) == 1 or m not in self.volume_modes]
         current = self.plane_mode.value
         self._plane_choices = modes
         with self.plane_mode.changed.blocked():

@@ -34,6 +34,7 @@ from ._layers import show_classes
 from ._runner import EngineRunner, call_in_worker
 
 CHECKPOINT_FILTER = "*.pth *.pt *.pth.tar *.ckpt *.tar"
+VOLUME_OBJECTS = "as a volume (3-D objects)"
 
 
 class PredictWidget(EngineWidget):
@@ -41,8 +42,17 @@ class PredictWidget(EngineWidget):
 
     engine_entry: ClassVar[Engine | None] = ENGINES["predict"]
     offer_folder: ClassVar[bool] = True
-    hidden_params: ClassVar[tuple[str, ...]] = ("checkpoint",)
-    stack_modes: ClassVar[dict[str, Any]] = {"every plane (one by one)": None}
+    hidden_params: ClassVar[tuple[str, ...]] = ("checkpoint", "objects_mode")
+    stack_param: ClassVar[str | None] = "objects_mode"
+    # The model sees one plane at a time in both modes; volume mode only joins the objects
+    # across planes. The plane shown stays the default (the axis may be time).
+    stack_modes: ClassVar[dict[str, Any]] = {
+        "every plane (one by one)": "planes",
+        VOLUME_OBJECTS: "volume",
+    }
+    volume_modes: ClassVar[frozenset[str]] = frozenset({VOLUME_OBJECTS})
+    spacing_params: ClassVar[tuple[str, str, str] | None] = (
+        "spacing_z", "spacing_y", "spacing_x")
     offer_mean_colour: ClassVar[bool] = False
     run_label: ClassVar[str] = "Predict"
 

@@ -12,17 +12,32 @@ from ..core.registry import ENGINES, Engine
 from ._base import EngineWidget
 from ._form import ParamForm
 
+VOLUME = "as a volume (3-D)"
+
 
 class PresegWidget(EngineWidget):
     """Superpixels (SLIC, Felzenszwalb, quickshift, watershed, k-means) as a Labels layer.
 
-    Stacks are segmented plane by plane, with label ids unique across the stack.
+    Stacks are segmented plane by plane, with label ids unique across the stack, or
+    (slic, watershed) a z-stack as one volume: supervoxels span planes, with the voxel
+    spacing of the layer's scale.
     The result is a starting point to correct by hand, or the regions to vote
     with; tick "add a mean-colour image" for the classic superpixel picture.
     """
 
     engine_entry: ClassVar[Engine | None] = ENGINES["preseg"]
-    stack_modes: ClassVar[dict[str, Any]] = {"every plane (one by one)": None}
+    hidden_params: ClassVar[tuple[str, ...]] = ("stack_mode",)
+    stack_param: ClassVar[str | None] = "stack_mode"
+    # The plane shown stays the default (the first mode) for every stack: napari does not
+    # say whether the axis before the plane is z or time, and a volume run is one step
+    # that cannot be stopped early; "as a volume" is one choice away for a z-stack.
+    stack_modes: ClassVar[dict[str, Any]] = {
+        "every plane (one by one)": "planes",
+        VOLUME: "volume",
+    }
+    volume_modes: ClassVar[frozenset[str]] = frozenset({VOLUME})
+    spacing_params: ClassVar[tuple[str, str, str] | None] = (
+        "spacing_z", "spacing_y", "spacing_x")
 
     def engine(
         self, image: np.ndarray, params: Any, inputs: dict[str, Any], control: RunControl
