@@ -81,14 +81,17 @@ def params_from_args(params_type: type[P], args: argparse.Namespace) -> P:
 
 
 def add_image_arguments(parser: argparse.ArgumentParser, output_suffix: str) -> None:
-    parser.add_argument("image", type=Path, help="Input image: TIFF, PNG or JPEG.")
+    parser.add_argument("image", type=Path, help="Input image: TIFF, PNG, JPEG or an "
+                        "OME-Zarr store (.zarr).")
     parser.add_argument(
         "-o",
         "--output",
         type=Path,
         default=None,
         help=f"Label TIFF to write (a JSON sidecar with the metadata goes beside it); "
-        f"default: IMAGE_{output_suffix}.tif next to the input.",
+        f"default: IMAGE_{output_suffix}.tif next to the input. An output ending in .zarr "
+        f"(or an OME-Zarr input) gives OME-Zarr labels, written block by block; for an "
+        f"OME-Zarr input the default is labels/{output_suffix} inside its store.",
     )
     parser.add_argument(
         "--channel-axis",

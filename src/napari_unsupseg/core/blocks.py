@@ -91,8 +91,9 @@ def run_blocks(image: OmeZarrImage, engine: str, params: Any, target: LabelsTarg
                model: Any = None, block: int = 1024, margin: int = 32,
                control: RunControl | None = None) -> Generator[Progress, None, Result]:
     """Run ``engine`` (``preseg`` or ``predict``) over ``image`` block by block into
-    ``target``; returns a :class:`Result` whose ``labels`` is the (lazy) level 0 of the
-    target and whose metadata describes the run. ``target.finish`` is left to the caller
+    ``target`` (cores and margins: :func:`block_geometry`); returns a :class:`Result`
+    whose ``labels`` is the (lazy) level 0 of the target and whose metadata describes
+    the run. ``target.finish`` is left to the caller
     (it writes the pyramid and metadata once the labels are complete)."""
     if engine not in BLOCK_ENGINES:
         raise InputError(f"The {engine} engine needs the whole image at once; block by "
@@ -100,11 +101,11 @@ def run_blocks(image: OmeZarrImage, engine: str, params: Any, target: LabelsTarg
     control = control or no_control()
     validate(params)
     clock = Stopwatch()
+    core, margin = block_geometry(engine, params, block, margin)
     if engine == "predict":
-        step_block, core, margin, extra = _predict_blocks(image, params, model, block)
+        step_block, extra = _predict_blocks(image, params, model)
     else:
         step_block, extra = _preseg_blocks(image, params)
-        core = block
     clock.lap("prepare")
     blocks = plan_blocks(image.plane_size, core, margin)
     planes = list(image.planes())
@@ -148,9 +149,18 @@ def _preseg_blocks(image: OmeZarrImage, params: PresegParams) -> tuple[Any, Any]
     return segment, lambda: {"n_labels": count["offset"], "device": "cpu", "seed": params.seed}
 
 
-def _predict_blocks(image: OmeZarrImage, params: Any, model: Any, block: int
-                    ) -> tuple[Any, int, int, Any]:
-    """The prediction of one extended block, the core and margin, and the metadata."""
+def block_geometry(engine: str, params: Any, block: int = 1024, margin: int = 32
+                   ) -> tuple[int, int]:
+    """(core, margin) of the blocks. Prediction: each extended block is one tile of the
+    engine, its margin the tile overlap (as in a tiled whole-image run)."""
+    if engine != "predict":
+        return max(16, block), max(0, margin)
+    margin = min(params.overlap, params.tile_size // 4)
+    return max(32, min(block, params.tile_size - 2 * margin)), margin
+
+
+def _predict_blocks(image: OmeZarrImage, params: Any, model: Any) -> tuple[Any, Any]:
+    """The prediction of one extended block, and the metadata after the run."""
     from .predict.engine import load_model, predict
 
     model = model if model is not None else load_model(params)
@@ -158,8 +168,6 @@ def _predict_blocks(image: OmeZarrImage, params: Any, model: Any, block: int
     if mode not in INTENSITY_CHOICES or mode == "auto":
         mode = "dtype" if image.level0.dtype == np.uint8 else "percentile"
     low, high = intensity_range(sample_image(image), mode)
-    margin = min(params.overlap, params.tile_size // 4)
-    core = max(32, min(block, params.tile_size - 2 * margin))
     # Each block is scaled here, so the engine takes it as it is (float in [0, 1]).
     # Objects are not split block by block (an object may cross a border).
     block_params = replace(params, intensity="dtype", objects=False, confidence=False)
@@ -178,7 +186,7 @@ def _predict_blocks(image: OmeZarrImage, params: Any, model: Any, block: int
         return {**{k: last[k] for k in keep if k in last},
                 "intensity": {"mode": mode, "low": low, "high": high}}
 
-    return classify, core, margin, metadata
+    return classify, metadata
 
 
 def border_pixels(size: tuple[int, int], blocks: list[Block]) -> np.ndarray:

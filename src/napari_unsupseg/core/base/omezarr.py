@@ -109,6 +109,14 @@ class OmeZarrImage:
         yield from np.ndindex(*self.plane_shape)
 
 
+def image_from_array(image: np.ndarray, path: str | Path) -> OmeZarrImage:
+    """A channels-last plane ``(Y, X, C)`` or stack ``(N, Y, X, C)`` already in memory
+    seen as an image of axes (c, [z,] y, x), so that it can be written as OME-Zarr."""
+    axes = ("c", "y", "x") if image.ndim == 3 else ("c", "z", "y", "x")
+    data = np.moveaxis(image, -1, 0)  # a view: nothing copied
+    return OmeZarrImage(Path(path), axes, [data], [[1.0] * data.ndim], "0.5", 3)
+
+
 def _ome_attributes(group: Any) -> dict[str, Any]:
     """The OME metadata of a group: under ``ome`` in zarr v3 (OME-Zarr 0.5), at the top
     of the attributes before."""
@@ -230,13 +238,17 @@ class LabelsTarget:
         return np.asarray(self.levels[0][(*plane, ys, xs)])
 
     def finish(self, properties: list[dict[str, Any]] | None = None,
-               source: dict[str, Any] | None = None) -> None:
-        """Build the lower levels from level 0 and write the OME metadata."""
+               source: dict[str, Any] | None = None,
+               provenance: dict[str, Any] | None = None) -> None:
+        """Build the lower levels from level 0 and write the OME metadata (and how the
+        labels were made, under ``napari_unsupseg``)."""
         from ome_zarr.format import format_from_version
         from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
         for level in range(1, len(self.levels)):
             _downsample(self.levels[level - 1], self.levels[level])
+        if provenance is not None:
+            self.group.attrs["napari_unsupseg"] = provenance
         fmt = format_from_version(self.version)
         datasets = [{"path": str(k), "coordinateTransformations": [
             {"type": "scale", "scale": s}]} for k, s in enumerate(self.scales)]
