@@ -12,11 +12,14 @@ pytest.importorskip("ome_zarr")
 
 from _zarr import SCALE, sharp_unet, smooth_volume, write_store  # noqa: E402
 
-from napari_unsupseg.core import blocks  # noqa: E402
 from napari_unsupseg.core.base import omezarr  # noqa: E402
 from napari_unsupseg.core.base.engine import drive  # noqa: E402
 from napari_unsupseg.core.base.errors import InputError  # noqa: E402
-from napari_unsupseg.core.predict import PredictParams, predict  # noqa: E402
+from napari_unsupseg.core.predict import (  # noqa: E402
+    PredictParams,
+    blocks,  # noqa: E402
+    predict,
+)
 from napari_unsupseg.core.preseg import PresegParams  # noqa: E402
 
 

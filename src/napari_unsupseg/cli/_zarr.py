@@ -1,5 +1,5 @@
 """OME-Zarr in the image commands: an OME-Zarr store as input, and ``.zarr`` outputs
-written as OME-Zarr labels, block by block (:mod:`napari_unsupseg.core.blocks`).
+written as OME-Zarr labels, block by block (:mod:`..core.predict.blocks`).
 
 An OME-Zarr input is never read whole: the engine runs on blocks of level 0 and each
 block's labels go straight into ``labels/<name>`` of the input's store (no output
@@ -45,8 +45,8 @@ def run_zarr(engine: str, params: Any, args: argparse.Namespace,
              load: Any) -> int:
     """Run ``engine`` block by block from/to OME-Zarr; ``load(path)`` reads a non-Zarr
     input channels last. Returns the exit code."""
-    from ..core import blocks
     from ..core.base import omezarr
+    from ..core.predict import blocks
     from ._common import run_with_bar
 
     _refuse_unsupported(engine, args)

@@ -1,4 +1,5 @@
-"""Local engines over an OME-Zarr image, block by block, labels written as they come.
+"""Local engines (prediction, and presegmentation) over an OME-Zarr image, block by block,
+labels written as they come.
 
 The image's level 0 is cut into square *cores* (one plane at a time); each core is read
 with a *margin* around it, the engine runs on the extended block, and only the core's
@@ -27,12 +28,12 @@ from typing import Any
 
 import numpy as np
 
-from .base.engine import Progress, Result, RunControl, Stopwatch, no_control, provenance
-from .base.errors import InputError
-from .base.images import INTENSITY_CHOICES, intensity_range, relabel_sequential
-from .base.omezarr import LabelsTarget, OmeZarrImage, read_block
-from .base.params import validate
-from .preseg import PRESEG_METHODS, PresegParams, method_kwargs
+from ..base.engine import Progress, Result, RunControl, Stopwatch, no_control, provenance
+from ..base.errors import InputError
+from ..base.images import INTENSITY_CHOICES, intensity_range, relabel_sequential
+from ..base.omezarr import LabelsTarget, OmeZarrImage, read_block
+from ..base.params import validate
+from ..preseg import PRESEG_METHODS, PresegParams, method_kwargs
 
 #: Engines that run here (the others need the whole image at once).
 BLOCK_ENGINES = ("preseg", "predict")
@@ -161,7 +162,7 @@ def block_geometry(engine: str, params: Any, block: int = 1024, margin: int = 32
 
 def _predict_blocks(image: OmeZarrImage, params: Any, model: Any) -> tuple[Any, Any]:
     """The prediction of one extended block, and the metadata after the run."""
-    from .predict.engine import load_model, predict
+    from .engine import load_model, predict
 
     model = model if model is not None else load_model(params)
     mode = model.config.intensity if params.intensity == "auto" else params.intensity
@@ -174,7 +175,7 @@ def _predict_blocks(image: OmeZarrImage, params: Any, model: Any) -> tuple[Any, 
     last: dict[str, Any] = {}
 
     def classify(block: np.ndarray, piece: Block) -> np.ndarray:
-        from .base.engine import drive
+        from ..base.engine import drive
 
         result = drive(predict(scale_block(block, low, high), block_params, model))
         last.update(result.metadata)
@@ -213,7 +214,7 @@ def seam_agreement(blocked: np.ndarray, whole: np.ndarray, blocks: list[Block]) 
 def labels_dtype(engine: str, model: Any = None) -> type[np.unsignedinteger]:
     """The labels' type, known before the run: a model's classes, or superpixels (many)."""
     if engine == "predict" and model is not None:
-        from .base.images import label_dtype
+        from ..base.images import label_dtype
 
         return label_dtype(int(model.config.num_classes))
     return np.uint32
