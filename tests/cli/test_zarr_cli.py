@@ -86,3 +86,18 @@ def test_plain_zarr_and_other_engines_give_one_sentence(tmp_path, store, capsys)
     assert "not an OME-Zarr image" in _one_sentence(capsys)
     assert main(["backprop", str(store), "--quiet"]) == 2
     assert "backprop needs a TIFF" in _one_sentence(capsys)
+
+
+def test_batch_takes_zarr_stores(tmp_path, capsys):
+    pytest.importorskip("distributed")
+    from napari_unsupseg.core.batch import plan_jobs
+
+    write_store(tmp_path / "in" / "a.ome.zarr", smooth_volume((2, 1, 64, 64)))
+    tifffile.imwrite(tmp_path / "in" / "b.tif", smooth_volume((1, 1, 64, 64))[0, 0])
+    jobs = plan_jobs([tmp_path / "in"], tmp_path / "out", "preseg")
+    assert sorted(j.output.name for j in jobs) == ["a_preseg.tif", "b_preseg.tif"]
+    assert main(["batch", "preseg", str(tmp_path / "in" / "a.ome.zarr"), "-o",
+                 str(tmp_path / "out"), "--workers", "1", "--quiet",
+                 "--n-segments", "20"]) == 0
+    labels = tifffile.imread(tmp_path / "out" / "a_preseg.tif")
+    assert labels.shape == (1, 64, 64) and labels.min() >= 1  # z kept, one plane

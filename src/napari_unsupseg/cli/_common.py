@@ -146,7 +146,14 @@ def parse_channel_axis(text: str, rgb: bool) -> int | None:
 
 
 def load_channels_last(path: Path, channel_axis: str) -> np.ndarray:
-    """Read an image and put it in the engines' channels-last layout."""
+    """Read an image and put it in the engines' channels-last layout (an OME-Zarr store:
+    level 0 whole, its channel axis from its metadata)."""
+    from ..core.base.omezarr import is_omezarr_path
+
+    if is_omezarr_path(path):
+        from ..core.base.omezarr import open_omezarr, read_whole
+
+        return as_channels_last(read_whole(open_omezarr(path)), -1)
     loaded = read_image(path)
     return as_channels_last(loaded.data, parse_channel_axis(channel_axis, loaded.rgb))
 

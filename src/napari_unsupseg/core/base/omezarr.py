@@ -117,6 +117,20 @@ def image_from_array(image: np.ndarray, path: str | Path) -> OmeZarrImage:
     return OmeZarrImage(Path(path), axes, [data], [[1.0] * data.ndim], "0.5", 3)
 
 
+def read_whole(image: OmeZarrImage, level: int = 0) -> np.ndarray:
+    """A level read whole, channels last: a plane ``(Y, X, C)`` or a stack ``(N, Y, X,
+    C)`` (t and z together make N). For images that fit in memory (batches of files)."""
+    data = np.asarray(image.levels[level][...])
+    if image.channel_axis is None:
+        data = data[..., np.newaxis]
+    else:
+        data = np.moveaxis(data, image.channel_axis, -1)
+    height, width, channels = data.shape[-3:]
+    if data.ndim == 3:
+        return data
+    return data.reshape(-1, height, width, channels)
+
+
 def _ome_attributes(group: Any) -> dict[str, Any]:
     """The OME metadata of a group: under ``ome`` in zarr v3 (OME-Zarr 0.5), at the top
     of the attributes before."""
