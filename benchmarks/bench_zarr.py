@@ -2,16 +2,17 @@
 
 Writes a synthetic two-channel uint16 OME-Zarr volume (default 2,048 x 2,048 x 64
 planes: 1 GiB), chunk by chunk, to a temporary folder; then runs, each in a child
-process, ``napari-unsupseg preseg`` and (unless ``--no-predict``) ``napari-unsupseg
-predict`` with a small untrained U-Net (the package's U-Net configuration, random
-weights with a sharpened head so that its classes vary), both writing OME-Zarr labels
-into the store block by block. For each it prints the wall time, the child's peak
-memory (its own ru_maxrss, from ``os.wait4``), that the labels are in the store, and
-for prediction the seam agreement: on the pixels beside block borders of the first
-plane, the share whose class is the whole-plane prediction's. Goal: peak under 3 GiB.
+process, ``napari-unsupseg preseg`` and ``napari-unsupseg predict`` (``--engines`` picks
+them) with a small untrained U-Net (the package's U-Net configuration, random weights
+with a sharpened head so that its classes vary), both writing OME-Zarr labels into the
+store block by block. For each it prints the wall time, the child's peak memory (its
+own ru_maxrss, from ``os.wait4``), that the labels are in the store, and for prediction
+the seam agreement: on the pixels beside block borders of the first plane, the share
+whose class is the whole-plane prediction's. Goal: peak under 3 GiB.
 
     python benchmarks/bench_zarr.py                # 2048 x 2048 x 64
     python benchmarks/bench_zarr.py --size 512 --planes 4
+    python benchmarks/bench_zarr.py --planes 4 --engines predict
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ def main() -> None:
     parser.add_argument("--planes", type=int, default=64, help="Number of z planes.")
     parser.add_argument("--block", type=int, default=1024, help="Block side (--block).")
     parser.add_argument("--tile", type=int, default=1024, help="Prediction tile size.")
-    parser.add_argument("--no-predict", dest="predict", action="store_false",
-                        help="Presegmentation only.")
+    parser.add_argument("--engines", nargs="+", choices=("preseg", "predict"),
+                        default=["preseg", "predict"], help="Which commands to run.")
     parser.add_argument("--keep", type=Path, default=None,
                         help="Write the volume here (and keep it) instead of a temp folder.")
     args = parser.parse_args()
@@ -140,10 +141,11 @@ def main() -> None:
         gib = 2 * 2 * args.planes * args.size**2 / 2**30
         print(f"wrote {store}: 2 x {args.planes} x {args.size} x {args.size} uint16 "
               f"({gib:.2f} GiB) in {time.perf_counter() - start:.1f} s", flush=True)
-        seconds, peak, code = run_child(["preseg", str(store), "--quiet", "--block",
-                                         str(args.block)])
-        report("preseg", seconds, peak, code, store)
-        if not args.predict:
+        if "preseg" in args.engines:
+            seconds, peak, code = run_child(["preseg", str(store), "--quiet", "--block",
+                                             str(args.block)])
+            report("preseg", seconds, peak, code, store)
+        if "predict" not in args.engines:
             return
         checkpoint = small_unet(Path(tmp) / "unet.pth")
         seconds, peak, code = run_child(["predict", str(store), "--checkpoint",
