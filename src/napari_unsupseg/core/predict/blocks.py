@@ -184,8 +184,11 @@ def _predict_blocks(image: OmeZarrImage, params: Any, model: Any) -> tuple[Any, 
     def metadata() -> dict[str, Any]:
         keep = ("model", "class_names", "palette", "label_offset", "classes", "channels",
                 "device")
+        skipped = {"objects": {"class": model.config.object_class, "skipped": "objects are "
+                               "not split block by block (one may cross a border)"}}
         return {**{k: last[k] for k in keep if k in last},
-                "intensity": {"mode": mode, "low": low, "high": high}}
+                "intensity": {"mode": mode, "low": low, "high": high},
+                **(skipped if params.objects and model.config.object_class else {})}
 
     return classify, metadata
 
