@@ -214,6 +214,22 @@ def seam_agreement(blocked: np.ndarray, whole: np.ndarray, blocks: list[Block]) 
     return float((blocked[..., mask] == whole[..., mask]).mean())
 
 
+def border_pairs_split(labels: np.ndarray, blocks: list[Block]) -> float:
+    """Share of the pixel pairs straddling inner core borders that lie in two different
+    labels (superpixels: 1.0 block by block; a whole-plane run's share says how many of
+    those cuts it has too)."""
+    split = total = 0
+    for piece in blocks:
+        cy, cx = piece.core
+        if cy.start > 0:
+            pair = labels[..., cy.start - 1, cx] != labels[..., cy.start, cx]
+            split, total = split + int(pair.sum()), total + pair.size
+        if cx.start > 0:
+            pair = labels[..., cy, cx.start - 1] != labels[..., cy, cx.start]
+            split, total = split + int(pair.sum()), total + pair.size
+    return split / total if total else 0.0
+
+
 def labels_dtype(engine: str, model: Any = None) -> type[np.unsignedinteger]:
     """The labels' type, known before the run: a model's classes, or superpixels (many)."""
     if engine == "predict" and model is not None:
