@@ -159,3 +159,19 @@ def test_new_store_is_not_written_over(tmp_path, volume):
     assert reopened.axes == ("z", "y", "x") and reopened.voxel_scale()["x"] == SCALE["x"]
     with pytest.raises(InputError, match="already exists"):
         omezarr.create_labels(image, "cells", np.uint8, store=tmp_path / "out.ome.zarr")
+
+
+def test_block_cores_cover_the_plane_once_and_seams_are_measured():
+    plan = blocks.plan_blocks((100, 70), core=32, margin=8)
+    cover = np.zeros((100, 70), int)
+    for piece in plan:
+        cover[piece.core] += 1
+        (ey, _), (iy, _) = piece.extended, piece.inner
+        assert ey.start == max(0, piece.core[0].start - 8)
+        assert iy.stop - iy.start == piece.core[0].stop - piece.core[0].start
+    assert (cover == 1).all()
+    stripes = np.repeat(np.arange(100) // 32, 70).reshape(100, 70)  # one label per row of cores
+    assert blocks.border_pairs_split(stripes, plan) == pytest.approx(
+        3 * 70 / (3 * 70 + 2 * 100))
+    assert blocks.seam_agreement(stripes, stripes, plan) == 1.0
+    assert blocks.seam_agreement(stripes, stripes + 1, plan) == 0.0
