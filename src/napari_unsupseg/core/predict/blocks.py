@@ -119,7 +119,8 @@ def run_blocks(image: OmeZarrImage, engine: str, params: Any, target: LabelsTarg
             labels = step_block(read_block(image, plane, *piece.extended), piece)
             target.write_block(plane, *piece.core, labels[piece.inner])
             done += 1
-            yield Progress(done, total, message=f"plane {plane or 0}: block {done}/{total}")
+            where = ",".join(map(str, plane)) or "0"
+            yield Progress(done, total, message=f"plane {where}: block {done}/{total}")
     clock.lap("blocks")
     metadata = provenance(engine, params, blocks=len(blocks), block_core=core,
                           margin=margin, planes=len(planes), blocks_done=done,
