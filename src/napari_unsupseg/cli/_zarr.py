@@ -71,7 +71,7 @@ def run_zarr(engine: str, params: Any, args: argparse.Namespace,
         image, engine, params, target, model=model, block=args.block, margin=margin,
         control=control), engine, args.quiet, unit="block")
     target.finish(properties=_class_properties(result.metadata),
-                  source={"napari_unsupseg": str(args.image)}, provenance=result.metadata)
+                  provenance={**result.metadata, "source": str(args.image)})
     where = target.path if target.parent is None else target.path / "labels" / name
     print(f"wrote {where} (OME-Zarr labels, {target.levels[0].dtype}, shape "
           f"{tuple(target.levels[0].shape)}, {len(target.levels)} level(s))")
