@@ -58,6 +58,12 @@ def test_labels_are_ome_zarr_labels(tmp_path, volume, version):
     assert [d.shape for d in labels[0].data] == [(8, 96, 96), (8, 48, 48)]
     assert np.asarray(labels[0].data[1][5]).max() == 6
     assert labels[0].metadata["name"] == "cells" or "cells" in str(labels[0].zarr)
+    # The specification's own models accept the labels group and the labels image.
+    models = pytest.importorskip("ome_zarr_models")
+    import zarr
+
+    for group in (path, path / "labels", path / "labels" / "cells"):
+        models.open_ome_zarr(zarr.open_group(str(group), mode="r"))
 
 
 def test_block_prediction_equals_whole_image(tmp_path, volume):

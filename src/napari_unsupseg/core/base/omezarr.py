@@ -274,6 +274,9 @@ class LabelsTarget:
         if self.parent is not None:
             write_label_metadata(self.parent, self.name, properties=properties, fmt=fmt,
                                  **extra)
+            if "ome" in dict(self.parent.attrs):  # 0.5 wants its version on this group too
+                self.parent.attrs["ome"] = {**dict(self.parent.attrs)["ome"],
+                                            "version": self.version}
         else:  # a store of its own: the labels image is its root
             meta = {"version": self.version, **extra}
             if properties:
