@@ -81,14 +81,17 @@ def params_from_args(params_type: type[P], args: argparse.Namespace) -> P:
 
 
 def add_image_arguments(parser: argparse.ArgumentParser, output_suffix: str) -> None:
-    parser.add_argument("image", type=Path, help="Input image: TIFF, PNG or JPEG.")
+    parser.add_argument("image", type=Path, help="Input image: TIFF, PNG, JPEG or an "
+                        "OME-Zarr store (.zarr).")
     parser.add_argument(
         "-o",
         "--output",
         type=Path,
         default=None,
         help=f"Label TIFF to write (a JSON sidecar with the metadata goes beside it); "
-        f"default: IMAGE_{output_suffix}.tif next to the input.",
+        f"default: IMAGE_{output_suffix}.tif next to the input. An output ending in .zarr "
+        f"(or an OME-Zarr input) gives OME-Zarr labels, written block by block; for an "
+        f"OME-Zarr input the default is labels/{output_suffix} inside its store.",
     )
     parser.add_argument(
         "--channel-axis",
@@ -143,7 +146,14 @@ def parse_channel_axis(text: str, rgb: bool) -> int | None:
 
 
 def load_channels_last(path: Path, channel_axis: str) -> np.ndarray:
-    """Read an image and put it in the engines' channels-last layout."""
+    """Read an image and put it in the engines' channels-last layout (an OME-Zarr store:
+    level 0 whole, its channel axis from its metadata)."""
+    from ..core.base.omezarr import is_omezarr_path
+
+    if is_omezarr_path(path):
+        from ..core.base.omezarr import open_omezarr, read_whole
+
+        return as_channels_last(read_whole(open_omezarr(path)), -1)
     loaded = read_image(path)
     return as_channels_last(loaded.data, parse_channel_axis(channel_axis, loaded.rgb))
 

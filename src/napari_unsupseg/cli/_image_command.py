@@ -27,6 +27,7 @@ from ._common import (
     run_with_bar,
     write_result,
 )
+from ._zarr import add_zarr_arguments, run_zarr, wants_zarr
 
 #: Starts the engine's run: (scene, parameters, parsed arguments) -> (control -> run).
 Start = Callable[[Scene, Any, argparse.Namespace], Callable[[RunControl], EngineRun]]
@@ -53,10 +54,13 @@ class ImageCommand:
         if self.extra_arguments is not None:
             self.extra_arguments(parser)
         add_params(parser, engine_named(self.engine).params)
+        add_zarr_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
         params = params_from_args(engine_named(self.engine).params, args)
         load = functools.partial(load_channels_last, channel_axis=args.channel_axis)
+        if wants_zarr(args):  # block by block, the labels written as OME-Zarr
+            return run_zarr(self.engine, params, args, load)
         # Nodata and the area of interest are left out around the engine, the same for all.
         scene = prepare_scene(args.image, load, region_from_args(args))
         # Said before the run: the device and whether its memory holds the run.

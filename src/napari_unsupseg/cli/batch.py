@@ -41,7 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help=f"{name} on every file{together} (the options of 'napari-unsupseg {name}').",
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
-        sub.add_argument("inputs", nargs="+", help="Image files, folders and glob patterns.")
+        sub.add_argument("inputs", nargs="+", help="Image files, OME-Zarr stores (.zarr, "
+                         "read whole), folders and glob patterns.")
         sub.add_argument("-o", "--output-dir", type=Path, required=True,
                          help="Folder for the label files (created if needed).")
         where = sub.add_mutually_exclusive_group()

@@ -30,6 +30,7 @@ import numpy as np
 from .base.engine import Progress, RunControl, no_control
 from .base.errors import InputError
 from .base.io import PICTURE_SUFFIXES, TIFF_SUFFIXES
+from .base.omezarr import is_omezarr_path
 from .base.scene import Region
 from .registry import Engine, batch_engine
 
@@ -45,16 +46,23 @@ class Job:
 
 
 def _expand(entry: str) -> list[tuple[Path, Path]]:
-    """(file, name relative to the entry) for a file, a folder (recursively) or a glob."""
+    """(file, name relative to the entry) for a file, a folder (recursively) or a glob;
+    an OME-Zarr store (a folder) counts as one file."""
     path = Path(entry)
+    if is_omezarr_path(path) and path.is_dir():  # a store is one image, not a folder
+        return [(path, Path(path.name))]
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        return [(p, p.relative_to(path)) for p in files if p.is_file()]
+        stores = sorted(p for p in path.rglob("*.zarr") if p.is_dir())
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                       and p.is_file() and not any(s in p.parents for s in stores))
+        stores = [s for s in stores if not any(o in s.parents for o in stores)]
+        return [(p, p.relative_to(path)) for p in sorted(files + stores)]
     if path.is_file():
         return [(path, Path(path.name))]
     if glob.has_magic(entry):
-        files = sorted(Path(p) for p in glob.glob(entry, recursive=True))
-        return [(p, Path(p.name)) for p in files if p.is_file()]
+        found = sorted(Path(p) for p in glob.glob(entry, recursive=True))
+        return [(p, Path(p.name)) for p in found
+                if p.is_file() or (p.is_dir() and p.suffix.lower() == ".zarr")]
     raise InputError(f"{entry} is neither a file, a folder nor a pattern that matches files.")
 
 
@@ -64,7 +72,8 @@ def plan_jobs(inputs: Sequence[str | Path], outdir: str | Path, suffix: str) -> 
     jobs: dict[Path, Job] = {}
     for entry in inputs:
         for source, relative in _expand(str(entry)):
-            output = outdir / relative.parent / f"{relative.stem}_{suffix}.tif"
+            stem = relative.stem.removesuffix(".ome")  # image.ome.zarr -> image
+            output = outdir / relative.parent / f"{stem}_{suffix}.tif"
             known = jobs.get(output)
             if known is not None and known.source.resolve() != source.resolve():
                 raise InputError(
@@ -82,6 +91,10 @@ def load_image(path: Path) -> np.ndarray:
     from .base.images import as_channels_last
     from .base.io import read_image
 
+    if is_omezarr_path(path):  # level 0 of an OME-Zarr store, its axes from its metadata
+        from .base.omezarr import open_omezarr, read_whole
+
+        return as_channels_last(read_whole(open_omezarr(path)), -1)
     loaded = read_image(path)
     return as_channels_last(loaded.data, -1 if loaded.rgb else None)
 
