@@ -71,6 +71,7 @@ def test_predict_into_new_store(store, tmp_path):
 @pytest.mark.parametrize("argv, sentence", [
     (["-o", "x.tif"], "name an output ending in .zarr"),
     (["--nodata", "0"], "do not apply to OME-Zarr"),
+    (["--stack-mode", "volume", "--method", "slic"], "volume mode needs the whole stack"),
 ])
 def test_bad_outputs_give_one_sentence(store, capsys, argv, sentence):
     assert main(["preseg", str(store), *FAST, *argv]) == 2

@@ -50,6 +50,9 @@ def run_zarr(engine: str, params: Any, args: argparse.Namespace,
     from ._common import run_with_bar
 
     _refuse_unsupported(engine, args)
+    if "volume" in (getattr(params, "stack_mode", None), getattr(params, "objects_mode", None)):
+        raise InputError("OME-Zarr runs go plane by plane, block by block; volume mode needs "
+                         "the whole stack: leave --stack-mode / --objects-mode out.")
     if omezarr.is_omezarr_path(args.image):
         image = omezarr.open_omezarr(args.image)
     else:
