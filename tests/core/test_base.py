@@ -237,3 +237,18 @@ def test_the_old_option_names_still_work_on_the_command_line():
     built = params_from_args(BackpropParams, args)
     assert (built.preseg.method, built.preseg.n_segments, built.preseg.scale) == (
         "slic", 700, 16.0)
+
+
+def test_relabelling_band_by_band_matches_the_whole_image_sort(monkeypatch):
+    from napari_unsupseg.core.base import images
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 300, (120, 90)).astype(np.uint32)
+    labels[:5] = 0
+    labels[60:] += 1000  # ids first seen in a later band, and a gap
+    whole = images.relabel_sequential(labels)
+    monkeypatch.setattr(images, "_BAND", 500)  # many bands on a small image
+    banded = images.relabel_sequential(labels)
+    assert banded.dtype == whole.dtype == np.uint16
+    np.testing.assert_array_equal(banded, whole)
+    assert banded[0, 0] == 0 and banded.max() == len(np.unique(labels)) - 1

@@ -116,6 +116,10 @@ def relabel_sequential(labels: np.ndarray, min_dtype: type = np.uint16) -> np.nd
     does not overflow immediately.
     """
     flat = labels.ravel()
+    if flat.size > _BAND and labels.dtype.kind in "ui":
+        top = int(flat.max())
+        if int(flat.min()) >= 0 and top < _LUT_MOST:
+            return _relabel_in_bands(flat, top, min_dtype).reshape(labels.shape)
     values, first = np.unique(flat, return_index=True)
     order = values[np.argsort(first)]
     order = order[order != 0]
@@ -126,6 +130,33 @@ def relabel_sequential(labels: np.ndarray, min_dtype: type = np.uint16) -> np.nd
     lut = np.empty(len(values), dtype=dtype)
     lut[np.searchsorted(values, lut_keys)] = new_ids
     return lut[index].reshape(labels.shape)
+
+
+#: Pixels relabelled at a time, and the largest id relabelled through a lookup table: a
+#: large label image is then never sorted whole (which needs several int64 copies of it).
+_BAND = 4_000_000
+_LUT_MOST = 2**26
+
+
+def _relabel_in_bands(flat: np.ndarray, top: int, min_dtype: type) -> np.ndarray:
+    """:func:`relabel_sequential` of non-negative ids up to ``top``, band by band: each
+    band's new ids in order of first appearance, then one lookup table for all bands."""
+    seen = np.zeros(top + 1, bool)
+    seen[0] = True  # 0 stays 0
+    found = []
+    for start in range(0, flat.size, _BAND):
+        values, first = np.unique(flat[start : start + _BAND], return_index=True)
+        new = ~seen[values]
+        found.append(values[new][np.argsort(first[new])])
+        seen[values] = True
+    order = np.concatenate(found)
+    dtype = np.promote_types(label_dtype(len(order)), min_dtype)
+    lut = np.zeros(top + 1, dtype)
+    lut[order] = np.arange(1, len(order) + 1)
+    out = np.empty(flat.size, dtype)
+    for start in range(0, flat.size, _BAND):
+        out[start : start + _BAND] = lut[flat[start : start + _BAND]]
+    return out
 
 
 def offset_per_plane(stack: np.ndarray) -> np.ndarray:
