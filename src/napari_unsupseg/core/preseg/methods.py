@@ -77,9 +77,22 @@ def slic(
     sigma: float = 0.5,
 ) -> np.ndarray:
     """SLIC superpixels; any channel count (RGB in CIELAB, others scaled to 0..100)."""
+    return slic_of_features(colour_features(unit_float(image)), n_segments=n_segments,
+                            compactness=compactness, sigma=sigma)
+
+
+def slic_of_features(
+    features: np.ndarray,
+    *,
+    n_segments: int,
+    compactness: float,
+    sigma: float,
+    spacing: tuple[float, ...] | None = None,
+) -> np.ndarray:
+    """scikit-image's SLIC on colour features ``(..., C)`` of a plane or a volume (with the
+    voxel ``spacing``), labels 1..n."""
     from skimage.segmentation import slic as _slic
 
-    features = colour_features(unit_float(image))
     # scikit-image rescales its input to [0, 1] before measuring colour distances;
     # scaling compactness the same way keeps it in the 0..100 colour units documented.
     span = float(features.max() - features.min()) or 1.0
@@ -87,7 +100,9 @@ def slic(
         features,
         n_segments=int(n_segments),
         compactness=compactness / span,
+        # A scalar sigma is divided by the spacing: it is in units of the finest axis.
         sigma=sigma,
+        spacing=None if spacing is None else np.asarray(spacing, dtype=float),
         channel_axis=-1,
         convert2lab=False,
         start_label=1,

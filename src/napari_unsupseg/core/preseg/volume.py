@@ -16,7 +16,7 @@ import numpy as np
 
 from ..base.errors import InputError
 from ..base.images import Spacing, check_image, normalize, relative_spacing
-from .methods import colour_features, from_one
+from .methods import colour_features, from_one, slic_of_features
 
 
 def unit_volume(volume: np.ndarray) -> np.ndarray:
@@ -41,25 +41,9 @@ def slic_volume(
     sigma: float = 0.5,
 ) -> np.ndarray:
     """SLIC supervoxels (scikit-image's 3-D SLIC with the voxel spacing); any channel count."""
-    from skimage.segmentation import slic as _slic
-
-    sides = relative_spacing(spacing)
-    features = colour_features(unit_volume(volume))
-    # As in the plane version: scikit-image rescales colour to [0, 1], so compactness is too.
-    span = float(features.max() - features.min()) or 1.0
-    labels = _slic(
-        features,
-        n_segments=int(n_segments),
-        compactness=compactness / span,
-        # scikit-image divides a scalar sigma by the spacing: sigma is in finest-voxel units.
-        sigma=sigma,
-        spacing=sides,
-        channel_axis=-1,
-        convert2lab=False,
-        start_label=1,
-        enforce_connectivity=True,
-    )
-    return from_one(labels)
+    return slic_of_features(colour_features(unit_volume(volume)), n_segments=n_segments,
+                            compactness=compactness, sigma=sigma,
+                            spacing=relative_spacing(spacing))
 
 
 def watershed_volume(
