@@ -67,3 +67,15 @@ def test_response_labels_of_a_shrunk_run_are_unvoted_and_full_size(mosaic):
     params = default_params(train_pixels=4096, max_iter=3, labels_from="response")
     labels = run_to_end(segment(image, params)).labels
     assert labels.shape == truth.shape
+
+
+def test_a_large_plane_is_shrunk_at_most_sixteen_times_a_side():
+    from napari_unsupseg.core.backprop.superpixels import MAX_SHRINK, training_planes
+
+    plane = np.zeros((1, 2400, 2400, 1), np.float32)
+    plane[:, :, 1200:] = 1.0
+    small, _ = training_planes(plane, default_params())  # 20,000 pixels would be 17x
+    assert small.shape == (1, 2400 // MAX_SHRINK, 2400 // MAX_SHRINK, 1)
+    assert small[0, :, :70].max() == 0.0 and small[0, :, 80:].min() == 1.0
+    small, _ = training_planes(plane[:, :1000, :1000], default_params())
+    assert small.shape[1:3] == (141, 141)  # under the cap: about train_pixels

@@ -45,6 +45,7 @@ from .superpixels import (
     plane_superpixels,
     superpixel_method,
     training_ignore,
+    training_pixels,
     training_planes,
     vote,
 )
@@ -102,9 +103,10 @@ def training_bytes(shape: tuple[int, ...], params: BackpropParams) -> int:
     channels = shape[-1]
     need = pixels * training_bytes_per_pixel(params, channels)
     area = math.prod(shape[-3:-1])
-    if params.train_pixels is not None and area > params.train_pixels:
+    trained_area = training_pixels(area, params.train_pixels)
+    if trained_area is not None and area > trained_area:
         # Training on a shrunk copy, then one forward pass over the full-size planes.
-        trained = params.train_pixels * (pixels // area)
+        trained = trained_area * (pixels // area)
         need = (trained * training_bytes_per_pixel(params, channels)
                 + pixels * labelling_bytes_per_pixel(params, channels))
     return need
@@ -141,7 +143,7 @@ def plan(shape: tuple[int, ...], params: BackpropParams, itemsize: int = 2) -> C
     fit = int(math.sqrt(max(left, 0) / labelling_bytes_per_pixel(params, channels)))
     tile = max(64, min(params.tile_size, fit - 2 * TILE_MARGIN))
     most = max(_MIN_TRAIN_PIXELS, left // training_bytes_per_pixel(params, channels))
-    train = int(min(params.train_pixels or most, most))
+    train = int(min(training_pixels(shape[-3] * shape[-2], params.train_pixels) or most, most))
     crop = max(16, min(params.crop_size, shape[-3], shape[-2]))
     return CropPlan(train_pixels=train, crop=crop, tile=tile)
 
@@ -267,13 +269,12 @@ def _train(
     """Train one network on the group's planes shrunk to the training size, exactly as the
     whole-image engine trains (same loop, stopping rules and previews), then calibrate it
     on full-size crops for labelling tile by tile."""
-    sized = replace(params, train_pixels=layout.train_pixels)
     # Groups are runs of consecutive planes: a slice is a view (a list index would copy).
     chosen = slice(group[0], group[-1] + 1)
-    shrunk = training_planes(planes[chosen], sized, normalise)
+    shrunk = training_planes(planes[chosen], params, normalise, pixels=layout.train_pixels)
     if excluded is not None and excluded.ndim == 3:
         excluded = excluded[chosen]
-    ignore = training_ignore(excluded, planes[chosen], sized)
+    ignore = training_ignore(excluded, planes[chosen], params, pixels=layout.train_pixels)
     small, small_params = shrunk if shrunk is not None else (
         np.stack([normalise(planes[i]) for i in group]), params)
     superpixels = [plane_superpixels(plane, small_params) for plane in small]

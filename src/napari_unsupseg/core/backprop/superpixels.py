@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -80,13 +81,29 @@ def plane_superpixels(plane: np.ndarray, params: BackpropParams) -> np.ndarray |
     return PRESEG_METHODS[method](plane, **method_kwargs(preseg))
 
 
+#: The most a side is shrunk for training, whatever ``train_pixels`` says: beyond it the
+#: regions of a large scene vanish from the training copy (measured: a 10,000^2 land-cover
+#: mosaic of 128-pixel patches trained on 141^2 pixels, 60x smaller, scored 0.73 against
+#: 0.999 for the same scene at 4,000^2).
+MAX_SHRINK = 16
+
+
+def training_pixels(area: int, train_pixels: int | None) -> int | None:
+    """Pixels of the training copy of a plane of ``area`` pixels (None: full size)."""
+    if train_pixels is None:
+        return None
+    return max(train_pixels, math.ceil(area / MAX_SHRINK**2))
+
+
 def training_planes(
     planes: np.ndarray,
     params: BackpropParams,
     normalise: Callable[[np.ndarray], np.ndarray] | None = None,
+    pixels: int | None = None,
 ) -> tuple[np.ndarray, BackpropParams] | None:
-    """The planes ``(N, Y, X, C)`` shrunk to about ``params.train_pixels`` pixels each
-    (area-averaged, float32), and the superpixel settings that draw the same superpixels
+    """The planes ``(N, Y, X, C)`` shrunk to about ``params.train_pixels`` pixels each (at
+    most :data:`MAX_SHRINK` times per side; or to ``pixels`` exactly when given),
+    area-averaged, float32, and the superpixel settings that draw the same superpixels
     there (their smallest size shrunk with the area); None when no shrinking is needed.
     ``normalise``: applied to each band of rows as it is read (the planes as they come
     otherwise), so that a large image is never copied whole as floats.
@@ -96,9 +113,10 @@ def training_planes(
     is a forward and backward pass over every pixel it sees). The whole-image and the
     large-image engines both train on this copy, so they find the same regions."""
     height, width = planes.shape[1:3]
-    if params.train_pixels is None or height * width <= params.train_pixels:
+    pixels = pixels or training_pixels(height * width, params.train_pixels)
+    if pixels is None or height * width <= pixels:
         return None
-    factor = (height * width / params.train_pixels) ** 0.5
+    factor = (height * width / pixels) ** 0.5
     size = (max(1, round(height / factor)), max(1, round(width / factor)))
     small = np.stack([_shrink(plane, factor, size, normalise) for plane in planes])
     preseg = replace(params.preseg, min_size=max(2, round(params.preseg.min_size / factor**2)))
@@ -128,7 +146,8 @@ def _shrink(
 
 
 def training_ignore(
-    excluded: np.ndarray | None, planes: np.ndarray, params: BackpropParams
+    excluded: np.ndarray | None, planes: np.ndarray, params: BackpropParams,
+    pixels: int | None = None,
 ) -> np.ndarray | None:
     """``(N, h, w)`` bool: the pixels of the training planes that hold no data, from the
     full-size ``excluded`` mask ``(Y, X)`` (every plane) or ``(N, Y, X)``, shrunk as the
@@ -137,7 +156,7 @@ def training_ignore(
         return None
     n, height, width = planes.shape[:3]
     mask = np.broadcast_to(excluded, (n, height, width))
-    shrunk = training_planes(mask[..., None], params)
+    shrunk = training_planes(mask[..., None], params, pixels=pixels)
     if shrunk is None:
         return np.ascontiguousarray(mask)
     return shrunk[0][..., 0] > 0.5
