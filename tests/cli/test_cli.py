@@ -174,3 +174,11 @@ def test_console_script_demo_runs_without_arguments(tmp_path):
     assert labels.shape == (128, 128) and labels.max() >= 2
     for name in ("mosaic_labels.json", "mosaic_overlay.png", "mosaic_mean_colour.png"):
         assert (folder / name).is_file() and str(folder / name).split("/")[-1] in done.stdout
+
+
+def test_help_shows_a_percent_sign_as_written(capsys):
+    # argparse formats help texts with %: a "30%" in a parameter's help must not break it.
+    with pytest.raises(SystemExit):
+        main(["backprop", "--help"])
+    out = capsys.readouterr().out
+    assert "about 30% slower" in out and "option_strings" not in out

@@ -40,7 +40,7 @@ def add_params(
     for spec in params_mod.specs(params_type):
         if spec.name in skip:
             continue
-        help_text = spec.help
+        help_text = spec.help.replace("%", "%%")  # argparse formats help with %
         bounds = [
             f">= {spec.min}" if spec.min is not None else "",
             f"<= {spec.max}" if spec.max is not None else "",
