@@ -82,3 +82,17 @@ def legacy_torchscript() -> Iterator[None]:
         # tracing says where a size became a constant: the fixtures trace at one size
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         yield
+
+
+def sharp_unet(classes: int = 4, channels: int = 3, seed: int = 0):
+    """A small random U-Net whose arg-max varies across an image (scaled head)."""
+    from napari_unsupseg.core.models import ModelConfig, build_model
+    from napari_unsupseg.core.models.checkpoints import LoadedModel
+
+    torch.manual_seed(seed)
+    config = ModelConfig("unet", classes, in_channels=channels, depth=2, base_channels=8,
+                         mean=[0.5] * channels, std=[0.25] * channels)
+    model = build_model(config)
+    with torch.no_grad():
+        model.head.weight.mul_(20.0)
+    return LoadedModel(model, config)

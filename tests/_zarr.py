@@ -1,4 +1,4 @@
-"""Small OME-Zarr stores the tests write, and a small U-Net whose classes vary."""
+"""Small OME-Zarr stores the tests write."""
 
 from __future__ import annotations
 
@@ -30,19 +30,3 @@ def write_store(path: Path, data: np.ndarray | None = None, version: str = "0.5"
     write_image(data, group, axes=axes, fmt=fmt, scale_factors=(2,),
                 scale={a: SCALE[a] for a in axes})
     return path
-
-
-def sharp_unet(classes: int = 4, channels: int = 2, seed: int = 0):
-    """A small random U-Net whose arg-max varies across an image (scaled head)."""
-    import torch
-
-    from napari_unsupseg.core.models import ModelConfig, build_model
-    from napari_unsupseg.core.models.checkpoints import LoadedModel
-
-    torch.manual_seed(seed)
-    config = ModelConfig("unet", classes, in_channels=channels, depth=2, base_channels=8,
-                         mean=[0.5] * channels, std=[0.25] * channels)
-    model = build_model(config)
-    with torch.no_grad():
-        model.head.weight.mul_(20.0)
-    return LoadedModel(model, config)

@@ -9,7 +9,8 @@ import tifffile
 
 pytest.importorskip("ome_zarr")
 
-from _zarr import sharp_unet, smooth_volume, write_store  # noqa: E402
+from _models import sharp_unet  # noqa: E402
+from _zarr import smooth_volume, write_store  # noqa: E402
 
 from napari_unsupseg.cli import main  # noqa: E402
 from napari_unsupseg.core.base.omezarr import open_omezarr  # noqa: E402
@@ -58,7 +59,7 @@ def test_tiff_in_zarr_out(tmp_path, capsys):
 def test_predict_into_new_store(store, tmp_path):
     from napari_unsupseg.core.models.checkpoints import save_checkpoint
 
-    model = sharp_unet()
+    model = sharp_unet(channels=2)
     checkpoint = tmp_path / "unet.pth"
     save_checkpoint(checkpoint, model.model, model.config)
     out = tmp_path / "classes.ome.zarr"

@@ -10,7 +10,8 @@ import pytest
 
 pytest.importorskip("ome_zarr")
 
-from _zarr import SCALE, sharp_unet, smooth_volume, write_store  # noqa: E402
+from _models import sharp_unet  # noqa: E402
+from _zarr import SCALE, smooth_volume, write_store  # noqa: E402
 
 from napari_unsupseg.core.base import omezarr  # noqa: E402
 from napari_unsupseg.core.base.engine import drive  # noqa: E402
@@ -68,7 +69,7 @@ def test_labels_are_ome_zarr_labels(tmp_path, volume, version):
 
 def test_block_prediction_equals_whole_image(tmp_path, volume):
     image = omezarr.open_omezarr(write_store(tmp_path / "img.zarr", volume))
-    model = sharp_unet()
+    model = sharp_unet(channels=2)
     params = PredictParams(tile_size=96, overlap=16, intensity="percentile")
     target = omezarr.create_labels(image, "classes", blocks.labels_dtype("predict", model))
     result = drive(blocks.run_blocks(image, "predict", params, target, model=model, block=48))

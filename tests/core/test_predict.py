@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from _models import sharp_unet
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage as ndi
@@ -17,17 +18,6 @@ from napari_unsupseg.core.base.errors import InputError
 from napari_unsupseg.core.models import ModelConfig, build_model
 from napari_unsupseg.core.models.checkpoints import LoadedModel, save_checkpoint
 from napari_unsupseg.core.predict import PredictParams, plan_tiles, predict
-
-
-def sharp_unet(classes: int = 4, channels: int = 3, seed: int = 0) -> LoadedModel:
-    """A small random U-Net whose arg-max varies across an image (scaled head)."""
-    torch.manual_seed(seed)
-    config = ModelConfig("unet", classes, in_channels=channels, depth=2, base_channels=8,
-                         mean=[0.5] * channels, std=[0.25] * channels)
-    model = build_model(config)
-    with torch.no_grad():
-        model.head.weight.mul_(20.0)
-    return LoadedModel(model, config)
 
 
 def smooth_image(shape, seed=0, dtype=np.uint8):
