@@ -58,7 +58,7 @@ from .superpixels import (
     training_ignore,
     training_planes,
 )
-from .train import NetworkRun, train_network
+from .train import NetworkRun, runs_summary, train_network
 
 # ---------------------------------------------------------------------- engine
 
@@ -232,18 +232,15 @@ def segment(
     clock.lap("postprocess")
 
     stopped = control.stop_requested or len(trained) < len(planes)
-    stop_reasons = sorted({run.stop_reason for run in runs}) or ["stopped"]
     metadata = provenance(
         "backprop",
         params,
         seed=params.seed,
         device=describe(device),
         timings=clock.total(),
-        iterations=[run.iterations for run in runs],
+        **runs_summary(runs),
         restarts=restarts,
-        stop_reason=stop_reasons[0] if len(stop_reasons) == 1 else stop_reasons,
         n_labels=int(len(np.unique(labels[labels > 0]))),
-        n_labels_trained=[run.n_labels for run in runs],
         merged_to_n_labels=n_merged,
         scribble_classes=None if classes is None else classes.tolist(),
         heap_kept_mapped=heap_kept,

@@ -149,6 +149,17 @@ def train_network(
     return NetworkRun(labels, iteration, stop_reason, int(len(np.unique(labels))), model)
 
 
+def runs_summary(runs: list[NetworkRun]) -> dict[str, Any]:
+    """What a result's metadata says of its networks' training: iterations, why they
+    stopped (one reason, or the sorted reasons; "stopped" when none ran) and labels left."""
+    reasons = sorted({run.stop_reason for run in runs}) or ["stopped"]
+    return {
+        "iterations": [run.iterations for run in runs],
+        "stop_reason": reasons[0] if len(reasons) == 1 else reasons,
+        "n_labels_trained": [run.n_labels for run in runs],
+    }
+
+
 def _channels_first(planes: np.ndarray, device: torch.device) -> torch.Tensor:
     """Planes ``(n, h, w, c)`` as the network's input ``(n, c, h, w)`` on ``device``."""
     import torch

@@ -36,7 +36,7 @@ from .consensus import consensus, restart_seed
 from .large import needs_crops
 from .merge import merge_by_statistics, merge_labels
 from .params import DEFAULT_FEATURES, DEFAULT_LR, MERGE_SIGMA, BackpropParams
-from .train import NetworkRun, sync_interval
+from .train import NetworkRun, runs_summary, sync_interval
 
 if TYPE_CHECKING:
     import torch
@@ -159,18 +159,15 @@ def segment_as_volume(
     labels, merged = finish_volume(raw, volume, params)
     clock.lap("postprocess")
 
-    stop_reasons = sorted({run.stop_reason for run in runs})
     metadata = provenance(
         "backprop",
         params,
         seed=params.seed,
         device=describe(device),
         timings=clock.total(),
-        iterations=[run.iterations for run in runs],
+        **runs_summary(runs),
         restarts=len(runs),
-        stop_reason=stop_reasons[0] if len(stop_reasons) == 1 else stop_reasons,
         n_labels=int(len(np.unique(labels[labels > 0]))),
-        n_labels_trained=[run.n_labels for run in runs],
         merged_to_n_labels=merged,
         scribble_classes=None,
         heap_kept_mapped=heap_kept,
