@@ -41,6 +41,21 @@ def test_axes_scale_and_levels_read_back(tmp_path, volume, version):
     np.testing.assert_array_equal(block, np.moveaxis(volume[:, 3, 10:20, 5:40], 0, -1))
 
 
+def test_lower_levels_fill_with_each_block(tmp_path, volume):
+    """Blocks of odd sizes and offsets: every level is level 0 taken every 2**k pixels,
+    already before ``finish`` (a viewer reading the store sees the run progress)."""
+    image = omezarr.open_omezarr(write_store(tmp_path / "img.zarr", volume, "0.4"))
+    target = omezarr.create_labels(image, "cells", np.uint32)
+    truth = np.arange(8 * 96 * 96, dtype=np.uint32).reshape(8, 96, 96) + 1
+    for y0, y1 in ((0, 37), (37, 61), (61, 96)):
+        for x0, x1 in ((0, 5), (5, 90), (90, 96)):
+            target.write_block((slice(0, 8),), slice(y0, y1), slice(x0, x1),
+                               truth[:, y0:y1, x0:x1])
+    for level, array in enumerate(target.levels):
+        step = 2 ** level
+        np.testing.assert_array_equal(np.asarray(array[:]), truth[:, ::step, ::step])
+
+
 @pytest.mark.parametrize("version", ["0.4", "0.5"])
 def test_labels_are_ome_zarr_labels(tmp_path, volume, version):
     from ome_zarr.io import parse_url

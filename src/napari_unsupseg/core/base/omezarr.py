@@ -7,9 +7,10 @@ from the arrays until :func:`read_block` asks for a window of one plane.
 :func:`create_labels` makes an empty labels image, either in the image's own store
 (``labels/<name>``, as the OME-Zarr specification places them, so that napari-ome-zarr
 and other viewers list them with the image) or as a new store. Its :class:`LabelsTarget`
-takes blocks of level 0 as they are computed (:meth:`LabelsTarget.write_block`) and, on
-:meth:`LabelsTarget.finish`, builds the lower levels block by block and only then writes
-the metadata: an interrupted run never looks like a finished labels image.
+takes blocks of level 0 as they are computed (:meth:`LabelsTarget.write_block`, which
+writes their share of every lower level at the same time) and, on
+:meth:`LabelsTarget.finish`, writes the metadata: an interrupted run never looks like a
+finished labels image.
 
 The ``zarr`` and ``ome-zarr`` libraries are the ``zarr`` extra; they are imported here
 only when a store is opened.
@@ -30,9 +31,6 @@ from .errors import InputError
 SPATIAL = ("y", "x")
 #: Axis types of the specification, for axes whose name is not one of t/c/z/y/x.
 AXIS_TYPES = {"time": "t", "channel": "c"}
-#: Side of the square pieces the lower levels are built from (bounds their memory).
-PYRAMID_BLOCK = 2048
-
 
 def _zarr() -> Any:
     try:
@@ -243,10 +241,20 @@ class LabelsTarget:
     units: dict[str, str]
     path: Path
 
-    def write_block(self, plane: tuple[int, ...], ys: slice, xs: slice,
+    def write_block(self, plane: tuple[Any, ...], ys: slice, xs: slice,
                     block: np.ndarray) -> None:
-        """Write labels ``(h, w)`` of one plane into level 0."""
+        """Write labels ``(..., h, w)`` into level 0 at ``(*plane, ys, xs)`` (``plane``
+        holds indices or slices of the leading axes), and every second pixel of them into
+        each lower level at once: a viewer reading the store sees every level fill as the
+        blocks come, and :meth:`finish` has no pyramid left to build."""
         self.levels[0][(*plane, ys, xs)] = block
+        for level in range(1, len(self.levels)):
+            factor = 2 ** level
+            rows, cols = _strided(ys, factor), _strided(xs, factor)
+            if rows is None or cols is None:
+                continue
+            (dst_y, src_y), (dst_x, src_x) = rows, cols
+            self.levels[level][(*plane, dst_y, dst_x)] = block[..., src_y, src_x]
 
     def read_block(self, plane: tuple[int, ...], ys: slice, xs: slice) -> np.ndarray:
         return np.asarray(self.levels[0][(*plane, ys, xs)])
@@ -254,13 +262,11 @@ class LabelsTarget:
     def finish(self, properties: list[dict[str, Any]] | None = None,
                source: dict[str, Any] | None = None,
                provenance: dict[str, Any] | None = None) -> None:
-        """Build the lower levels from level 0 and write the OME metadata (and how the
-        labels were made, under ``napari_unsupseg``)."""
+        """Write the OME metadata (and how the labels were made, under
+        ``napari_unsupseg``); the levels are complete once every block is written."""
         from ome_zarr.format import format_from_version
         from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
-        for level in range(1, len(self.levels)):
-            _downsample(self.levels[level - 1], self.levels[level])
         if provenance is not None:
             self.group.attrs["napari_unsupseg"] = provenance
         fmt = format_from_version(self.version)
@@ -297,18 +303,16 @@ def _axis_entry(name: str, units: dict[str, str]) -> dict[str, str]:
     return entry
 
 
-def _downsample(source: Any, target: Any) -> None:
-    """``target`` = every second pixel of ``source`` in y and x (labels are never
-    averaged), piece by piece so that a level is never whole in memory."""
-    lead = source.shape[:-2]
-    height, width = target.shape[-2:]
-    step = PYRAMID_BLOCK
-    for index in np.ndindex(*lead):
-        for y in range(0, height, step):
-            for x in range(0, width, step):
-                y1, x1 = min(y + step, height), min(x + step, width)
-                piece = source[(*index, slice(2 * y, 2 * y1, 2), slice(2 * x, 2 * x1, 2))]
-                target[(*index, slice(y, y1), slice(x, x1))] = piece
+def _strided(span: slice, factor: int) -> tuple[slice, slice] | None:
+    """Where the pixels ``factor * i`` inside ``span`` (level 0) go in a level downsampled
+    by ``factor`` (labels are never averaged: every ``factor``-th pixel is kept), and which
+    of the block's pixels they are; None when the span holds none of them."""
+    first = -(-span.start // factor)
+    last = -(-span.stop // factor)
+    if last <= first:
+        return None
+    offset = first * factor - span.start
+    return slice(first, last), slice(offset, None, factor)
 
 
 def label_levels(plane_size: tuple[int, int], wanted: int) -> int:
