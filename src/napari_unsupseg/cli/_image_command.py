@@ -27,6 +27,7 @@ from ._common import (
     run_with_bar,
     write_result,
 )
+from ._spacing import SPACING, add_spacing_arguments, has_spacing, params_with_spacing
 from ._zarr import add_zarr_arguments, run_zarr, wants_zarr
 
 #: Starts the engine's run: (scene, parameters, parsed arguments) -> (control -> run).
@@ -53,11 +54,18 @@ class ImageCommand:
         add_image_arguments(parser, self.engine)
         if self.extra_arguments is not None:
             self.extra_arguments(parser)
-        add_params(parser, engine_named(self.engine).params)
+        params_type = engine_named(self.engine).params
+        if has_spacing(params_type):  # volume mode: given, stated by the file, or refused
+            add_params(parser, params_type, skip=SPACING)
+            add_spacing_arguments(parser, params_type)
+        else:
+            add_params(parser, params_type)
         add_zarr_arguments(parser)
 
     def run(self, args: argparse.Namespace) -> int:
-        params = params_from_args(engine_named(self.engine).params, args)
+        params_type = engine_named(self.engine).params
+        params = (params_with_spacing(params_type, args) if has_spacing(params_type)
+                  else params_from_args(params_type, args))
         load = functools.partial(load_channels_last, channel_axis=args.channel_axis)
         if wants_zarr(args):  # block by block, the labels written as OME-Zarr
             return run_zarr(self.engine, params, args, load)

@@ -112,3 +112,59 @@ def overlay(rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
     out = rgb.copy()
     out[find_boundaries(labels, mode="inner")] = (255, 220, 0)
     return out
+
+
+def stated_spacing(path: str | Path) -> tuple[float, float, float] | None:
+    """The voxel size (z, y, x) an image file states, without reading its pixels: an
+    OME-Zarr store's scale, an OME-TIFF's PhysicalSize, or an ImageJ TIFF's z spacing with
+    its pixel size (resolution tags); None when the file does not state all three in one
+    unit (a TIFF's resolution alone is usually a printer's 72 dpi, not a pixel size)."""
+    path = Path(path)
+    if path.is_dir():
+        from .omezarr import is_omezarr_path, open_omezarr
+
+        if not is_omezarr_path(path):
+            return None
+        scale = open_omezarr(path).voxel_scale()
+        return (scale["z"], scale["y"], scale["x"]) if "z" in scale else None
+    if path.suffix.lower() not in TIFF_SUFFIXES or not path.exists():
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if tif.is_ome:
+                return _ome_spacing(tif.ome_metadata or "")
+            imagej = tif.imagej_metadata or {}
+            if "spacing" not in imagej:
+                return None
+            tags = tif.pages.first.tags
+            y, x = (_pixel_size(tags.get(name)) for name in ("YResolution", "XResolution"))
+            return (float(imagej["spacing"]), y, x) if y and x else None
+    except Exception:  # noqa: BLE001 - unreadable metadata means "not stated"
+        return None
+
+
+def _pixel_size(tag: Any) -> float | None:
+    """A pixel's size from a resolution tag (pixels per unit, as a fraction)."""
+    if tag is None:
+        return None
+    numerator, denominator = tag.value
+    return denominator / numerator if numerator and denominator else None
+
+
+def _ome_spacing(xml: str) -> tuple[float, float, float] | None:
+    import xml.etree.ElementTree as ElementTree
+
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError:
+        return None
+    for element in root.iter():
+        if element.tag.endswith("}Pixels") or element.tag == "Pixels":
+            sizes = [element.get(f"PhysicalSize{a}") for a in "ZYX"]
+            units = {element.get(f"PhysicalSize{a}Unit", "µm") for a in "ZYX"}
+            if all(sizes) and len(units) == 1:
+                return tuple(float(s) for s in sizes)  # type: ignore[return-value]
+            return None
+    return None
