@@ -90,7 +90,10 @@ def test_edit_write_back_and_undo_a_region_of_stored_labels(make_napari_viewer, 
     assert working.data[0, 2, 3] == 4242  # the user's edit is still in the working copy
     assert not widget.undo_button.isEnabled()
 
-    viewer.layers.remove(working)  # closing the copy: the stored layer comes back
+    second = widget.edit_region()  # a second copy of the same region
+    viewer.layers.remove(working)  # closing a copy: nothing written, nothing asked
+    assert not stored.visible  # the second copy still covers it
+    viewer.layers.remove(second)  # the last copy closed: the stored layer comes back
     assert stored.visible and not widget.write_button.isEnabled()
     np.testing.assert_array_equal(_levels(path)[0], truth)
 
@@ -108,3 +111,23 @@ def test_a_view_too_large_is_refused_in_words(make_napari_viewer, tmp_path):
     assert len(viewer.layers) == n_layers
     assert any("zoom in" in m for m in _messages(NotificationSeverity.WARNING))
     assert not error_messages()
+
+
+def test_a_read_only_store_is_refused_in_words(make_napari_viewer, tmp_path, monkeypatch):
+    from napari_unsupseg.core.base import stored_labels
+
+    path, truth = _store(tmp_path)
+    viewer = make_napari_viewer()
+    viewer.open(str(path), plugin="napari-ome-zarr")
+    stored = next(layer for layer in viewer.layers if isinstance(layer, Labels))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unsupseg", "Edit stored labels")
+    widget.layers.value = stored
+    working = widget.edit_region()  # the whole image is in view
+    assert working.data.shape == (1, 64, 80)
+    working.data[0, :4, :4] = 77
+    monkeypatch.setattr(stored_labels.os, "access", lambda *args: False)
+    assert not widget.write_back()
+    assert any("is read-only" in m for m in _messages(NotificationSeverity.WARNING))
+    assert "read-only" in widget.status.text() and not widget.undo_button.isEnabled()
+    monkeypatch.undo()
+    np.testing.assert_array_equal(_levels(path)[0], truth)

@@ -141,7 +141,8 @@ class StoredLabelsWidget(DockLifetime, FittingDock, QWidget):
         wrap_text(self.status)
         self._candidates: list[StoredLabels] = []
         self._working: list[weakref.ref] = []  # working copies, oldest first
-        self._hidden: dict[int, weakref.ref] = {}  # working copy -> stored layer it hid
+        self._stored_of: dict[int, weakref.ref] = {}  # working copy -> its stored layer
+        self._hid: set[int] = set()  # stored layers hidden while copies of them are open
         self._undo: list[Undo] = []
 
         layout = scrolling_body(self)
@@ -224,9 +225,10 @@ class StoredLabelsWidget(DockLifetime, FittingDock, QWidget):
             metadata={WORKING_KEY: {**labels.as_metadata(), **where}}, **transform)
         # napari hands plugins proxies of its layers: keep (weak) hold of the layers.
         self._working.append(weakref.ref(unwrap(working)))
+        self._stored_of[id(unwrap(working))] = weakref.ref(unwrap(layer))
         if layer.visible:
             layer.visible = False
-            self._hidden[id(unwrap(working))] = weakref.ref(unwrap(layer))
+            self._hid.add(id(unwrap(layer)))
         self._say(f"Working copy of rows {ys.start}-{ys.stop}, columns {xs.start}-"
                   f"{xs.stop}{self._plane_words(plane)}: paint it, then Write back. "
                   f"'{layer.name}' is hidden while the copy is there.")
@@ -262,7 +264,7 @@ class StoredLabelsWidget(DockLifetime, FittingDock, QWidget):
                       f"'{working.name}'.")
             self._say("Nothing to write: the store already holds the working copy.")
             return False
-        shown_by = self._hidden.get(id(unwrap(working))) or weakref.ref(unwrap(working))
+        shown_by = self._stored_of.get(id(unwrap(working))) or weakref.ref(unwrap(working))
         self._undo.append(Undo(labels, snapshot, shown_by))
         self._refresh(shown_by)
         self._say(f"Written into {self._describe(labels)}, every level. Undo write-back "
@@ -303,8 +305,8 @@ class StoredLabelsWidget(DockLifetime, FittingDock, QWidget):
 
     def _refresh(self, shown_by: weakref.ref) -> None:
         layer = find_in_viewer(self.viewer, shown_by())
-        if layer is None or not layer.multiscale:
-            return
+        if layer is None or WORKING_KEY in layer.metadata:
+            return  # gone, or a working copy (it holds what was written)
         try:
             _forget_cached_tiles()
         except Exception:  # noqa: BLE001 - a stale tile is shown, the store is right
@@ -312,12 +314,17 @@ class StoredLabelsWidget(DockLifetime, FittingDock, QWidget):
         layer.refresh()
 
     def _on_removed(self, event: Any) -> None:
-        """A working copy closed: show the stored layer it hid (if no other copy hides it)."""
+        """A working copy closed: show the stored layer it hid, once no other copy of it
+        is left."""
+        key = id(unwrap(event.value))
+        self._hid.discard(key)  # a stored layer removed: nothing to show again
         self._working = [ref for ref in self._working
                          if ref() is not None and not same(ref(), event.value)]
-        hidden = self._hidden.pop(id(unwrap(event.value)), None)
-        layer = find_in_viewer(self.viewer, hidden() if hidden else None)
-        if layer is not None and not any(same(ref(), layer) for ref in self._hidden.values()):
+        stored = self._stored_of.pop(key, None)
+        layer = find_in_viewer(self.viewer, stored() if stored else None)
+        if layer is not None and id(unwrap(layer)) in self._hid and not any(
+                same(ref(), layer) for ref in self._stored_of.values()):
+            self._hid.discard(id(unwrap(layer)))
             layer.visible = True
         self._update_buttons()
 
