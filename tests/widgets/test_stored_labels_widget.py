@@ -50,7 +50,7 @@ def test_edit_write_back_and_undo_a_region_of_stored_labels(make_napari_viewer, 
     stored.visible = True  # napari-ome-zarr opens labels hidden
     _, widget = viewer.window.add_plugin_dock_widget("napari-unsupseg", "Edit stored labels")
     widget.layers.value = stored
-    assert not widget.names.visible  # one labels image: nothing to choose
+    assert widget.names.native.isHidden()  # one labels image: nothing to choose
     # The second plane, about 24 rows x 40 columns around pixel (30, 40).
     viewer.dims.set_point(0, 2.0)
     camera = viewer.scene.camera
@@ -131,3 +131,45 @@ def test_a_read_only_store_is_refused_in_words(make_napari_viewer, tmp_path, mon
     assert "read-only" in widget.status.text() and not widget.undo_button.isEnabled()
     monkeypatch.undo()
     np.testing.assert_array_equal(_levels(path)[0], truth)
+
+
+def test_labels_named_in_metadata_and_a_choice_among_several(make_napari_viewer, tmp_path):
+    """A dock's result names its store in the layer's metadata (here a store of its own);
+    an image with two labels, under a layer renamed by the user, asks which."""
+    import dask.array as da
+
+    path, truth = _store(tmp_path)
+    image = omezarr.open_omezarr(path)
+    nuclei = omezarr.create_labels(image, "nuclei", np.uint16)
+    nuclei.write_block((slice(0, 2),), slice(0, 64), slice(0, 80), np.full(SHAPE, 9, np.uint16))
+    nuclei.finish()
+    own = omezarr.create_labels(image, "regions", np.uint32, store=tmp_path / "regions.zarr")
+    own.write_block((slice(0, 2),), slice(0, 64), slice(0, 80), truth)
+    own.finish()
+    viewer = make_napari_viewer()
+    levels = [da.from_zarr(level) for level in open_labels(own.path, "regions").levels]
+    result = viewer.add_labels(levels, multiscale=True, name="regions", scale=own.scales[0],
+                               metadata={"omezarr_labels": {"store": str(own.path),
+                                                            "name": "regions"}})
+    _, widget = viewer.window.add_plugin_dock_widget("napari-unsupseg", "Edit stored labels")
+    widget.layers.value = result
+    assert widget.edit_button.isEnabled() and widget.names.native.isHidden()
+    working = widget.edit_region()  # the whole image is in view
+    np.testing.assert_array_equal(working.data[0], truth[0])
+    working.data[0, 10:12, 20:22] = 5000
+    assert widget.write_back()
+    assert np.asarray(result.data[1][0, 5, 10]) == 5000  # level 1, read by the layer
+    assert not error_messages()
+
+    viewer.open(str(path), plugin="napari-ome-zarr")
+    cells, nuclei = (next(layer for layer in viewer.layers if layer.name.endswith(end))
+                     for end in ("/cells", "/nuclei"))
+    widget.layers.value = cells  # named after its labels: no question
+    assert widget.names.native.isHidden() and widget.stored_labels().name == "cells"
+    nuclei.name = "my annotation"  # renamed: the store holds two labels, pick one
+    widget.layers.value = nuclei
+    assert not widget.names.native.isHidden()
+    assert set(widget.names.choices) == {"cells", "nuclei"}
+    widget.names.value = "nuclei"
+    working = widget.edit_region()
+    assert working.data.dtype == np.uint16 and set(np.unique(working.data)) == {9}

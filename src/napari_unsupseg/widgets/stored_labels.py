@@ -222,16 +222,18 @@ class StoredLabelsWidget(DockLifetime, FittingDock, QWidget):
         where = {"plane": list(plane), "y": [ys.start, ys.stop], "x": [xs.start, xs.stop]}
         working = self.viewer.add_labels(
             data, name=unique_name(self.viewer, f"{layer.name} working copy"),
-            metadata={WORKING_KEY: {**labels.as_metadata(), **where}}, **transform)
+            metadata={WORKING_KEY: {**labels.as_metadata(), **where}},
+            colormap=layer.colormap, **transform)  # the stored labels' colours
         # napari hands plugins proxies of its layers: keep (weak) hold of the layers.
         self._working.append(weakref.ref(unwrap(working)))
         self._stored_of[id(unwrap(working))] = weakref.ref(unwrap(layer))
-        if layer.visible:
+        hides = bool(layer.visible)
+        if hides:
             layer.visible = False
             self._hid.add(id(unwrap(layer)))
         self._say(f"Working copy of rows {ys.start}-{ys.stop}, columns {xs.start}-"
-                  f"{xs.stop}{self._plane_words(plane)}: paint it, then Write back. "
-                  f"'{layer.name}' is hidden while the copy is there.")
+                  f"{xs.stop}{self._plane_words(plane)}: paint it, then Write back."
+                  + (f" '{layer.name}' is hidden while the copy is there." if hides else ""))
         self._update_buttons()
         return working
 
