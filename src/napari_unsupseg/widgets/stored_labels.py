@@ -60,11 +60,12 @@ WORKING_KEY = "omezarr_labels_working"
 
 @dataclass
 class Undo:
-    """One write-back: what it replaced, in which labels, shown by which layer."""
+    """One write-back: what it replaced, in which labels, shown by which layer (the
+    stored one, else the working copy)."""
 
     labels: StoredLabels
     snapshot: Snapshot
-    shown_by: weakref.ref
+    stored_layer: weakref.ref
 
 
 def view_region(viewer: Any, layer: Any,
@@ -248,7 +249,7 @@ class StoredLabelsWidget(DockLifetime, FittingDock, QWidget):
         labels = StoredLabels(Path(where["store"]), where["name"])
         plane, ys, xs = tuple(where["plane"]), slice(*where["y"]), slice(*where["x"])
         data = np.asarray(working.data)
-        if data.shape[-2:] != (ys.stop - ys.start, xs.stop - xs.start):
+        if data.shape != (1,) * len(plane) + (ys.stop - ys.start, xs.stop - xs.start):
             self._refuse(f"'{working.name}' no longer has the shape of the region it "
                          "was copied from, so it cannot be written back.")
             return False
@@ -266,9 +267,9 @@ class StoredLabelsWidget(DockLifetime, FittingDock, QWidget):
                       f"'{working.name}'.")
             self._say("Nothing to write: the store already holds the working copy.")
             return False
-        shown_by = self._stored_of.get(id(unwrap(working))) or weakref.ref(unwrap(working))
-        self._undo.append(Undo(labels, snapshot, shown_by))
-        self._refresh(shown_by)
+        stored_layer = self._stored_of.get(id(unwrap(working))) or weakref.ref(unwrap(working))
+        self._undo.append(Undo(labels, snapshot, stored_layer))
+        self._refresh(stored_layer)
         self._say(f"Written into {self._describe(labels)}, every level. Undo write-back "
                   "puts the previous labels back.")
         self._update_buttons()
@@ -289,7 +290,7 @@ class StoredLabelsWidget(DockLifetime, FittingDock, QWidget):
             self._fail(error, "Undoing the write-back")
             return False
         self._undo.pop()
-        self._refresh(last.shown_by)
+        self._refresh(last.stored_layer)
         self._say(f"The write-back into {self._describe(last.labels)} is undone; the "
                   "working copy keeps your edits.")
         self._update_buttons()
@@ -305,8 +306,8 @@ class StoredLabelsWidget(DockLifetime, FittingDock, QWidget):
             return active
         return alive[-1] if alive else None
 
-    def _refresh(self, shown_by: weakref.ref) -> None:
-        layer = find_in_viewer(self.viewer, shown_by())
+    def _refresh(self, stored_layer: weakref.ref) -> None:
+        layer = find_in_viewer(self.viewer, stored_layer())
         if layer is None or WORKING_KEY in layer.metadata:
             return  # gone, or a working copy (it holds what was written)
         try:
