@@ -10,7 +10,7 @@ pytestmark = pytest.mark.gui
 
 PLUGIN = "napari-unsupseg"
 DOCKS = ("Presegment", "Unsupervised segmentation", "Model inference", "Part discovery",
-         "Train from labels", "Review labels")
+         "Train from labels", "Review labels", "Edit stored labels")
 #: What a dock may ask for on a 1280 x 800 screen (the canvas keeps the rest).
 MAX_WIDTH, MAX_HEIGHT = 450, 700
 

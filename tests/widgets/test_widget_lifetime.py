@@ -163,7 +163,7 @@ def test_removing_the_dock_abandons_the_run_and_stops_following_the_viewer(
 
 
 @pytest.mark.parametrize("name", ["Unsupervised segmentation", "Train from labels",
-                                  "Review labels"])
+                                  "Review labels", "Edit stored labels"])
 def test_every_dock_stops_following_the_viewer_when_removed(make_napari_viewer, name):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((16, 16)), name="img")

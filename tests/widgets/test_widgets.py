@@ -76,7 +76,7 @@ def test_manifest_entries_import_the_widget_classes():
         assert widgets[command] == display
 
 
-def test_manifest_widgets_are_the_registry_engines_and_review():
+def test_manifest_widgets_are_the_registry_engines_review_and_stored_labels():
     from npe2 import PluginManifest
 
     from napari_unsupseg.core.registry import ENGINES
@@ -87,6 +87,7 @@ def test_manifest_widgets_are_the_registry_engines_and_review():
               for w in manifest.contributions.widgets}
     expected = {e.widget: e.title for e in ENGINES.values()}
     expected["napari_unsupseg.widgets.review:ReviewWidget"] = "Review labels"
+    expected["napari_unsupseg.widgets.stored_labels:StoredLabelsWidget"] = "Edit stored labels"
     assert docked == expected
 
 
