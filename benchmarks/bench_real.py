@@ -80,16 +80,33 @@ def otsu(image: np.ndarray) -> np.ndarray:
     return smooth > threshold_otsu(smooth)
 
 
+#: ``--param NAME=VALUE`` settings the segmenter runs with instead of its defaults.
+OVERRIDES: dict[str, object] = {}
+
+
 def backprop(image: np.ndarray, seed: int, tip: bool = False) -> np.ndarray:
     from dataclasses import replace
 
     from napari_unsupseg.core.backprop import BackpropParams, segment
     from napari_unsupseg.core.base.engine import run_to_end
+    from napari_unsupseg.core.base.params import from_mapping
 
-    params = BackpropParams(seed=seed)
+    params = from_mapping(BackpropParams, {**OVERRIDES, "seed": seed})
     if tip:  # TIP 2020: the continuity loss instead of the superpixel vote
         params = replace(params, w_con=TIP_W_CON, preseg=replace(params.preseg, method="none"))
     return run_to_end(segment(image, params)).labels
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    name, _, value = text.partition("=")
+    if value.lower() == "none":
+        return name, None
+    for kind in (int, float):
+        try:
+            return name, kind(value)
+        except ValueError:
+            pass
+    return name, value
 
 
 def reference(image: np.ndarray, seed: int, max_iter: int) -> tuple[np.ndarray, int]:
@@ -154,12 +171,16 @@ def main() -> None:
                         help="Also: reference (slow on a CPU).")
     parser.add_argument("--ref-max-iter", type=int, default=REFERENCE_MAX_ITER)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="A segmenter setting other than its default (for comparisons; "
+                        "'none' for an empty one), e.g. --param train_pixels=none.")
     parser.add_argument("--scaling", action="store_true",
                         help="Only the cost per megapixel of the segmenter's defaults, on the "
                         "first BSDS photograph enlarged to 0.15-4 MP.")
     args = parser.parse_args()
     if args.scaling:
         return scaling()
+    OVERRIDES.update(parse_override(text) for text in args.param)
     seeds = [int(s) for s in args.seeds.split(",")]
     methods = args.methods.split(",")
     if {"backprop", "tip", "reference"} & set(methods):  # import torch and warm up, untimed
