@@ -196,3 +196,13 @@ def test_volume_preseg_in_3d_blocks_is_stitched(tmp_path):
     stitched = blocks.border_pair_agreement(runs["split_labels"], runs["one_labels"], plan)
     unstitched = blocks.border_pair_agreement(runs["loose_labels"], runs["one_labels"], plan)
     assert stitched > unstitched + 0.3
+
+
+def test_preseg_margin_is_a_few_superpixels_unless_given():
+    params = PresegParams(n_segments=1024)
+    assert blocks.seed_step((2048, 2048), 1024) == 64
+    assert blocks.block_geometry("preseg", params, 512, None, (2048, 2048)) == (512, 6 * 64)
+    assert blocks.block_geometry("preseg", params, 512, 10, (2048, 2048)) == (512, 10)
+    plan = blocks.plan_blocks((200, 200), 64, 20, align=16)
+    assert all(p.extended[0].start % 16 == 0 and p.extended[1].start % 16 == 0 for p in plan)
+    assert all(p.core[0].start - p.extended[0].start >= min(20, p.core[0].start) for p in plan)

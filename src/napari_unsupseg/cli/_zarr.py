@@ -34,7 +34,12 @@ def add_zarr_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Replace labels of that name (or an output store) already there.")
     group.add_argument("--block", type=int, default=1024, metavar="N",
                        help="Side of the blocks written one at a time, in pixels (predict: "
-                       "at most the tile size less twice the overlap).")
+                       "at most the tile size less twice the overlap; volume mode: at most "
+                       "256, and as long along z in physical units).")
+    group.add_argument("--margin", type=int, default=None, metavar="N",
+                       help="Pixels read around each block (preseg; predict uses the tile "
+                       "overlap); superpixels are stitched across borders in it. Default: "
+                       "six superpixels wide (3-D blocks: 32 to 64).")
 
 
 def wants_zarr(args: argparse.Namespace) -> bool:
@@ -66,7 +71,8 @@ def run_zarr(engine: str, params: Any, args: argparse.Namespace,
         from ..core.predict.engine import load_model
 
         model = load_model(params)
-    core, margin = blocks.block_geometry(engine, params, args.block)
+    core, margin = blocks.block_geometry(engine, params, args.block, args.margin,
+                                         image.plane_size)
     name = args.labels_name or engine
     target = omezarr.create_labels(image, name, blocks.labels_dtype(engine, model),
                                    store=store, overwrite=args.overwrite, chunk=core)
@@ -77,11 +83,11 @@ def run_zarr(engine: str, params: Any, args: argparse.Namespace,
             store=None if store is None else _objects_store(store))
     volume = blocks.volume_mode(engine, params, image, model, objects)
     if not args.quiet:
-        kind = "3-D blocks" if volume else f"{core} px blocks"
-        print(f"napari-unsupseg: {engine} block by block ({kind}, {margin} px margin) over "
+        kind = "3-D blocks" if volume else f"{core} px blocks, {margin} px margin"
+        print(f"napari-unsupseg: {engine} block by block ({kind}) over "
               f"{image.label_shape}", file=sys.stderr)
     result = run_with_bar(lambda control: blocks.run_blocks(
-        image, engine, params, target, model=model, block=args.block, margin=margin,
+        image, engine, params, target, model=model, block=args.block, margin=args.margin,
         control=control, objects_target=objects), engine, args.quiet, unit="block")
     for written, what in ((target, name), (objects, f"{name}_objects")):
         if written is None:
@@ -130,6 +136,8 @@ def _refuse_unsupported(engine: str, args: argparse.Namespace) -> None:
                          "them out.")
     if args.block < 16:
         raise InputError(f"--block must be at least 16 pixels; got {args.block}.")
+    if args.margin is not None and args.margin < 0:
+        raise InputError(f"--margin cannot be negative; got {args.margin}.")
 
 
 def _output_store(args: argparse.Namespace, source: Path) -> Path | None:

@@ -26,7 +26,6 @@ new ids, unique across blocks and planes. Written labels never change.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator
 from dataclasses import replace
 from typing import Any
@@ -55,6 +54,7 @@ from .blockgrid import (
     sample_image,
     scale_block,
     seam_agreement,
+    seed_step,
 )
 from .blocks3d import run_volume_blocks, volume_mode
 
@@ -68,18 +68,20 @@ BLOCK_ENGINES = ("preseg", "predict")
 
 
 def run_blocks(image: OmeZarrImage, engine: str, params: Any, target: LabelsTarget, *,
-               model: Any = None, block: int = 1024, margin: int = 32,
+               model: Any = None, block: int = 1024, margin: int | None = None,
                control: RunControl | None = None, objects_target: LabelsTarget | None = None,
                stitch: bool = True) -> Generator[Progress, None, Result]:
     """Run ``engine`` (``preseg`` or ``predict``) over ``image`` block by block into
     ``target`` (cores and margins: :func:`block_geometry`); returns a :class:`Result`
     whose ``labels`` is the (lazy) level 0 of the target and whose metadata describes
-    the run. ``objects_target``: where a prediction's objects go (models that separate
-    objects; none: no objects). ``stitch=False`` numbers each block's superpixels or
-    objects on their own (labels end at core borders). Volume mode
-    (``stack_mode="volume"``; ``objects_mode="volume"`` with objects) on an image with
-    a z axis runs in 3-D blocks (:mod:`.blocks3d`). ``target.finish`` is left to the
-    caller (it writes the pyramid and metadata once the labels are complete)."""
+    the run. ``margin``: presegmentation's (none: a few superpixels wide, so that the
+    stitched superpixels agree with a whole-image run). ``objects_target``: where a
+    prediction's objects go (models that separate objects; none: no objects).
+    ``stitch=False`` numbers each block's superpixels or objects on their own (labels
+    end at core borders). Volume mode (``stack_mode="volume"``; ``objects_mode=
+    "volume"`` with objects) on an image with a z axis runs in 3-D blocks
+    (:mod:`.blocks3d`). ``target.finish`` is left to the caller (it writes the pyramid
+    and metadata once the labels are complete)."""
     if engine not in BLOCK_ENGINES:
         raise InputError(f"The {engine} engine needs the whole image at once; block by "
                          f"block runs {' and '.join(BLOCK_ENGINES)}.")
@@ -94,7 +96,7 @@ def run_blocks(image: OmeZarrImage, engine: str, params: Any, target: LabelsTarg
             image, engine, params, target, model=model, block=block, margin=margin,
             control=control, objects_target=objects_target, stitch=stitch))
     clock = Stopwatch()
-    core, margin = block_geometry(engine, params, block, margin)
+    core, margin = block_geometry(engine, params, block, margin, image.plane_size)
     if engine == "predict":
         step_block, extra = _predict_blocks(image, params, model, target, objects_target,
                                             stitch)
@@ -185,13 +187,6 @@ def _predict_blocks(image: OmeZarrImage, params: Any, model: Any, target: Labels
 
 
 
-
-
-def seed_step(size: tuple[int, int], n_segments: int) -> int:
-    """The step of the grid of seeds that grid-seeded methods (slic, watershed) lay on a
-    plane of ``size`` for ``n_segments`` (scikit-image's ``regular_grid``): blocks that
-    start on its multiples, with ``n_segments`` scaled to their area, lay the same grid."""
-    return max(1, round(math.sqrt(size[0] * size[1] / max(1, n_segments))))
 
 
 def labels_dtype(engine: str, model: Any = None) -> type[np.unsignedinteger]:

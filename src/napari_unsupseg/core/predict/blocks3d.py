@@ -25,6 +25,8 @@ from ..base.images import relative_spacing
 from ..base.omezarr import LabelsTarget, OmeZarrImage
 from ..preseg import PresegParams, check_volume_mode, segment_volume
 from .blockgrid import (
+    PRESEG_MARGIN_STEPS,
+    VOLUME_MARGIN,
     Block,
     LabelsWriter,
     block_geometry,
@@ -75,6 +77,16 @@ def volume_geometry(shape: tuple[int, int, int], spacing: tuple[float, float, fl
     return (core_z, side, side), (margin_z, margin, margin)
 
 
+def volume_margin(shape: tuple[int, int, int], spacing: tuple[float, float, float],
+                  n_segments: int) -> int:
+    """The automatic y/x margin of 3-D presegmentation blocks: a few supervoxels wide
+    (:data:`PRESEG_MARGIN_STEPS`), within :data:`VOLUME_MARGIN`."""
+    sides = relative_spacing(spacing)
+    extent = math.prod(n * s for n, s in zip(shape, sides, strict=True))
+    step = (extent / max(1, n_segments)) ** (1.0 / 3.0) / sides[1]
+    return int(np.clip(round(PRESEG_MARGIN_STEPS * step), *VOLUME_MARGIN))
+
+
 def read_volume(image: OmeZarrImage, lead: dict[str, int], zs: slice, ys: slice,
                 xs: slice) -> np.ndarray:
     """One window of a z-stack, channels last ``(z, y, x, C)``; ``lead``: the other
@@ -87,7 +99,7 @@ def read_volume(image: OmeZarrImage, lead: dict[str, int], zs: slice, ys: slice,
 
 
 def run_volume_blocks(image: OmeZarrImage, engine: str, params: Any, target: LabelsTarget,
-                      *, model: Any = None, block: int = 256, margin: int = 32,
+                      *, model: Any = None, block: int = 256, margin: int | None = None,
                       control: RunControl, objects_target: LabelsTarget | None = None,
                       stitch: bool = True) -> Generator[Progress, None, Result]:
     """Run ``engine`` in volume mode over ``image`` in 3-D blocks (see the module)."""
@@ -100,6 +112,8 @@ def run_volume_blocks(image: OmeZarrImage, engine: str, params: Any, target: Lab
         step_block, extra = _predict_volume(image, params, model, target, objects_target,
                                             stitch)
     else:
+        if margin is None:
+            margin = volume_margin(size, spacing_of(params), params.n_segments)
         core, margins = volume_geometry(size, spacing_of(params), block, margin)
         step_block, extra = _preseg_volume(image, params, target, stitch, size)
     clock.lap("prepare")
