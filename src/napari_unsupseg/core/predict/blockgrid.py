@@ -205,6 +205,22 @@ def border_pair_agreement(blocked: np.ndarray, whole: np.ndarray,
         agree, total = agree + int(same.sum()), total + same.size
     return agree / total if total else 1.0
 
+def cut_at_cores(labels: np.ndarray, blocks: list[Block]) -> np.ndarray:
+    """``labels`` numbered anew inside each core (uint64), so that no label crosses a core
+    border: what a run without stitching writes (stitching renames each block's labels
+    one to one, so this undoes exactly the joins it made). 0 stays 0."""
+    labels = np.asarray(labels)
+    out = np.zeros(labels.shape, np.uint64)
+    top = int(labels.max(initial=0)) + 1
+    ndim = len(blocks[0].core) if blocks else labels.ndim
+    lead = (Ellipsis,) if labels.ndim > ndim else ()
+    for number, piece in enumerate(blocks):
+        where = (*lead, *piece.core)
+        part = labels[where].astype(np.uint64)
+        out[where] = np.where(part > 0, part + np.uint64(number * top), 0)
+    return out
+
+
 def preseg_range(image: OmeZarrImage, params: Any) -> tuple[np.ndarray, np.ndarray]:
     """The percentile (low, high) of each channel of the whole image's sample."""
     sample = sample_image(image).reshape(-1, image.n_channels)
@@ -219,7 +235,7 @@ def preseg_range(image: OmeZarrImage, params: Any) -> tuple[np.ndarray, np.ndarr
 PRESEG_MARGIN_STEPS = 6
 #: Bounds of the automatic y/x margin of 3-D blocks (voxels): their memory grows as the
 #: cube of their side.
-VOLUME_MARGIN = (32, 64)
+VOLUME_MARGIN = (32, 128)
 
 
 def seed_step(size: tuple[int, ...], n_segments: int) -> int:

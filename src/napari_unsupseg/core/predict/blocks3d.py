@@ -38,9 +38,11 @@ from .blockgrid import (
     scale_block,
 )
 
-#: Largest side (y and x) of a 3-D core: an extended block of 320^3 float features is
-#: what the volume methods hold several copies of (about 1-2 GiB at the most).
+#: Largest side (y and x) of a 3-D core.
 VOLUME_CORE = 256
+#: Most voxels in an extended 3-D block (320^3): the volume methods hold several float
+#: copies of it (about 1-2 GiB at the most).
+VOLUME_BLOCK_VOXELS = 320**3
 
 
 def volume_mode(engine: str, params: Any, image: OmeZarrImage, model: Any = None,
@@ -67,24 +69,35 @@ def volume_geometry(shape: tuple[int, int, int], spacing: tuple[float, float, fl
                     block: int, margin: int) -> tuple[tuple[int, int, int],
                                                       tuple[int, int, int]]:
     """(core, margin) per axis (z, y, x) of 3-D blocks: y and x as asked (the core at
-    most :data:`VOLUME_CORE`), z the same physical length (by the spacing), at least
+    most :data:`VOLUME_CORE`, less where the margin would take an extended block past
+    :data:`VOLUME_BLOCK_VOXELS`), z the same physical length (by the spacing), at least
     four planes of core and one of margin."""
     sides = relative_spacing(spacing)
-    side = max(16, min(block, VOLUME_CORE))
-    core_z = int(np.clip(round(side * sides[1] / sides[0]), 4, max(4, shape[0])))
     margin = max(0, margin)
     margin_z = int(min(max(1, round(margin * sides[1] / sides[0])), shape[0])) if margin else 0
-    return (core_z, side, side), (margin_z, margin, margin)
+    side = max(16, min(block, VOLUME_CORE))
+    while True:
+        core_z = int(np.clip(round(side * sides[1] / sides[0]), 4, max(4, shape[0])))
+        extended = (min(shape[0], core_z + 2 * margin_z)
+                    * min(shape[1], side + 2 * margin) * min(shape[2], side + 2 * margin))
+        if extended <= VOLUME_BLOCK_VOXELS or side <= 64:
+            return (core_z, side, side), (margin_z, margin, margin)
+        side -= 16
 
 
-def volume_margin(shape: tuple[int, int, int], spacing: tuple[float, float, float],
-                  n_segments: int) -> int:
+def grid_step(shape: tuple[int, int, int], n_segments: int) -> int:
+    """The y/x step of the seeds scikit-image's SLIC lays on a volume of ``shape`` (its
+    ``regular_grid``, in voxels whatever the spacing)."""
+    from skimage.util import regular_grid
+
+    return int(regular_grid(shape, max(1, n_segments))[1].step or 1)
+
+
+def volume_margin(shape: tuple[int, int, int], n_segments: int) -> int:
     """The automatic y/x margin of 3-D presegmentation blocks: a few supervoxels wide
     (:data:`PRESEG_MARGIN_STEPS`), within :data:`VOLUME_MARGIN`."""
-    sides = relative_spacing(spacing)
-    extent = math.prod(n * s for n, s in zip(shape, sides, strict=True))
-    step = (extent / max(1, n_segments)) ** (1.0 / 3.0) / sides[1]
-    return int(np.clip(round(PRESEG_MARGIN_STEPS * step), *VOLUME_MARGIN))
+    step = grid_step(shape, n_segments)
+    return int(np.clip(PRESEG_MARGIN_STEPS * step, *VOLUME_MARGIN))
 
 
 def read_volume(image: OmeZarrImage, lead: dict[str, int], zs: slice, ys: slice,
@@ -106,6 +119,7 @@ def run_volume_blocks(image: OmeZarrImage, engine: str, params: Any, target: Lab
     clock = Stopwatch()
     z_axis = image.axes.index("z")
     size = (int(image.level0.shape[z_axis]), *image.plane_size)
+    align = 1
     if engine == "predict":
         side, margin = block_geometry(engine, params, block, margin)  # within a tile
         core, margins = volume_geometry(size, spacing_of(params), side, margin)
@@ -113,11 +127,14 @@ def run_volume_blocks(image: OmeZarrImage, engine: str, params: Any, target: Lab
                                             stitch)
     else:
         if margin is None:
-            margin = volume_margin(size, spacing_of(params), params.n_segments)
+            margin = volume_margin(size, params.n_segments)
         core, margins = volume_geometry(size, spacing_of(params), block, margin)
+        # slic's seeds lie on a grid counted from the block's corner: blocks that start on
+        # its steps lay the whole volume's grid (watershed's grid is the block's own).
+        align = grid_step(size, params.n_segments) if params.method == "slic" else 1
         step_block, extra = _preseg_volume(image, params, target, stitch, size)
     clock.lap("prepare")
-    blocks = plan_blocks(size, core, margins)
+    blocks = plan_blocks(size, core, margins, align)
     others = [a for a in image.plane_axes if a != "z"]
     leads = list(np.ndindex(*(int(image.level0.shape[image.axes.index(a)]) for a in others)))
     total, done = len(blocks) * len(leads), 0
@@ -139,7 +156,8 @@ def run_volume_blocks(image: OmeZarrImage, engine: str, params: Any, target: Lab
             yield Progress(done, total, message=f"3-D block {done}/{total}")
     clock.lap("blocks")
     metadata = provenance(engine, params, blocks=len(blocks), block_core=list(core),
-                          margin=list(margins), volumes=len(leads), blocks_done=done,
+                          margin=list(margins), block_align=align, volumes=len(leads),
+                          blocks_done=done,
                           stopped_early=done < total, segmented_as="volume",
                           spacing=list(spacing_of(params)), timings=clock.total(), **extra())
     return Result(labels=target.levels[0], metadata=metadata)
