@@ -201,7 +201,7 @@ def test_volume_preseg_in_3d_blocks_is_stitched(tmp_path):
     stitched = blocks.border_pair_agreement(runs["split_labels"], runs["one_labels"], plan)
     unstitched = blocks.border_pair_agreement(runs["loose_labels"], runs["one_labels"], plan)
     assert stitched >= 0.95 and stitched > unstitched + 0.5
-    assert meta["block_align"] > 1  # slic's seed grid: blocks start on its steps
+    assert max(meta["block_align"]) > 1  # slic's seed grid: blocks start on its steps
 
 
 def test_preseg_margin_is_a_few_superpixels_unless_given():

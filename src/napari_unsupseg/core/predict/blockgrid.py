@@ -47,17 +47,19 @@ class Block:
 
 
 def plan_blocks(size: tuple[int, ...], core: int | tuple[int, ...],
-                margin: int | tuple[int, ...], align: int = 1) -> list[Block]:
+                margin: int | tuple[int, ...], align: int | tuple[int, ...] = 1
+                ) -> list[Block]:
     """Cores of at most ``core`` px (per axis, or one for all) covering a plane ``(Y, X)``
     or a volume ``(Z, Y, X)`` in raster order (the last axis fastest), each with
-    ``margin`` around it (clipped at the edges). ``align``: the extended blocks of a
-    plane start on multiples of it (their margin before the core grows by less than
-    ``align``), so that a method's grid of seeds, counted from the block's corner, lies
-    where the whole plane's does."""
+    ``margin`` around it (clipped at the edges). ``align`` (per axis, or one for y and
+    x): the extended blocks start on multiples of it (their margin before the core grows
+    by less than ``align``), so that a method's grid of seeds, counted from the block's
+    corner, lies where the whole image's does."""
     ndim = len(size)
     cores = (core,) * ndim if isinstance(core, int) else tuple(core)
     margins = (margin,) * ndim if isinstance(margin, int) else tuple(margin)
-    steps = (1,) * (ndim - 2) + (max(1, align),) * 2
+    steps = ((1,) * (ndim - 2) + (align,) * 2) if isinstance(align, int) else tuple(align)
+    steps = tuple(max(1, a) for a in steps)
     starts = [range(0, n, c) for n, c in zip(size, cores, strict=True)]
     blocks = []
     for corner in itertools.product(*starts):

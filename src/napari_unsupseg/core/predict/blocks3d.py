@@ -85,18 +85,19 @@ def volume_geometry(shape: tuple[int, int, int], spacing: tuple[float, float, fl
         side -= 16
 
 
-def grid_step(shape: tuple[int, int, int], n_segments: int) -> int:
-    """The y/x step of the seeds scikit-image's SLIC lays on a volume of ``shape`` (its
-    ``regular_grid``, in voxels whatever the spacing)."""
+def grid_steps(shape: tuple[int, int, int], n_segments: int) -> tuple[int, int, int]:
+    """The (z, y, x) steps of the seeds scikit-image's SLIC lays on a volume of ``shape``
+    (its ``regular_grid``, in voxels whatever the spacing)."""
     from skimage.util import regular_grid
 
-    return int(regular_grid(shape, max(1, n_segments))[1].step or 1)
+    z, y, x = (int(s.step or 1) for s in regular_grid(shape, max(1, n_segments)))
+    return z, y, x
 
 
 def volume_margin(shape: tuple[int, int, int], n_segments: int) -> int:
     """The automatic y/x margin of 3-D presegmentation blocks: a few supervoxels wide
     (:data:`PRESEG_MARGIN_STEPS`), within :data:`VOLUME_MARGIN`."""
-    step = grid_step(shape, n_segments)
+    step = grid_steps(shape, n_segments)[1]
     return int(np.clip(PRESEG_MARGIN_STEPS * step, *VOLUME_MARGIN))
 
 
@@ -119,7 +120,7 @@ def run_volume_blocks(image: OmeZarrImage, engine: str, params: Any, target: Lab
     clock = Stopwatch()
     z_axis = image.axes.index("z")
     size = (int(image.level0.shape[z_axis]), *image.plane_size)
-    align = 1
+    align: int | tuple[int, int, int] = 1
     if engine == "predict":
         side, margin = block_geometry(engine, params, block, margin)  # within a tile
         core, margins = volume_geometry(size, spacing_of(params), side, margin)
@@ -131,7 +132,7 @@ def run_volume_blocks(image: OmeZarrImage, engine: str, params: Any, target: Lab
         core, margins = volume_geometry(size, spacing_of(params), block, margin)
         # slic's seeds lie on a grid counted from the block's corner: blocks that start on
         # its steps lay the whole volume's grid (watershed's grid is the block's own).
-        align = grid_step(size, params.n_segments) if params.method == "slic" else 1
+        align = grid_steps(size, params.n_segments) if params.method == "slic" else 1
         step_block, extra = _preseg_volume(image, params, target, stitch, size)
     clock.lap("prepare")
     blocks = plan_blocks(size, core, margins, align)
@@ -156,7 +157,8 @@ def run_volume_blocks(image: OmeZarrImage, engine: str, params: Any, target: Lab
             yield Progress(done, total, message=f"3-D block {done}/{total}")
     clock.lap("blocks")
     metadata = provenance(engine, params, blocks=len(blocks), block_core=list(core),
-                          margin=list(margins), block_align=align, volumes=len(leads),
+                          margin=list(margins), block_align=align if isinstance(align, int)
+                          else list(align), volumes=len(leads),
                           blocks_done=done,
                           stopped_early=done < total, segmented_as="volume",
                           spacing=list(spacing_of(params)), timings=clock.total(), **extra())
