@@ -61,9 +61,8 @@ from .blocks3d import run_volume_blocks, volume_mode
 
 __all__ = ["BLOCK_ENGINES", "SAMPLE_PIXELS", "Block", "LabelsWriter", "block_geometry",
            "border_pair_agreement", "border_pairs", "border_pairs_split", "border_pixels",
-           "cut_at_cores",
-           "labels_dtype", "plan_blocks", "run_blocks", "sample_image", "scale_block",
-           "seam_agreement", "seed_step", "volume_mode"]
+           "cut_at_cores", "labels_dtype", "plan_blocks", "run_blocks", "sample_image",
+           "scale_block", "seam_agreement", "seed_step", "volume_mode"]
 
 #: Engines that run here (the others need the whole image at once).
 BLOCK_ENGINES = ("preseg", "predict")
