@@ -6,13 +6,25 @@ process, ``napari-unsupseg preseg`` and ``napari-unsupseg predict`` (``--engines
 them) with a small untrained U-Net (the package's U-Net configuration, random weights
 with a sharpened head so that its classes vary), both writing OME-Zarr labels into the
 store block by block. For each it prints the wall time, the child's peak memory (its
-own ru_maxrss, from ``os.wait4``), that the labels are in the store, and for prediction
-the seam agreement: on the pixels beside block borders of the first plane, the share
-whose class is the whole-plane prediction's. Goal: peak under 3 GiB.
+own ru_maxrss, from ``os.wait4``), that the labels are in the store, and the seams:
+
+- prediction's classes: on the pixels beside block borders of the first plane, the share
+  whose class is the whole-plane prediction's;
+- superpixels (preseg) and objects (predict; the U-Net's class 1 taken as objects): on
+  the pixel pairs straddling block borders of the first plane, the share that the block
+  run and a whole-plane run put alike (one label in both, or two in both: a Rand index
+  of the border pairs), stitched (as written) and not stitched (the same labels
+  numbered anew in each core, what a run without stitching writes);
+- ``--engines volume``: supervoxels (``preseg --stack-mode volume``) in 3-D blocks,
+  the same figure over the border voxel pairs against a one-block run of the volume
+  (when the volume is at most 16 megavoxels).
+
+Goals: peak under 3 GiB; seams >= 99%.
 
     python benchmarks/bench_zarr.py                # 2048 x 2048 x 64
     python benchmarks/bench_zarr.py --size 512 --planes 4
     python benchmarks/bench_zarr.py --planes 4 --engines predict
+    python benchmarks/bench_zarr.py --size 256 --planes 16 --engines volume
 """
 
 from __future__ import annotations
@@ -28,6 +40,9 @@ from pathlib import Path
 import numpy as np
 
 GOAL_GIB = 3.0
+SEAM_GOAL = 0.99
+#: Largest volume (voxels) whose one-block supervoxels are computed for the 3-D seams.
+VOLUME_REFERENCE = 16_000_000
 
 
 def write_volume(path: Path, size: int, planes: int, chunk: int = 1024) -> None:
@@ -60,7 +75,8 @@ def write_volume(path: Path, size: int, planes: int, chunk: int = 1024) -> None:
 
 
 def small_unet(path: Path) -> Path:
-    """The package's U-Net configuration with random weights, saved as a checkpoint."""
+    """The package's U-Net configuration with random weights, saved as a checkpoint; its
+    class 1 (label 2) is taken as objects, so that prediction splits and stitches them."""
     import torch
 
     from napari_unsupseg.core.models import ModelConfig, build_model
@@ -68,7 +84,7 @@ def small_unet(path: Path) -> Path:
 
     torch.manual_seed(0)
     config = ModelConfig("unet", 3, in_channels=2, depth=2, base_channels=8,
-                         mean=[0.5, 0.5], std=[0.25, 0.25])
+                         mean=[0.5, 0.5], std=[0.25, 0.25], object_class=2)
     model = build_model(config)
     with torch.no_grad():  # an untrained head gives one class everywhere; sharpen it
         model.head.weight.mul_(20.0)
@@ -97,11 +113,14 @@ def report(name: str, seconds: float, peak: float, code: int, store: Path) -> No
 
 
 def seam(store: Path, checkpoint: Path, tile: int, overlap: int, block: int) -> float:
-    """Seam agreement of the first plane against a whole-plane prediction."""
+    """Seam agreement of the first plane against a whole-plane prediction; prints the
+    objects' seams too."""
     from napari_unsupseg.core.base.engine import drive
+    from napari_unsupseg.core.base.images import intensity_range
     from napari_unsupseg.core.base.omezarr import open_omezarr, read_block
     from napari_unsupseg.core.predict import PredictParams, predict
     from napari_unsupseg.core.predict import blocks as blocks_mod
+    from napari_unsupseg.core.predict.objects import separate_objects
 
     image = open_omezarr(store)
     every = slice(None)
@@ -110,7 +129,7 @@ def seam(store: Path, checkpoint: Path, tile: int, overlap: int, block: int) -> 
     params = PredictParams(checkpoint=str(checkpoint), tile_size=tile, overlap=overlap,
                            objects=False)
     # The whole-image run scales by the whole volume's sample, as the block run does.
-    low, high = blocks_mod.intensity_range(sample, "percentile")
+    low, high = intensity_range(sample, "percentile")
     scaled = blocks_mod.scale_block(plane, low, high)
     whole = drive(predict(scaled, PredictParams(
         checkpoint=str(checkpoint), tile_size=max(plane.shape[:2]), intensity="dtype",
@@ -120,28 +139,78 @@ def seam(store: Path, checkpoint: Path, tile: int, overlap: int, block: int) -> 
     plan = blocks_mod.plan_blocks(plane.shape[:2], core, margin)
     print(f"predict: {len(np.unique(whole))} classes in the whole-plane run; all pixels "
           f"agree on {(blocked == whole).mean():.4%}", flush=True)
+    objects_path = store / "labels" / "predict_objects"
+    if objects_path.exists():
+        found = np.asarray(open_omezarr(objects_path).level0[0])
+        reference = separate_objects(whole == 2)
+        print_pair_seams("predict objects", found, reference, plan,
+                         f"{int(reference.max())} objects in the whole-plane run")
     return blocks_mod.seam_agreement(blocked, whole, plan)
 
 
-def preseg_seams(store: Path, block: int) -> tuple[float, float]:
-    """Pairs across block borders of the first plane in two superpixels: block by block,
-    and in a whole-plane run (the cuts that blocks add are the difference)."""
+def print_pair_seams(name: str, stitched: np.ndarray, whole: np.ndarray, plan: list,
+                     note: str) -> None:
+    """The border-pair agreement with the whole run, stitched and not."""
+    from napari_unsupseg.core.predict import blocks as blocks_mod
+
+    joined = blocks_mod.border_pair_agreement(stitched, whole, plan)
+    cut = blocks_mod.border_pair_agreement(blocks_mod.cut_at_cores(stitched, plan), whole,
+                                           plan)
+    verdict = "met" if joined >= SEAM_GOAL else "NOT met"
+    print(f"{name}: border pairs alike with the whole run: stitched {joined:.2%}, not "
+          f"stitched {cut:.2%} (goal >= {SEAM_GOAL:.0%}: {verdict}); pairs in two labels "
+          f"{blocks_mod.border_pairs_split(stitched, plan):.2%} (whole run "
+          f"{blocks_mod.border_pairs_split(whole, plan):.2%}); {note}", flush=True)
+
+
+def preseg_seams(store: Path, block: int) -> None:
+    """Superpixel seams of the first plane against a whole-plane run."""
     from napari_unsupseg.core.base.omezarr import open_omezarr, read_block
     from napari_unsupseg.core.predict import blocks as blocks_mod
     from napari_unsupseg.core.preseg import PRESEG_METHODS, PresegParams, method_kwargs
 
     image = open_omezarr(store)
     params = PresegParams()
-    sample = blocks_mod.sample_image(image).reshape(-1, image.n_channels)
-    low, high = np.percentile(sample.astype(np.float32), [1, 99], axis=0)
+    low, high = blocks_mod.preseg_range(image, params)
     plane = blocks_mod.scale_block(read_block(image, (0,), slice(None), slice(None)),
                                    low, high)
     whole = PRESEG_METHODS[params.method](plane, **method_kwargs(params))
     blocked = np.asarray(open_omezarr(store / "labels" / "preseg").level0[0])
-    plan = blocks_mod.plan_blocks(plane.shape[:2], *blocks_mod.block_geometry(
-        "preseg", params, block))
-    return blocks_mod.border_pairs_split(blocked, plan), blocks_mod.border_pairs_split(
-        whole, plan)
+    core, margin = blocks_mod.block_geometry("preseg", params, block, None, plane.shape[:2])
+    plan = blocks_mod.plan_blocks(plane.shape[:2], core, margin,
+                                  blocks_mod.seed_step(plane.shape[:2], params.n_segments))
+    print_pair_seams("preseg", blocked, whole, plan,
+                     f"{len(plan)} blocks of {core} px, margin {margin} px")
+
+
+def volume_seams(store: Path, block: int) -> None:
+    """Supervoxel seams in 3-D blocks against a one-block run of the volume."""
+    import json
+
+    from napari_unsupseg.core.base.omezarr import open_omezarr, read_whole
+    from napari_unsupseg.core.predict import blocks as blocks_mod
+    from napari_unsupseg.core.preseg import PresegParams, segment_volume
+
+    image = open_omezarr(store)
+    labels = open_omezarr(store / "labels" / "volume")
+    if np.prod(labels.level0.shape) > VOLUME_REFERENCE:
+        print("volume: too large for a one-block reference run; seams not measured")
+        return
+    import zarr
+
+    about = dict(zarr.open_group(str(store / "labels" / "volume"), mode="r").attrs)
+    about = about["napari_unsupseg"]
+    params = PresegParams(**{k: v for k, v in about["parameters"].items()
+                             if k in PresegParams.__dataclass_fields__})
+    low, high = blocks_mod.preseg_range(image, params)
+    volume = blocks_mod.scale_block(read_whole(image), low, high)
+    whole = segment_volume(volume, params)
+    blocked = np.asarray(labels.level0[:])
+    plan = blocks_mod.plan_blocks(blocked.shape, about["block_core"], about["margin"],
+                                  about["block_align"])
+    print_pair_seams("volume", blocked, whole, plan,
+                     f"{len(plan)} 3-D blocks of {about['block_core']}, margin "
+                     f"{about['margin']}; {json.dumps(about['stitched'])}")
 
 
 def main() -> None:
@@ -150,7 +219,7 @@ def main() -> None:
     parser.add_argument("--planes", type=int, default=64, help="Number of z planes.")
     parser.add_argument("--block", type=int, default=1024, help="Block side (--block).")
     parser.add_argument("--tile", type=int, default=1024, help="Prediction tile size.")
-    parser.add_argument("--engines", nargs="+", choices=("preseg", "predict"),
+    parser.add_argument("--engines", nargs="+", choices=("preseg", "predict", "volume"),
                         default=["preseg", "predict"], help="Which commands to run.")
     parser.add_argument("--keep", type=Path, default=None,
                         help="Write the volume here (and keep it) instead of a temp folder.")
@@ -167,10 +236,14 @@ def main() -> None:
                                              str(args.block)])
             report("preseg", seconds, peak, code, store)
             if code == 0:
-                cut_blocks, cut_whole = preseg_seams(store, args.block)
-                print(f"preseg: pixel pairs across block borders (plane 0) in two "
-                      f"superpixels: {cut_blocks:.2%} block by block, {cut_whole:.2%} in a "
-                      f"whole-plane run", flush=True)
+                preseg_seams(store, args.block)
+        if "volume" in args.engines:
+            seconds, peak, code = run_child(["preseg", str(store), "--quiet", "--block",
+                                             str(args.block), "--stack-mode", "volume",
+                                             "--labels-name", "volume"])
+            report("volume", seconds, peak, code, store)
+            if code == 0:
+                volume_seams(store, args.block)
         if "predict" not in args.engines:
             return
         checkpoint = small_unet(Path(tmp) / "unet.pth")

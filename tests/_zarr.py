@@ -18,8 +18,9 @@ def smooth_volume(shape=(2, 8, 96, 96), seed: int = 0) -> np.ndarray:
 
 
 def write_store(path: Path, data: np.ndarray | None = None, version: str = "0.5",
-                axes: str = "czyx") -> Path:
-    """An OME-Zarr image (two levels) at ``path`` in OME-Zarr ``version``."""
+                axes: str = "czyx", scale: dict[str, float] | None = None) -> Path:
+    """An OME-Zarr image (two levels) at ``path`` in OME-Zarr ``version``, with the
+    voxel ``scale`` (default :data:`SCALE`)."""
     import zarr
     from ome_zarr.format import format_from_version
     from ome_zarr.writer import write_image
@@ -28,5 +29,5 @@ def write_store(path: Path, data: np.ndarray | None = None, version: str = "0.5"
     fmt = format_from_version(version)
     group = zarr.open_group(str(path), mode="w", zarr_format=fmt.zarr_format)
     write_image(data, group, axes=axes, fmt=fmt, scale_factors=(2,),
-                scale={a: SCALE[a] for a in axes})
+                scale={a: (scale or SCALE)[a] for a in axes})
     return path

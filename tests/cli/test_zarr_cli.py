@@ -72,11 +72,54 @@ def test_predict_into_new_store(store, tmp_path):
 @pytest.mark.parametrize("argv, sentence", [
     (["-o", "x.tif"], "name an output ending in .zarr"),
     (["--nodata", "0"], "do not apply to OME-Zarr"),
-    (["--stack-mode", "volume", "--method", "slic"], "volume mode needs the whole stack"),
+    (["--stack-mode", "volume", "--method", "felzenszwalb"],
+     "Felzenszwalb segments one plane at a time"),
 ])
 def test_bad_outputs_give_one_sentence(store, capsys, argv, sentence):
     assert main(["preseg", str(store), *FAST, *argv]) == 2
     assert sentence in _one_sentence(capsys)
+
+
+def test_preseg_volume_mode_runs_in_3d_blocks_with_the_store_spacing(store, capsys):
+    assert main(["preseg", str(store), "--quiet", "--n-segments", "60", "--block", "48",
+                 "--stack-mode", "volume", "--method", "slic"]) == 0
+    labels = open_omezarr(store / "labels" / "preseg")
+    data = np.asarray(labels.level0[:])
+    assert data.shape == (2, 96, 96) and data.min() >= 1
+    import zarr
+
+    group = zarr.open_group(str(store / "labels" / "preseg"), mode="r")
+    about = dict(group.attrs)["napari_unsupseg"]
+    assert about["segmented_as"] == "volume" and about["blocks"] > 1
+    scale = open_omezarr(store).voxel_scale()
+    assert about["spacing"] == [scale["z"], scale["y"], scale["x"]]
+    # supervoxels cross the planes
+    assert (data[0] == data[1]).mean() > 0.2
+
+
+def test_volume_mode_without_z_gives_one_sentence(tmp_path, capsys):
+    path = write_store(tmp_path / "plane.zarr", smooth_volume((2, 1, 64, 64))[:, 0], axes="cyx")
+    assert main(["preseg", str(path), *FAST, "--stack-mode", "volume",
+                 "--method", "slic"]) == 2
+    assert "Volume mode needs a z axis" in _one_sentence(capsys)
+
+
+def test_predict_writes_stitched_objects_beside_the_classes(store, tmp_path):
+    from dataclasses import replace
+
+    from napari_unsupseg.core.models.checkpoints import save_checkpoint
+
+    model = sharp_unet(channels=2)
+    checkpoint = tmp_path / "unet.pth"
+    save_checkpoint(checkpoint, model.model, replace(model.config, object_class=1))
+    out = tmp_path / "classes.ome.zarr"
+    assert main(["predict", str(store), "--checkpoint", str(checkpoint), "--quiet",
+                 "--tile", "64", "--overlap", "16", "-o", str(out)]) == 0
+    classes = np.asarray(open_omezarr(out).level0[:])
+    objects = np.asarray(open_omezarr(tmp_path / "classes_objects.ome.zarr").level0[:])
+    assert objects.shape == classes.shape
+    assert ((objects > 0) == (classes == 1)).all()
+    assert objects.max() == len(np.unique(objects[objects > 0]))  # ids 1..n, unique
 
 
 def test_plain_zarr_and_other_engines_give_one_sentence(tmp_path, store, capsys):

@@ -101,10 +101,11 @@ def test_block_prediction_equals_whole_image(tmp_path, volume):
 
 
 def test_block_preseg_labels_unique_across_blocks(tmp_path, volume):
+    """Not stitched: each block's superpixels numbered on their own, after the others."""
     image = omezarr.open_omezarr(write_store(tmp_path / "img.zarr", volume[:, :2]))
     target = omezarr.create_labels(image, "superpixels", np.uint32)
     result = drive(blocks.run_blocks(image, "preseg", PresegParams(n_segments=100), target,
-                                     block=48))
+                                     block=48, stitch=False))
     labels = np.asarray(target.levels[0][:])
     assert labels.min() >= 1
     assert len(np.unique(labels)) == result.metadata["n_labels"] == labels.max()

@@ -4,13 +4,18 @@ written as OME-Zarr labels, block by block (:mod:`..core.predict.blocks`).
 An OME-Zarr input is never read whole: the engine runs on blocks of level 0 and each
 block's labels go straight into ``labels/<name>`` of the input's store (no output
 given) or into a new store (``-o out.ome.zarr``). A TIFF, PNG or JPEG input with a
-``.zarr`` output is read as usual and written the same way.
+``.zarr`` output is read as usual and written the same way. Superpixels and objects are
+stitched across block borders. Volume mode (``--stack-mode volume``, ``--objects-mode
+volume``) on a store with a z axis runs in overlapping 3-D blocks, with the voxel
+spacing of the store's scale unless ``--spacing-z/y/x`` are given. A model that
+separates objects also writes them: ``labels/NAME_objects`` (or ``OUT_objects.ome.zarr``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +34,12 @@ def add_zarr_arguments(parser: argparse.ArgumentParser) -> None:
                        help="Replace labels of that name (or an output store) already there.")
     group.add_argument("--block", type=int, default=1024, metavar="N",
                        help="Side of the blocks written one at a time, in pixels (predict: "
-                       "at most the tile size less twice the overlap).")
+                       "at most the tile size less twice the overlap; volume mode: at most "
+                       "256, and as long along z in physical units).")
+    group.add_argument("--margin", type=int, default=None, metavar="N",
+                       help="Pixels read around each block (preseg; predict uses the tile "
+                       "overlap); superpixels are stitched across borders in it. Default: "
+                       "six superpixels wide (3-D blocks: 32 to 64).")
 
 
 def wants_zarr(args: argparse.Namespace) -> bool:
@@ -50,35 +60,70 @@ def run_zarr(engine: str, params: Any, args: argparse.Namespace,
     from ._common import run_with_bar
 
     _refuse_unsupported(engine, args)
-    if "volume" in (getattr(params, "stack_mode", None), getattr(params, "objects_mode", None)):
-        raise InputError("OME-Zarr runs go plane by plane, block by block; volume mode needs "
-                         "the whole stack: leave --stack-mode / --objects-mode out.")
     if omezarr.is_omezarr_path(args.image):
         image = omezarr.open_omezarr(args.image)
     else:
         image = omezarr.image_from_array(load(args.image), args.image)
+    params = _volume_params(engine, params, image)
     store = _output_store(args, image.path)
     model = None
     if engine == "predict":
         from ..core.predict.engine import load_model
 
         model = load_model(params)
-    core, margin = blocks.block_geometry(engine, params, args.block)
+    core, margin = blocks.block_geometry(engine, params, args.block, args.margin,
+                                         image.plane_size)
     name = args.labels_name or engine
     target = omezarr.create_labels(image, name, blocks.labels_dtype(engine, model),
                                    store=store, overwrite=args.overwrite, chunk=core)
+    objects = None
+    if engine == "predict" and params.objects and model.config.object_class:
+        objects = omezarr.create_labels(
+            image, f"{name}_objects", "uint32", overwrite=args.overwrite, chunk=core,
+            store=None if store is None else _objects_store(store))
+    volume = blocks.volume_mode(engine, params, image, model, objects)
     if not args.quiet:
-        print(f"napari-unsupseg: {engine} block by block ({core} px blocks, {margin} px "
-              f"margin) over {image.label_shape}", file=sys.stderr)
+        kind = "3-D blocks" if volume else f"{core} px blocks, {margin} px margin"
+        print(f"napari-unsupseg: {engine} block by block ({kind}) over "
+              f"{image.label_shape}", file=sys.stderr)
     result = run_with_bar(lambda control: blocks.run_blocks(
-        image, engine, params, target, model=model, block=args.block, margin=margin,
-        control=control), engine, args.quiet, unit="block")
-    target.finish(properties=_class_properties(result.metadata),
-                  provenance={**result.metadata, "source": str(args.image)})
-    where = target.path if target.parent is None else target.path / "labels" / name
-    print(f"wrote {where} (OME-Zarr labels, {target.levels[0].dtype}, shape "
-          f"{tuple(target.levels[0].shape)}, {len(target.levels)} level(s))")
+        image, engine, params, target, model=model, block=args.block, margin=args.margin,
+        control=control, objects_target=objects), engine, args.quiet, unit="block")
+    for written, what in ((target, name), (objects, f"{name}_objects")):
+        if written is None:
+            continue
+        written.finish(properties=_class_properties(result.metadata) if written is target
+                       else None, provenance={**result.metadata, "source": str(args.image)})
+        where = written.path if written.parent is None else written.path / "labels" / what
+        print(f"wrote {where} (OME-Zarr labels, {written.levels[0].dtype}, shape "
+              f"{tuple(written.levels[0].shape)}, {len(written.levels)} level(s))")
     return 0
+
+
+def _volume_params(engine: str, params: Any, image: Any) -> Any:
+    """Volume mode: refused in one sentence without a z axis; the voxel spacing from the
+    store's scale unless the spacing options were given (left at 1, 1, 1)."""
+    mode = getattr(params, "stack_mode" if engine == "preseg" else "objects_mode", None)
+    if mode != "volume":
+        return params
+    if engine == "preseg":
+        from ..core.preseg import check_volume_mode
+
+        check_volume_mode(params)
+    if "z" not in image.axes:
+        raise InputError(f"Volume mode needs a z axis; {image.path.name} has axes "
+                         f"{', '.join(image.axes)}: leave --stack-mode / --objects-mode out.")
+    if (params.spacing_z, params.spacing_y, params.spacing_x) != (1.0, 1.0, 1.0):
+        return params
+    scale = image.voxel_scale()
+    return replace(params, spacing_z=scale["z"], spacing_y=scale["y"], spacing_x=scale["x"])
+
+
+def _objects_store(store: Path) -> Path:
+    """Where a new store's objects go: ``cells.ome.zarr`` -> ``cells_objects.ome.zarr``."""
+    name = store.name
+    suffix = ".ome.zarr" if name.lower().endswith(".ome.zarr") else ".zarr"
+    return store.with_name(f"{name[:-len(suffix)]}_objects{suffix}")
 
 
 def _refuse_unsupported(engine: str, args: argparse.Namespace) -> None:
@@ -91,6 +136,8 @@ def _refuse_unsupported(engine: str, args: argparse.Namespace) -> None:
                          "them out.")
     if args.block < 16:
         raise InputError(f"--block must be at least 16 pixels; got {args.block}.")
+    if args.margin is not None and args.margin < 0:
+        raise InputError(f"--margin cannot be negative; got {args.margin}.")
 
 
 def _output_store(args: argparse.Namespace, source: Path) -> Path | None:

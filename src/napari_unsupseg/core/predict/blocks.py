@@ -1,234 +1,193 @@
 """Local engines (prediction, and presegmentation) over an OME-Zarr image, block by block,
 labels written as they come.
 
-The image's level 0 is cut into square *cores* (one plane at a time); each core is read
-with a *margin* around it, the engine runs on the extended block, and only the core's
-labels are written to the labels array (:class:`~.base.omezarr.LabelsTarget`). Memory
-is bounded by a block, never the image: neither the image nor its labels are whole in
-memory at any time.
+The image's level 0 is cut into square *cores* (one plane at a time; a z-stack in
+volume mode: cubes of planes, :mod:`.blocks3d`); each core is read with a *margin*
+around it, the engine runs on the extended block, and only the core's labels are
+written to the labels array (:class:`~.base.omezarr.LabelsTarget`). Memory is bounded by
+a block, never the image: neither the image nor its labels are whole in memory at any
+time.
 
 - **Prediction**: the model is loaded once; each extended block is one tile of the
   prediction engine (core = tile size - 2 x margin, margin = the tile overlap), so a
   pixel sees the same context as in the tiled whole-image run. Intensities are scaled
-  once for the whole image (the sample the whole-image run takes), not per block.
+  once for the whole image (the sample the whole-image run takes), not per block. With
+  a second target (``objects_target``) and a model that separates objects, each
+  extended block's objects are split (:mod:`.objects`) and stitched across borders.
 - **Presegmentation**: one percentile normalisation for the whole image; the method runs
-  on the extended block with ``n_segments`` scaled to the block's share of the plane,
-  and the core's superpixels are numbered after those of the blocks before (unique
-  across blocks and planes). Superpixels end at core borders.
+  on the extended block with ``n_segments`` scaled to the block's share of the plane.
 
-:func:`seam_agreement` measures how well block borders match a whole-image run.
+Superpixels and objects are *stitched* (:mod:`..base.stitch`): in the margin that
+overlaps cores already written, a block's labels are compared with the written ones,
+and a label that continues a written one (IoU >= 0.5 there) takes its id; the others get
+new ids, unique across blocks and planes. Written labels never change.
+:func:`border_pair_agreement` measures how well block borders match a whole-image run.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Generator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from ..base.engine import Progress, Result, RunControl, Stopwatch, no_control, provenance
 from ..base.errors import InputError
-from ..base.images import INTENSITY_CHOICES, intensity_range, relabel_sequential
 from ..base.omezarr import LabelsTarget, OmeZarrImage, read_block
 from ..base.params import validate
 from ..preseg import PRESEG_METHODS, PresegParams, method_kwargs
+from .blockgrid import (
+    SAMPLE_PIXELS,
+    Block,
+    LabelsWriter,
+    block_geometry,
+    border_pair_agreement,
+    border_pairs,
+    border_pairs_split,
+    border_pixels,
+    cut_at_cores,
+    model_metadata,
+    objects_metadata,
+    plan_blocks,
+    predict_range,
+    preseg_range,
+    sample_image,
+    scale_block,
+    seam_agreement,
+    seed_step,
+)
+from .blocks3d import run_volume_blocks, volume_mode
+
+__all__ = ["BLOCK_ENGINES", "SAMPLE_PIXELS", "Block", "LabelsWriter", "block_geometry",
+           "border_pair_agreement", "border_pairs", "border_pairs_split", "border_pixels",
+           "cut_at_cores", "labels_dtype", "plan_blocks", "run_blocks", "sample_image",
+           "scale_block", "seam_agreement", "seed_step", "volume_mode"]
 
 #: Engines that run here (the others need the whole image at once).
 BLOCK_ENGINES = ("preseg", "predict")
-#: Pixels in the intensity sample, as the engines take it (``intensity_range``).
-SAMPLE_PIXELS = 1_000_000
-
-
-@dataclass(frozen=True)
-class Block:
-    """A core (written) and the extended window around it (read)."""
-
-    core: tuple[slice, slice]
-    extended: tuple[slice, slice]
-
-    @property
-    def inner(self) -> tuple[slice, slice]:
-        """The core inside the extended block's own coordinates."""
-        (cy, cx), (ey, ex) = self.core, self.extended
-        return (slice(cy.start - ey.start, cy.stop - ey.start),
-                slice(cx.start - ex.start, cx.stop - ex.start))
-
-
-def plan_blocks(size: tuple[int, int], core: int, margin: int) -> list[Block]:
-    """Cores of at most ``core`` px covering a plane row by row, each with ``margin``."""
-    height, width = size
-    blocks = []
-    for y in range(0, height, core):
-        for x in range(0, width, core):
-            cy, cx = slice(y, min(y + core, height)), slice(x, min(x + core, width))
-            ey = slice(max(0, y - margin), min(height, cy.stop + margin))
-            ex = slice(max(0, x - margin), min(width, cx.stop + margin))
-            blocks.append(Block((cy, cx), (ey, ex)))
-    return blocks
-
-
-def sample_image(image: OmeZarrImage) -> np.ndarray:
-    """A regular subsample of level 0, channels last, of about a million pixels: the
-    one the engines take from a whole image (same step), read plane by plane."""
-    height, width = image.plane_size
-    n_planes = math.prod(image.plane_shape)
-    step = max(1, int(math.sqrt(n_planes * height * width / SAMPLE_PIXELS)))
-    every = slice(None, None, step)
-    return np.stack([read_block(image, plane, every, every) for plane in image.planes()])
-
-
-def scale_block(block: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Intensities mapped to [0, 1] by the whole image's (low, high); constant channels 0."""
-    span = np.where(high > low, high - low, 1.0).astype(np.float32)
-    out = (block.astype(np.float32) - low) / span
-    np.clip(out, 0.0, 1.0, out=out)
-    out[..., high <= low] = 0.0
-    return out
 
 
 def run_blocks(image: OmeZarrImage, engine: str, params: Any, target: LabelsTarget, *,
-               model: Any = None, block: int = 1024, margin: int = 32,
-               control: RunControl | None = None) -> Generator[Progress, None, Result]:
+               model: Any = None, block: int = 1024, margin: int | None = None,
+               control: RunControl | None = None, objects_target: LabelsTarget | None = None,
+               stitch: bool = True) -> Generator[Progress, None, Result]:
     """Run ``engine`` (``preseg`` or ``predict``) over ``image`` block by block into
     ``target`` (cores and margins: :func:`block_geometry`); returns a :class:`Result`
     whose ``labels`` is the (lazy) level 0 of the target and whose metadata describes
-    the run. ``target.finish`` is left to the caller
-    (it writes the pyramid and metadata once the labels are complete)."""
+    the run. ``margin``: presegmentation's (none: a few superpixels wide, so that the
+    stitched superpixels agree with a whole-image run). ``objects_target``: where a
+    prediction's objects go (models that separate objects; none: no objects).
+    ``stitch=False`` numbers each block's superpixels or objects on their own (labels
+    end at core borders). Volume mode (``stack_mode="volume"``; ``objects_mode=
+    "volume"`` with objects) on an image with a z axis runs in 3-D blocks
+    (:mod:`.blocks3d`). ``target.finish`` is left to the caller (it writes the pyramid
+    and metadata once the labels are complete)."""
     if engine not in BLOCK_ENGINES:
         raise InputError(f"The {engine} engine needs the whole image at once; block by "
                          f"block runs {' and '.join(BLOCK_ENGINES)}.")
     control = control or no_control()
     validate(params)
+    if engine == "predict" and model is None:
+        from .engine import load_model
+
+        model = load_model(params)
+    if volume_mode(engine, params, image, model, objects_target):
+        return (yield from run_volume_blocks(
+            image, engine, params, target, model=model, block=block, margin=margin,
+            control=control, objects_target=objects_target, stitch=stitch))
     clock = Stopwatch()
-    core, margin = block_geometry(engine, params, block, margin)
+    core, margin = block_geometry(engine, params, block, margin, image.plane_size)
     if engine == "predict":
-        step_block, extra = _predict_blocks(image, params, model)
+        step_block, extra = _predict_blocks(image, params, model, target, objects_target,
+                                            stitch)
     else:
-        step_block, extra = _preseg_blocks(image, params)
+        step_block, extra = _preseg_blocks(image, params, target, stitch)
     clock.lap("prepare")
-    blocks = plan_blocks(image.plane_size, core, margin)
+    align = seed_step(image.plane_size, params.n_segments) if engine == "preseg" else 1
+    blocks = plan_blocks(image.plane_size, core, margin, align)
     planes = list(image.planes())
     total, done = len(blocks) * len(planes), 0
     yield Progress(0, total, message=f"{len(blocks)} block(s) per plane")
     for plane in planes:
+        written: list[Block] = []
+
+        def place(window: tuple[slice, ...], plane: tuple = plane) -> tuple:
+            return (plane, *window)
+
         for piece in blocks:
             if control.stop_requested:
                 break
-            labels = step_block(read_block(image, plane, *piece.extended), piece)
-            target.write_block(plane, *piece.core, labels[piece.inner])
+            step_block(read_block(image, plane, *piece.extended), piece, written, place)
+            written.append(piece)
             done += 1
             where = ",".join(map(str, plane)) or "0"
             yield Progress(done, total, message=f"plane {where}: block {done}/{total}")
     clock.lap("blocks")
     metadata = provenance(engine, params, blocks=len(blocks), block_core=core,
-                          margin=margin, planes=len(planes), blocks_done=done,
+                          margin=margin, block_align=align, planes=len(planes), blocks_done=done,
                           stopped_early=done < total, timings=clock.total(), **extra())
     return Result(labels=target.levels[0], metadata=metadata)
 
 
-def _preseg_blocks(image: OmeZarrImage, params: PresegParams) -> tuple[Any, Any]:
-    """The presegmentation of one extended block, and the metadata after the run."""
-    sample = sample_image(image).reshape(-1, image.n_channels)
-    low, high = np.percentile(sample.astype(np.float32), [params.norm_low, params.norm_high],
-                              axis=0).astype(np.float32)
+def _preseg_blocks(image: OmeZarrImage, params: PresegParams, target: LabelsTarget,
+                   stitch: bool) -> tuple[Any, Any]:
+    """The presegmentation of one extended block, written; and the metadata after."""
+    low, high = preseg_range(image, params)
     plane_area = image.plane_size[0] * image.plane_size[1]
     function = PRESEG_METHODS[params.method]
-    count = {"offset": 0}
+    writer = LabelsWriter(target, stitch)
 
-    def segment(block: np.ndarray, piece: Block) -> np.ndarray:
+    def segment(block: np.ndarray, piece: Block, written: list[Block], place: Any) -> None:
         area = block.shape[0] * block.shape[1]
         share = replace(params, n_segments=max(2, round(params.n_segments * area / plane_area)))
         labels = function(scale_block(block, low, high), **method_kwargs(share))
-        core = relabel_sequential(labels[piece.inner], np.uint32).astype(np.uint32)
-        core[core > 0] += count["offset"]
-        count["offset"] = max(count["offset"], int(core.max(initial=0)))
-        out = np.zeros(labels.shape, np.uint32)
-        out[piece.inner] = core
-        return out
+        writer.write(labels, piece, written, place)
 
-    return segment, lambda: {"n_labels": count["offset"], "device": "cpu", "seed": params.seed}
+    return segment, lambda: {"n_labels": writer.count, "device": "cpu", "seed": params.seed,
+                             "stitched": {"on": stitch, "labels_continued": writer.matched}}
 
 
-def block_geometry(engine: str, params: Any, block: int = 1024, margin: int = 32
-                   ) -> tuple[int, int]:
-    """(core, margin) of the blocks. Prediction: each extended block is one tile of the
-    engine, its margin the tile overlap (as in a tiled whole-image run)."""
-    if engine != "predict":
-        return max(16, block), max(0, margin)
-    margin = min(params.overlap, params.tile_size // 4)
-    return max(32, min(block, params.tile_size - 2 * margin)), margin
 
 
-def _predict_blocks(image: OmeZarrImage, params: Any, model: Any) -> tuple[Any, Any]:
-    """The prediction of one extended block, and the metadata after the run."""
-    from .engine import load_model, predict
 
-    model = model if model is not None else load_model(params)
-    mode = model.config.intensity if params.intensity == "auto" else params.intensity
-    if mode not in INTENSITY_CHOICES or mode == "auto":
-        mode = "dtype" if image.level0.dtype == np.uint8 else "percentile"
-    low, high = intensity_range(sample_image(image), mode)
+
+
+
+def _predict_blocks(image: OmeZarrImage, params: Any, model: Any, target: LabelsTarget,
+                    objects_target: LabelsTarget | None, stitch: bool) -> tuple[Any, Any]:
+    """The prediction of one extended block, written (and its objects, stitched); and
+    the metadata after the run."""
+    from ..base.engine import drive
+    from .engine import predict
+    from .objects import separate_objects
+
+    mode, low, high = predict_range(image, params, model)
     # Each block is scaled here, so the engine takes it as it is (float in [0, 1]).
-    # Objects are not split block by block (an object may cross a border).
+    # Objects are split here, on the extended block, and stitched across borders.
     block_params = replace(params, intensity="dtype", objects=False, confidence=False)
+    object_class = model.config.object_class if params.objects else None
+    writer = LabelsWriter(objects_target, stitch) \
+        if object_class and objects_target is not None else None
     last: dict[str, Any] = {}
 
-    def classify(block: np.ndarray, piece: Block) -> np.ndarray:
-        from ..base.engine import drive
-
+    def classify(block: np.ndarray, piece: Block, written: list[Block], place: Any) -> None:
         result = drive(predict(scale_block(block, low, high), block_params, model))
         last.update(result.metadata)
-        return result.labels
+        target.write_block(*place(piece.core), result.labels[piece.inner])
+        if writer is not None:
+            writer.write(separate_objects(result.labels == object_class), piece, written,
+                         place)
 
     def metadata() -> dict[str, Any]:
-        keep = ("model", "class_names", "palette", "label_offset", "classes", "channels",
-                "device")
-        skipped = {"objects": {"class": model.config.object_class, "skipped": "objects are "
-                               "not split block by block (one may cross a border)"}}
-        return {**{k: last[k] for k in keep if k in last},
-                "intensity": {"mode": mode, "low": low, "high": high},
-                **(skipped if params.objects and model.config.object_class else {})}
+        return {**model_metadata(last), "intensity": {"mode": mode, "low": low, "high": high},
+                **objects_metadata(params, object_class, writer)}
 
     return classify, metadata
 
 
-def border_pixels(size: tuple[int, int], blocks: list[Block]) -> np.ndarray:
-    """A mask of the pixels on either side of every inner core border of a plane."""
-    mask = np.zeros(size, bool)
-    for piece in blocks:
-        cy, cx = piece.core
-        if cy.start > 0:
-            mask[cy.start - 1:cy.start + 1, cx] = True
-        if cx.start > 0:
-            mask[cy, cx.start - 1:cx.start + 1] = True
-    return mask
 
 
-def seam_agreement(blocked: np.ndarray, whole: np.ndarray, blocks: list[Block]) -> float:
-    """Share of the pixels beside block borders whose label is the whole-image run's
-    (1.0 when there is no inner border)."""
-    mask = border_pixels(blocked.shape[-2:], blocks)
-    if not mask.any():
-        return 1.0
-    return float((blocked[..., mask] == whole[..., mask]).mean())
-
-
-def border_pairs_split(labels: np.ndarray, blocks: list[Block]) -> float:
-    """Share of the pixel pairs straddling inner core borders that lie in two different
-    labels (superpixels: 1.0 block by block; a whole-plane run's share says how many of
-    those cuts it has too)."""
-    split = total = 0
-    for piece in blocks:
-        cy, cx = piece.core
-        if cy.start > 0:
-            pair = labels[..., cy.start - 1, cx] != labels[..., cy.start, cx]
-            split, total = split + int(pair.sum()), total + pair.size
-        if cx.start > 0:
-            pair = labels[..., cy, cx.start - 1] != labels[..., cy, cx.start]
-            split, total = split + int(pair.sum()), total + pair.size
-    return split / total if total else 0.0
 
 
 def labels_dtype(engine: str, model: Any = None) -> type[np.unsignedinteger]:
