@@ -176,9 +176,13 @@ def preseg_seams(store: Path, block: int) -> None:
                                    low, high)
     whole = PRESEG_METHODS[params.method](plane, **method_kwargs(params))
     blocked = np.asarray(open_omezarr(store / "labels" / "preseg").level0[0])
-    core, margin = blocks_mod.block_geometry("preseg", params, block, None, plane.shape[:2])
-    plan = blocks_mod.plan_blocks(plane.shape[:2], core, margin,
-                                  blocks_mod.seed_step(plane.shape[:2], params.n_segments))
+    import zarr
+
+    # The run's own geometry (its margin is measured on the image), from its metadata.
+    about = dict(zarr.open_group(str(store / "labels" / "preseg"), mode="r").attrs)
+    about = about["napari_unsupseg"]
+    core, margin = about["block_core"], about["margin"]
+    plan = blocks_mod.plan_blocks(plane.shape[:2], core, margin, about["block_align"])
     print_pair_seams("preseg", blocked, whole, plan,
                      f"{len(plan)} blocks of {core} px, margin {margin} px")
 

@@ -125,8 +125,8 @@ def stated_spacing(path: str | Path) -> tuple[float, float, float] | None:
 
         if not is_omezarr_path(path):
             return None
-        scale = open_omezarr(path).voxel_scale()
-        return (scale["z"], scale["y"], scale["x"]) if "z" in scale else None
+        scale = open_omezarr(path).voxel_scale()  # a plane has no z: it is never a volume
+        return (scale.get("z", 1.0), scale["y"], scale["x"])
     if path.suffix.lower() not in TIFF_SUFFIXES or not path.exists():
         return None
     import tifffile

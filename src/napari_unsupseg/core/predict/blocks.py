@@ -26,6 +26,7 @@ new ids, unique across blocks and planes. Written labels never change.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Generator
 from dataclasses import replace
 from typing import Any
@@ -38,6 +39,7 @@ from ..base.omezarr import LabelsTarget, OmeZarrImage, read_block
 from ..base.params import validate
 from ..preseg import PRESEG_METHODS, PresegParams, method_kwargs
 from .blockgrid import (
+    PRESEG_MARGIN_STEPS,
     SAMPLE_PIXELS,
     Block,
     LabelsWriter,
@@ -97,12 +99,17 @@ def run_blocks(image: OmeZarrImage, engine: str, params: Any, target: LabelsTarg
             image, engine, params, target, model=model, block=block, margin=margin,
             control=control, objects_target=objects_target, stitch=stitch))
     clock = Stopwatch()
+    probe = engine == "preseg" and margin is None
     core, margin = block_geometry(engine, params, block, margin, image.plane_size)
+    # One intensity range for the whole image (its sample reads every chunk: once).
+    scaling = preseg_range(image, params) if engine == "preseg" else None
+    if probe:
+        margin = probed_margin(image, params, core, margin, scaling)
     if engine == "predict":
         step_block, extra = _predict_blocks(image, params, model, target, objects_target,
                                             stitch)
     else:
-        step_block, extra = _preseg_blocks(image, params, target, stitch)
+        step_block, extra = _preseg_blocks(image, params, target, stitch, scaling)
     clock.lap("prepare")
     align = seed_step(image.plane_size, params.n_segments) if engine == "preseg" else 1
     blocks = plan_blocks(image.plane_size, core, margin, align)
@@ -131,9 +138,9 @@ def run_blocks(image: OmeZarrImage, engine: str, params: Any, target: LabelsTarg
 
 
 def _preseg_blocks(image: OmeZarrImage, params: PresegParams, target: LabelsTarget,
-                   stitch: bool) -> tuple[Any, Any]:
+                   stitch: bool, scaling: Any) -> tuple[Any, Any]:
     """The presegmentation of one extended block, written; and the metadata after."""
-    low, high = preseg_range(image, params)
+    low, high = scaling
     plane_area = image.plane_size[0] * image.plane_size[1]
     function = PRESEG_METHODS[params.method]
     writer = LabelsWriter(target, stitch)
@@ -148,10 +155,26 @@ def _preseg_blocks(image: OmeZarrImage, params: PresegParams, target: LabelsTarg
                              "stitched": {"on": stitch, "labels_continued": writer.matched}}
 
 
-
-
-
-
+def probed_margin(image: OmeZarrImage, params: PresegParams, core: int, margin: int,
+                  scaling: Any) -> int:
+    """The presegmentation margin from the superpixels' real size: the method runs once on
+    a window at the centre of the first plane (as large as an extended block), and the
+    margin is :data:`PRESEG_MARGIN_STEPS` of its superpixels, at least ``margin`` (the
+    seed grid's) and, above that, at most ``core`` (an extended block stays within three
+    cores a side). Methods often return far fewer superpixels than
+    asked on smooth images (slic joins its small pieces): a margin of seed steps is then
+    narrower than two superpixels, and neighbouring blocks cut them differently."""
+    height, width = image.plane_size
+    side_y, side_x = min(height, core + 2 * margin), min(width, core + 2 * margin)
+    ys = slice((height - side_y) // 2, (height - side_y) // 2 + side_y)
+    xs = slice((width - side_x) // 2, (width - side_x) // 2 + side_x)
+    low, high = scaling
+    window = scale_block(read_block(image, next(image.planes()), ys, xs), low, high)
+    share = replace(params, n_segments=max(2, round(params.n_segments * side_y * side_x
+                                                      / (height * width))))
+    count = len(np.unique(PRESEG_METHODS[params.method](window, **method_kwargs(share))))
+    step = math.sqrt(side_y * side_x / max(1, count))
+    return int(max(margin, min(core, round(PRESEG_MARGIN_STEPS * step))))
 
 
 def _predict_blocks(image: OmeZarrImage, params: Any, model: Any, target: LabelsTarget,
@@ -184,10 +207,6 @@ def _predict_blocks(image: OmeZarrImage, params: Any, model: Any, target: Labels
                 **objects_metadata(params, object_class, writer)}
 
     return classify, metadata
-
-
-
-
 
 
 def labels_dtype(engine: str, model: Any = None) -> type[np.unsignedinteger]:
