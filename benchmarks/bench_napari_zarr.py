@@ -57,7 +57,7 @@ def texture(rows: slice, width: int, seed: int = 0) -> np.ndarray:
     cell = ((v // 300).astype(np.int64) * 7919 + (u // 300).astype(np.int64)) % 4093
     table = np.random.default_rng(seed).integers(30, 225, (4093, 3)).astype(np.float32)
     rng = np.random.default_rng(rows.start)
-    stripes = 18 * np.sin(xx / 5 + yy / 9)
+    stripes = 6 * np.sin(xx / 5 + yy / 9)
     out = np.empty((3, *xx.shape), np.uint8)
     for c in range(3):
         plane = table[cell, c] + stripes * (c - 1) + rng.normal(0, 6, xx.shape)
@@ -142,35 +142,92 @@ class Memory:
 
 
 class Frames:
-    """Gaps between the ticks of a 20 ms timer on the main thread."""
+    """Gaps between the ticks of a 20 ms timer on the main thread; with ``stalls``, a
+    thread also notes where the main thread is while a tick is late (the innermost
+    frames of its stack, counted), to tell what holds it."""
 
-    def __init__(self) -> None:
+    def __init__(self, stalls: bool = False) -> None:
         from qtpy.QtCore import Qt, QTimer
 
         self.gaps: list[float] = []
+        self.ends: list[float] = []  #: when each gap ended
+        self.adding: list[tuple[float, float]] = []  #: layers being added: (start, end)
+        self.where: dict[str, int] = {}
         self._last = time.perf_counter()
+        self._main = threading.get_ident()
+        self._watch = stalls
+        self._running = threading.Event()
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.timeout.connect(self._tick)
+        if stalls:
+            threading.Thread(target=self._watchdog, daemon=True).start()
 
     def _tick(self) -> None:
         now = time.perf_counter()
         self.gaps.append((now - self._last) * 1000)
+        self.ends.append(now)
         self._last = now
+
+    def follow(self, viewer: Any) -> None:
+        """Note when napari adds a layer (it builds the layer's visual and controls on the
+        main thread, once per layer: a cost of napari's, apart from the run's)."""
+        viewer.layers.events.inserting.connect(
+            lambda _e: self.adding.append((time.perf_counter(), float("inf"))))
+        viewer.layers.events.inserted.connect(
+            lambda _e: self.adding.append((self.adding.pop()[0], time.perf_counter())))
+
+    def _watchdog(self) -> None:
+        import traceback
+
+        while True:
+            time.sleep(0.05)
+            late = time.perf_counter() - self._last
+            if not self._running.is_set() or late < SLOW_MS / 1000 * 0.75:
+                continue
+            frame = sys._current_frames().get(self._main)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)
+            # The innermost frames, and the package's own frame that led there.
+            own = [f for f in stack if "napari_unsupseg" in f.filename][-1:]
+            key = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}"
+                              for f in [*reversed(stack[-3:]), *own])
+            self.where[key] = self.where.get(key, 0) + 1
 
     def start(self) -> None:
         self.gaps.clear()
+        self.ends.clear()
+        self.adding.clear()
+        self.where.clear()
         self._last = time.perf_counter()
+        self._running.set()
         self.timer.start(TICK_MS)
 
     def stop(self) -> str:
         self.timer.stop()
+        self._running.clear()
         gaps = np.asarray(self.gaps or [0.0])
-        slow = int((gaps > SLOW_MS).sum())
-        verdict = "met" if slow == 0 else "NOT met"
-        return (f"main thread: {len(gaps)} ticks, max gap {gaps.max():.0f} ms, 99th "
-                f"percentile {np.percentile(gaps, 99):.0f} ms, {slow} over {SLOW_MS:.0f} ms "
-                f"(goal none: {verdict})")
+        ends = np.asarray(self.ends or [0.0])
+        adding = np.zeros(len(gaps), bool)
+        for start, end in self.adding:  # the gaps that overlap a layer being added
+            adding |= (ends - gaps / 1000 < end) & (ends > start)
+        text = "main thread: " + describe(gaps, "the whole run")
+        if adding.any():
+            text += (f"\n  main thread without the {len(self.adding)} layer addition(s) "
+                     f"({gaps[adding].max():.0f} ms at most): {describe(gaps[~adding], 'rest')}")
+        for key, n in sorted(self.where.items(), key=lambda item: -item[1])[:8]:
+            text += f"\n    late x{n} (50 ms samples) in: {key}"
+        return text
+
+
+def describe(gaps: np.ndarray, what: str) -> str:
+    gaps = gaps if gaps.size else np.zeros(1)
+    slow = int((gaps > SLOW_MS).sum())
+    verdict = "met" if slow == 0 else "NOT met"
+    return (f"{gaps.size} ticks ({what}), max gap {gaps.max():.0f} ms, 99th percentile "
+            f"{np.percentile(gaps, 99):.0f} ms, {slow} over {SLOW_MS:.0f} ms (goal none: "
+            f"{verdict})")
 
 
 class Camera:
@@ -187,7 +244,8 @@ class Camera:
     def _move(self) -> None:
         self.step += 1
         rng = np.random.default_rng(self.step)
-        camera = self.viewer.camera
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") \
+            else self.viewer.camera
         centre = rng.uniform(0.1, 0.9, 2) * self.size
         camera.center = (*camera.center[:-2], *centre)
         camera.zoom = float(rng.choice([0.05, 0.2, 1.0])) * WINDOW[1] / self.size * 8
@@ -236,7 +294,8 @@ def segment(viewer: Any, app: Any, store: Path, kind: str, args: argparse.Namesp
     layers = viewer.open(str(store), plugin="napari-ome-zarr")
     image = open_omezarr(store)
     height, width = image.plane_size
-    frames, camera = Frames(), Camera(viewer, float(max(height, width)), args.pan)
+    frames, camera = Frames(args.stalls), Camera(viewer, float(max(height, width)), args.pan)
+    frames.follow(viewer)
     viewer.reset_view()
     for engine in args.engines:
         name = "Presegment" if engine == "preseg" else "Model inference"
@@ -283,6 +342,8 @@ def main() -> None:
                         default=["preseg", "predict"])
     parser.add_argument("--pan", type=float, default=0.5,
                         help="Seconds between camera moves during a run (0: none).")
+    parser.add_argument("--stalls", action="store_true",
+                        help="Say where the main thread was while it was late (diagnosis).")
     parser.add_argument("--keep", type=Path, default=None,
                         help="Write the stores here (and keep them) instead of a temp folder.")
     parser.add_argument("--screenshot", type=Path, default=None,

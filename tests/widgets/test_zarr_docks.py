@@ -83,6 +83,9 @@ def test_preseg_runs_block_by_block_into_the_store(make_napari_viewer, qtbot, tm
     assert _labels_in(path) == ["preseg"]
     written = np.asarray(layer.data[0][...])
     assert written.shape == (192, 160) and written.min() > 0
+    # What napari shows (its thumbnail: the smallest level) has the labels, not the
+    # empty arrays the layer was made with.
+    assert len(np.unique(layer.thumbnail.reshape(-1, 4), axis=0)) > 1
     assert "labels/preseg" in widget.status.text()
     # The engine the command line runs gives the same labels on the same store.
     params = widget._setup().params

@@ -208,7 +208,9 @@ def refresh(run: BlockRun, force: bool = False) -> None:
     if run.layer is None or (not force and now - run.last_refresh < REFRESH_INTERVAL):
         return
     run.last_refresh = now
-    run.layer.refresh()
+    # Setting the data again, not refresh(): napari keeps its smallest level in memory
+    # until the data is replaced, and would show that level as it was when first read.
+    run.layer.data = list(run.target.levels)
 
 
 def stopped_words(outcome: BlockOutcome) -> str:
