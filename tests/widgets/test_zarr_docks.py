@@ -171,3 +171,26 @@ def test_a_stopped_run_keeps_its_blocks_and_says_so(make_napari_viewer, qtbot, t
     assert provenance["stopped_early"] and provenance["blocks_done"] < 30
     assert "Stopped after" in widget.status.text()
     assert any("Stopped after" in n.message for n in notification_manager.records)
+
+
+def test_the_result_layer_shows_blocks_written_after_it_was_added(make_napari_viewer,
+                                                                   tmp_path):
+    from napari_unsupseg.core.base.omezarr import create_labels, open_omezarr
+    from napari_unsupseg.widgets._setup import make_setup
+
+    path = _rgb_store(tmp_path / "rgb.zarr")
+    viewer = make_napari_viewer()
+    layers = _open(viewer, path)
+    setup = make_setup(layers[0], params=None, engine_label="superpixels")
+    image = open_omezarr(path)
+    plan = _zarr_run.ZarrPlan("preseg", path, image, 64, 64, 0)
+    run = _zarr_run.BlockRun(plan, "blocks")
+    run.target = create_labels(image, "blocks", np.uint32, chunk=64)
+    run.layer = _zarr_run.add_result_layer(viewer, run, setup, "blocks", {})
+    assert run.layer.multiscale
+    viewer.reset_view()  # the whole image: napari shows (and keeps) the smallest level
+    before = np.unique(run.layer.thumbnail.reshape(-1, 4), axis=0)
+    run.target.write_block((), slice(0, 192), slice(0, 160), np.full((192, 160), 7, np.uint32))
+    _zarr_run.refresh(run, force=True)
+    after = np.unique(run.layer.thumbnail.reshape(-1, 4), axis=0)
+    assert len(before) == 1 and not np.array_equal(before, after)
