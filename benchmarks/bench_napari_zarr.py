@@ -287,6 +287,19 @@ def run_dock(app: Any, widget: Any, memory: Memory, frames: Frames, camera: Came
     return ended[0], seconds
 
 
+def idle(seconds: float, frames: Frames, camera: Camera) -> None:
+    """The main thread's gaps with no run: what napari costs here by itself."""
+    from qtpy.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    frames.start()
+    camera.start()
+    loop.exec()
+    camera.stop()
+    print(f"  {frames.stop()}", flush=True)
+
+
 def segment(viewer: Any, app: Any, store: Path, kind: str, args: argparse.Namespace,
             checkpoint: Path, memory: Memory) -> None:
     from napari_unsupseg.core.base.omezarr import open_omezarr
@@ -297,6 +310,10 @@ def segment(viewer: Any, app: Any, store: Path, kind: str, args: argparse.Namesp
     frames, camera = Frames(args.stalls), Camera(viewer, float(max(height, width)), args.pan)
     frames.follow(viewer)
     viewer.reset_view()
+    if args.baseline > 0:
+        print(f"{kind}, no run, the camera moving for {args.baseline:g} s (napari's own "
+              "cost of loading and drawing tiles here):", flush=True)
+        idle(args.baseline, frames, camera)
     for engine in args.engines:
         name = "Presegment" if engine == "preseg" else "Model inference"
         _, widget = viewer.window.add_plugin_dock_widget("napari-unsupseg", name)
@@ -342,6 +359,8 @@ def main() -> None:
                         default=["preseg", "predict"])
     parser.add_argument("--pan", type=float, default=0.5,
                         help="Seconds between camera moves during a run (0: none).")
+    parser.add_argument("--baseline", type=float, default=10.0,
+                        help="Seconds of camera moves with no run, measured first (0: none).")
     parser.add_argument("--stalls", action="store_true",
                         help="Say where the main thread was while it was late (diagnosis).")
     parser.add_argument("--keep", type=Path, default=None,
