@@ -38,8 +38,11 @@ from ..core.registry import plan_run
 from ._setup import RunSetup
 
 #: Seconds between two refreshes of the result layer while blocks are written: each
-#: refresh makes napari read the displayed tiles of the labels again.
+#: refresh makes napari read the displayed tiles of the labels again, on the main thread.
 REFRESH_INTERVAL = 1.5
+#: The most of the main thread's time refreshing may take: a slow refresh (a large
+#: window, slow disk) spaces the next ones, so the viewer stays responsive.
+REFRESH_SHARE = 0.1
 #: Engines the docks run block by block (the others need the whole image at once).
 BLOCK_ENGINES = ("preseg", "predict")
 DEFAULT_BLOCK = 1024
@@ -153,6 +156,7 @@ class BlockRun:
     target: Any = None
     layer: Any = None
     last_refresh: float = field(default=-float("inf"))
+    interval: float = REFRESH_INTERVAL
 
 
 @dataclass
@@ -205,12 +209,15 @@ def add_result_layer(viewer: Any, run: BlockRun, setup: RunSetup, name: str,
 def refresh(run: BlockRun, force: bool = False) -> None:
     """Show the blocks written since the last refresh (at most every REFRESH_INTERVAL)."""
     now = time.monotonic()
-    if run.layer is None or (not force and now - run.last_refresh < REFRESH_INTERVAL):
+    if run.layer is None or (not force and now - run.last_refresh < run.interval):
         return
-    run.last_refresh = now
+    if not force and not run.layer.visible:
+        return  # nothing to show: the last refresh, at the end, shows it all
     # Setting the data again, not refresh(): napari keeps its smallest level in memory
     # until the data is replaced, and would show that level as it was when first read.
     run.layer.data = list(run.target.levels)
+    run.last_refresh = time.monotonic()
+    run.interval = max(REFRESH_INTERVAL, (run.last_refresh - now) / REFRESH_SHARE)
 
 
 def stopped_words(outcome: BlockOutcome) -> str:
@@ -279,11 +286,14 @@ def _on_result(widget: Any, setup: RunSetup, run: BlockRun, ended: str,
         _on_progress(widget, setup, run, Progress(0, 0))
     refresh(run, force=True)
     layer, result = run.layer, outcome.result
+    where = f"{run.plan.store}/labels/{run.name}"
+    if layer not in widget.viewer.layers:  # removed by the user during the run
+        widget.set_status(f"Done: the labels are in {where}.")
+        return
     layer.metadata = {**widget.result_metadata(setup, dict(result.metadata)),
                       "store": str(run.plan.store), "labels": run.name}
     widget.style_result(layer, result, setup)
     widget.viewer.layers.selection.active = layer
-    where = f"{run.plan.store}/labels/{run.name}"
     if result.metadata.get("stopped_early"):
         words = f"{stopped_words(outcome)}: {where} holds the blocks done"
         show_info(f"{words}; its metadata says the run was stopped early.")
