@@ -7,7 +7,9 @@ block by block (:func:`~..core.predict.blocks.run_blocks`, the command line's en
 and writes each block's labels into a new labels image of the store's ``labels/``
 group (``labels/preseg``, ``labels/preseg-2``, ...: existing labels are never
 replaced), which napari-ome-zarr and other OME-Zarr viewers list with the image.
-The run uses every channel of the store, whichever of its channel layers is chosen.
+The run uses every channel of the store, whichever of its channel layers is chosen (the
+limits line says how many); channel layers that are not the store's make it an ordinary
+run, read into memory.
 
 The result layer is a multiscale Labels layer over the store's label arrays, added when
 the worker has created them and refreshed every :data:`REFRESH_INTERVAL` seconds, so
@@ -98,6 +100,8 @@ def zarr_plan(engine: str | None, setup: RunSetup, params: Any,
         return None  # a zarr store that is not an OME-Zarr image: read as any lazy layer
     if image.label_shape != tuple(setup.result_shape):
         return None  # the layer is not the store's image as stored (another view of it)
+    if setup.channel_data and 1 + len(setup.channel_data) != image.n_channels:
+        return None  # channel layers that are not the store's channels: read them all
     core, margin = block_geometry(engine, params, block)
     return ZarrPlan(engine, store, image, block, core, margin)
 
