@@ -43,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 WINDOW = (1280, 800)
 TICK_MS = 20
 SLOW_MS = 200.0
+TRACE_S = 15.0
 GOAL_GIB = {"rgb": 4.0, "volume": 3.0}
 
 
@@ -126,16 +127,24 @@ class Memory:
 
         self.process = psutil.Process()
         self.peak = 0
+        self.trace: list[float] = []  #: RSS (GiB) every TRACE_S seconds since ``reset``
+        self._next = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self.process.memory_info().rss)
+            rss = self.process.memory_info().rss
+            self.peak = max(self.peak, rss)
+            if time.perf_counter() >= self._next:
+                self.trace.append(rss / 2**30)
+                self._next = time.perf_counter() + TRACE_S
 
     def reset(self) -> None:
         self.peak = self.process.memory_info().rss
+        self.trace = []
+        self._next = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -328,11 +337,15 @@ def segment(viewer: Any, app: Any, store: Path, kind: str, args: argparse.Namesp
             widget.checkpoint.value = str(checkpoint)
             widget.form.set_values({"tile_size": args.tile})
         print(f"{kind} {engine}: {widget.controls.limits.text()}", flush=True)
+        before = memory.process.memory_info().rss / 2**30
         outcome, seconds = run_dock(app, widget, memory, frames, camera)
         peak = memory.peak / 2**30
         goal = GOAL_GIB[kind]
         print(f"  {outcome} in {seconds:.1f} s; peak RSS during the run {peak:.2f} GiB "
-              f"(goal < {goal} GiB: {'met' if peak < goal else 'NOT met'})", flush=True)
+              f"(goal < {goal} GiB: {'met' if peak < goal else 'NOT met'}; {before:.2f} GiB "
+              "when it started)", flush=True)
+        print(f"  RSS every {TRACE_S:g} s (GiB): "
+              + " ".join(f"{g:.2f}" for g in memory.trace), flush=True)
         print(f"  status: {widget.status.text()}", flush=True)
         labels = [layer for layer in viewer.layers if "labels" in layer.metadata]
         if labels:
@@ -361,6 +374,9 @@ def main() -> None:
                         help="Seconds between camera moves during a run (0: none).")
     parser.add_argument("--baseline", type=float, default=10.0,
                         help="Seconds of camera moves with no run, measured first (0: none).")
+    parser.add_argument("--dask-cache", type=float, default=None, metavar="GB",
+                        help="napari's cache of image tiles for this run (default: napari's "
+                        "setting, a share of the machine's memory; 0: none).")
     parser.add_argument("--stalls", action="store_true",
                         help="Say where the main thread was while it was late (diagnosis).")
     parser.add_argument("--keep", type=Path, default=None,
@@ -398,10 +414,21 @@ def main() -> None:
             stores.append(("volume", store, 2))
 
         import napari
+        from napari.settings import get_settings
 
+        # napari keeps the image tiles it has read (dask) up to this size: panning over a
+        # large image fills it whatever the run does.
+        cache = get_settings().application.dask
+        size = cache.cache if args.dask_cache is None else args.dask_cache
+        print(f"napari's dask cache: {'on' if cache.enabled else 'off'}, up to "
+              f"{size:.1f} GB", flush=True)
         memory = Memory()
         viewer = napari.Viewer(title="bench_napari_zarr")
         viewer.window.resize(*WINDOW)
+        if args.dask_cache is not None:  # after the viewer, which sizes it from the settings;
+            from napari.utils import resize_dask_cache  # this process only, nothing saved
+
+            resize_dask_cache(int(args.dask_cache * 1e9))
         app = napari.qt.get_qapp()
         for kind, store, channels in stores:
             checkpoint = unet(folder / f"unet{channels}.pth", channels)
