@@ -75,6 +75,7 @@ def test_preseg_runs_block_by_block_into_the_store(make_napari_viewer, qtbot, tm
     widget.form.set_values({"method": "slic", "n_segments": 40})
     line = widget.controls.limits.text()
     assert "block by block" in line and "rgb.zarr" in line, line
+    assert "3 channels" in line and "per block" in line, line
     assert _run(qtbot, widget) == "done", _errors()
     assert not _errors()
     layer = viewer.layers.selection.active

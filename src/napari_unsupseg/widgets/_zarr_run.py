@@ -113,6 +113,13 @@ def limits_text(plan: ZarrPlan, params: Any, dtype: Any) -> tuple[str, Any]:
     text = (f"block by block ({plan.core} px blocks, {channels} channel"
             f"{'s' if channels != 1 else ''} of {plan.store.name}), labels written into "
             f"its labels/ group; {planned.limits.line} at the peak (one block)")
+    segments = getattr(params, "n_segments", None)
+    if plan.engine == "preseg" and segments:
+        # n_segments counts superpixels in the whole image: each block gets its share,
+        # which on a large image is far fewer than the number typed.
+        height, width = plan.image.plane_size
+        share = max(2, round(segments * min(plan.core**2, height * width) / (height * width)))
+        text += f"; n_segments {segments} over the image is about {share} per block"
     return text, planned.limits
 
 
