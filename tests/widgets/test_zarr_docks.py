@@ -195,3 +195,28 @@ def test_the_result_layer_shows_blocks_written_after_it_was_added(make_napari_vi
     _zarr_run.refresh(run, force=True)
     after = np.unique(run.layer.thumbnail.reshape(-1, 4), axis=0)
     assert len(before) == 1 and not np.array_equal(before, after)
+
+
+def test_an_abandoned_run_says_what_it_left(make_napari_viewer, qtbot, tmp_path,
+                                            monkeypatch):
+    import time
+
+    from napari_unsupseg.core.predict import blocks
+
+    read = blocks.read_block
+    monkeypatch.setattr(blocks, "read_block", lambda *a, **k: (time.sleep(0.05), read(*a, **k))[1])
+    path = _rgb_store(tmp_path / "rgb.zarr")
+    viewer = make_napari_viewer()
+    _open(viewer, path)
+    widget = _dock(viewer, "Presegment")
+    widget.image_picker.value = viewer.layers[0]
+    widget.block_size.widget.value = 32
+    with qtbot.waitSignal(widget.run_finished, timeout=60_000) as blocker:
+        widget.run_button.click()
+        qtbot.waitUntil(lambda: len(viewer.layers) == 4, timeout=30_000)  # blocks coming
+        widget.cancel()
+        widget.cancel()  # the second press abandons the run
+    assert blocker.args[0] == "stopped"  # what the dock's signal calls an abandoned run
+    assert _labels_in(path) == []  # not listed: no metadata was written
+    assert (path / "labels" / "preseg" / "0").exists()
+    assert "without OME metadata" in widget.status.text(), widget.status.text()

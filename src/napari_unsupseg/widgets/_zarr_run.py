@@ -16,10 +16,11 @@ the worker has created them and refreshed every :data:`REFRESH_INTERVAL` seconds
 blocks appear at whatever zoom napari shows; napari reads only the tiles it displays.
 
 A current-plane run of a stack, and a volume run, still read their image into memory
-(see :mod:`._volume`). A stopped run writes the OME metadata of the blocks done (the
-provenance says ``stopped_early`` and how many blocks were done; the rest is 0), so the
-partial labels open like any other; an abandoned or failed run leaves the arrays it had
-written without that metadata (viewers do not list them).
+(see :mod:`._volume`). A stopped run (Cancel pressed once) writes the OME metadata of the
+blocks done (the provenance says ``stopped_early`` and how many blocks were done; the
+rest is 0) and says so in a notification, so the partial labels open like any other; an
+abandoned (Cancel pressed twice) or failed run leaves the arrays it had written without
+that metadata (viewers do not list them), and the status line says so.
 """
 
 from __future__ import annotations
@@ -258,7 +259,14 @@ def prepare(widget: Any, setup: RunSetup, plan: ZarrPlan) -> Callable[[], None]:
     where = f"{plan.store.name}/labels/{run.name}"
     provenance = {"napari": widget.result_metadata(setup, {})["napari"]}
 
+    def after(outcome: str, _value: Any) -> None:
+        widget.runner.ended.disconnect(after)
+        if outcome == "abandoned" and run.target is not None:
+            widget.set_status(f"Abandoned: {where} keeps the blocks written so far, without "
+                              "OME metadata (viewers do not list it).")
+
     def start() -> None:
+        widget.runner.ended.connect(after)
         widget.runner.start(
             lambda control: work(run, params, control, load_model, provenance),
             f"{widget.engine_label}: {setup.source_name}",
