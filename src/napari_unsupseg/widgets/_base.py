@@ -58,6 +58,7 @@ from ._setup import (
     run_in_worker,
 )
 from ._volume import SpacingLine, check_lazy_read, stack_values
+from ._zarr_run import BlockSize, ZarrPlan, limits_line, prepare, zarr_plan
 
 if TYPE_CHECKING:
     import napari.viewer
@@ -96,6 +97,8 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
     #: attributes above itself).
     engine_entry: ClassVar[Engine | None] = None
     offer_folder: ClassVar[bool] = False  #: "Apply to a folder" with the entry's batch engine
+    #: The engine run block by block on a layer read from an OME-Zarr store (``._zarr_run``).
+    block_engine: ClassVar[str | None] = None
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -119,8 +122,11 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
             stack_modes=list(self.stack_modes), volume_modes=self.volume_modes,
         )
         self.spacing_line = SpacingLine(self.input, self.volume_modes)
+        self.block_size = BlockSize(self.input)
+        blocks = [self.block_size.widget] if self.block_engine else []
         self.inputs = widgets.Container(
-            widgets=[*self.input.controls, self.spacing_line.label, *self.extra_controls()],
+            widgets=[*self.input.controls, self.spacing_line.label, *blocks,
+                     *self.extra_controls()],
             labels=True,
         )
         self.form = ParamForm(self.params_type, overrides=self.param_overrides,
@@ -175,7 +181,8 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
         self.runner.ended.connect(self._on_ended)
         self.limits_line = LimitsLine(
             self.controls, self.engine_entry, self._setup, self.estimated_params,
-            [self.inputs, self.form.basic, self.form.advanced])
+            [self.inputs, self.form.basic, self.form.advanced],
+            lambda setup: limits_line(self.zarr_plan(setup), setup))
 
     # The input controls, by the names the widgets have always had.
     @property
@@ -231,6 +238,11 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
         data = setup.select(layer.data, what=f"{what} '{layer.name}'")
         self.tracker.mark_edited(layer)
         return data if data.any() else None
+
+    def block_inputs(self, setup: RunSetup, inputs: dict[str, Any]) -> tuple[Any, Any]:
+        """(parameters, model loader or None) of a block-by-block run (main thread; the
+        loader runs in the worker)."""
+        return setup.params, None
 
     def batch_params(self) -> Any:
         """The parameters "Apply to a folder" uses (main thread; may raise InputError)."""
@@ -298,8 +310,13 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
                 "new_layer": bool(self.new_layer_each_run.value),
             },
         )
-        check_lazy_read(setup)
+        if self.zarr_plan(setup) is None:  # a block run never reads the image whole
+            check_lazy_read(setup)
         return setup
+
+    def zarr_plan(self, setup: RunSetup) -> ZarrPlan | None:
+        """The block-by-block run of ``setup`` (an OME-Zarr layer, whole image) or None."""
+        return zarr_plan(self.block_engine, setup, setup.params, self.block_size.value)
 
     def run(self) -> None:
         """Start a run (does nothing while one is running)."""
@@ -307,11 +324,18 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
             return
         try:
             setup = self._setup()
-            setup = checked(self.engine_entry, setup, self.estimated_params(setup))
-            inputs = self.collect_inputs(setup)
+            plan = self.zarr_plan(setup)
+            if plan is not None:
+                start_blocks = prepare(self, setup, plan)
+            else:
+                setup = checked(self.engine_entry, setup, self.estimated_params(setup))
+                inputs = self.collect_inputs(setup)
         except Exception as exc:  # InputError, or a bug: plain words, window alive
             self.runner.fail(exc)
             self.run_finished.emit("failed")
+            return
+        if plan is not None:
+            start_blocks()
             return
         self.writer.begin()
         self.runner.start(

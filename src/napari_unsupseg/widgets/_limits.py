@@ -55,12 +55,15 @@ class LimitsLine:
 
     ``setup`` reads the choices as Run does, ``params`` the parameters the estimate reads
     from it; ``sources``: the widgets whose ``changed`` signal means the choices changed
-    (the inputs, the parameter forms)."""
+    (the inputs, the parameter forms); ``own_line``: the line of a run checked another
+    way (a block-by-block run: one block's estimate), None for the usual one."""
 
     def __init__(self, controls: RunControls, entry: Engine | None,
                  setup: Callable[[], RunSetup], params: Callable[[RunSetup], Any],
-                 sources: Sequence[Any]) -> None:
+                 sources: Sequence[Any],
+                 own_line: Callable[[RunSetup], str | None] | None = None) -> None:
         self.controls, self.entry, self.setup, self.params = controls, entry, setup, params
+        self.own_line = own_line
         for source in sources:
             source.changed.connect(self.update)
         self.update()
@@ -69,6 +72,10 @@ class LimitsLine:
         """Recompute the line; empty while the choices do not make a run."""
         try:
             setup = self.setup()
+            own = self.own_line(setup) if self.own_line is not None else None
+            if own is not None:
+                self.controls.set_limits(own)
+                return
             planned = plan_for(self.entry, setup, self.params(setup))
         except Exception:  # no layer yet, a value being typed: no line, no error
             planned = None

@@ -8,7 +8,8 @@
   hidden from the form, and a line under the plane mode says which spacing is used.
 - **Lazy data**: a dask- or zarr-backed layer (or a multiscale one, read at level 0) is
   read in the worker, but only up to :data:`LAZY_READ_LIMIT` bytes (see
-  :func:`check_lazy_read`).
+  :func:`check_lazy_read`). A layer opened from an OME-Zarr store is not read whole
+  by the docks that can run block by block (see :mod:`._zarr_run`): no limit applies.
 """
 
 from __future__ import annotations

@@ -41,6 +41,7 @@ class PredictWidget(EngineWidget):
     """Segment an image layer with a trained DeepLabV3/V3+ or U-Net model (tiled)."""
 
     engine_entry: ClassVar[Engine | None] = ENGINES["predict"]
+    block_engine: ClassVar[str | None] = "predict"
     offer_folder: ClassVar[bool] = True
     hidden_params: ClassVar[tuple[str, ...]] = ("checkpoint", "objects_mode")
     stack_param: ClassVar[str | None] = "objects_mode"
@@ -136,9 +137,18 @@ class PredictWidget(EngineWidget):
         self, image: np.ndarray, params: Any, inputs: dict[str, Any], control: RunControl
     ) -> EngineRun:
         """Worker thread: load (or reuse) the model, then run the tiled prediction."""
+        params = replace(params, checkpoint=inputs["checkpoint"])
+        return predict_scene(image, params, model=self.model_for(params, inputs),
+                             georef=inputs.get("georef"), control=control)
+
+    def block_inputs(self, setup: RunSetup, inputs: dict[str, Any]) -> tuple[Any, Any]:
+        params = replace(setup.params, checkpoint=inputs["checkpoint"])
+        return params, lambda: self.model_for(params, inputs)
+
+    def model_for(self, params: Any, inputs: dict[str, Any]) -> Any:
+        """Worker thread: the checkpoint's model, loaded once per file and settings."""
         from ..core.models.checkpoints import load_checkpoint
 
-        params = replace(params, checkpoint=inputs["checkpoint"])
         stride = None if params.output_stride == "auto" else int(params.output_stride)
         key = (*inputs["key"], params.architecture, stride)
         model = self._cache.get(key)
@@ -146,8 +156,7 @@ class PredictWidget(EngineWidget):
             model = load_checkpoint(params.checkpoint, params.architecture, stride)
             self._cache.clear()  # keep one model: they can be large
             self._cache[key] = model
-        return predict_scene(image, params, model=model, georef=inputs.get("georef"),
-                             control=control)
+        return model
 
     # ------------------------------------------------------------------ result
 

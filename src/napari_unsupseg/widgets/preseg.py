@@ -26,6 +26,7 @@ class PresegWidget(EngineWidget):
     """
 
     engine_entry: ClassVar[Engine | None] = ENGINES["preseg"]
+    block_engine: ClassVar[str | None] = "preseg"
     hidden_params: ClassVar[tuple[str, ...]] = ("stack_mode",)
     stack_param: ClassVar[str | None] = "stack_mode"
     # The plane shown stays the default (the first mode) for every stack: napari does not
