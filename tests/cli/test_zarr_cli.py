@@ -120,6 +120,14 @@ def test_predict_writes_stitched_objects_beside_the_classes(store, tmp_path):
     assert objects.shape == classes.shape
     assert ((objects > 0) == (classes == 1)).all()
     assert objects.max() == len(np.unique(objects[objects > 0]))  # ids 1..n, unique
+    # Into the image's own store: both labels images are listed there.
+    import zarr
+
+    assert main(["predict", str(store), "--checkpoint", str(checkpoint), "--quiet",
+                 "--tile", "64", "--overlap", "16"]) == 0
+    attrs = dict(zarr.open_group(str(store / "labels"), mode="r").attrs)
+    listed = dict(attrs.get("ome", attrs)).get("labels")
+    assert sorted(listed) == ["predict", "predict_objects"]
 
 
 def test_plain_zarr_and_other_engines_give_one_sentence(tmp_path, store, capsys):

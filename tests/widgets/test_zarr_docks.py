@@ -59,6 +59,7 @@ def _engine_run(path, engine, params, name, model=None, block=64):
 
     image = open_omezarr(path)
     core, margin = block_geometry(engine, params, block)
+    margin = None if engine == "preseg" else margin  # the command line's: measured
     target = create_labels(image, name, labels_dtype(engine, model), chunk=core)
     drive(run_blocks(image, engine, params, target, model=model, block=block, margin=margin))
     return np.asarray(target.levels[0][...])
@@ -148,6 +149,45 @@ def test_predict_writes_classes_of_a_z_stack_plane_by_plane(make_napari_viewer, 
                                    widget._setup())), block=48)
     np.testing.assert_array_equal(expected, written)
     assert "class" in layer.features.columns
+
+
+def test_a_models_objects_are_stitched_into_labels_of_their_own(make_napari_viewer, qtbot,
+                                                               tmp_path):
+    """A model that separates objects: they go to labels/predict_objects, one label per
+    object across block borders, shown as a layer the Edit stored labels dock can open."""
+    from dataclasses import replace
+
+    from _models import sharp_unet
+    from scipy import ndimage as ndi
+
+    from napari_unsupseg.core.base.stored_labels import labels_behind
+    from napari_unsupseg.core.models.checkpoints import save_checkpoint
+
+    loaded = sharp_unet(classes=2, channels=2)
+    checkpoint = save_checkpoint(tmp_path / "unet.pt", loaded.model,
+                                 replace(loaded.config, object_class=1))
+    path = write_store(tmp_path / "plane.zarr", smooth_volume((2, 1, 96, 80))[:, 0],
+                       axes="cyx")
+    viewer = make_napari_viewer()
+    layers = _open(viewer, path)
+    widget = _dock(viewer, "Model inference")
+    widget.image_picker.value = layers[0]
+    widget.block_size.widget.value = 48
+    widget.checkpoint.value = str(checkpoint)
+    widget.form.set_values({"tile_size": 64, "overlap": 8})
+    assert _run(qtbot, widget) == "done", _errors()
+    assert sorted(_labels_in(path)) == ["predict", "predict_objects"]
+    objects_layer = next(layer for layer in viewer.layers if "predict_objects" in layer.name)
+    stored = labels_behind(objects_layer.metadata, None, objects_layer.name)
+    assert [label.name for label in stored] == ["predict_objects"]
+    objects = np.asarray(objects_layer.data[0][...])
+    classes = np.asarray(next(layer for layer in viewer.layers
+                              if layer.name.endswith("(predict)")).data[0][...])
+    # Every connected part of the object class is one object or more, never cut by a
+    # block border into pieces of different ids that do not touch another object.
+    assert ((objects > 0) == (classes == 1)).all()
+    parts, n_parts = ndi.label(classes == 1)
+    assert len(np.unique(objects[objects > 0])) >= n_parts
 
 
 def test_a_stopped_run_keeps_its_blocks_and_says_so(make_napari_viewer, qtbot, tmp_path):

@@ -71,7 +71,7 @@ class ZarrPlan:
     image: Any  #: the store's :class:`~..core.base.omezarr.OmeZarrImage`
     block: int
     core: int
-    margin: int
+    margin: int  #: the widest margin a block may have (its memory estimate's)
 
     @property
     def extended_shape(self) -> tuple[int, int, int]:
@@ -103,7 +103,9 @@ def zarr_plan(engine: str | None, setup: RunSetup, params: Any,
         return None  # the layer is not the store's image as stored (another view of it)
     if setup.channel_data and 1 + len(setup.channel_data) != image.n_channels:
         return None  # channel layers that are not the store's channels: read them all
-    core, margin = block_geometry(engine, params, block)
+    core, margin = block_geometry(engine, params, block, None, image.plane_size)
+    if engine == "preseg":  # the engine measures its margin on the image, up to a core
+        margin = max(margin, core)
     return ZarrPlan(engine, store, image, block, core, margin)
 
 
@@ -166,6 +168,7 @@ class BlockRun:
     plan: ZarrPlan
     name: str
     target: Any = None
+    objects_target: Any = None  #: a model's objects, when it separates them
     layer: Any = None
     last_refresh: float = field(default=-float("inf"))
     interval: float = REFRESH_INTERVAL
@@ -196,15 +199,25 @@ def work(run: BlockRun, params: Any, control: RunControl,
                            chunk=plan.core)
     run.target = target
     yield Progress(0, 0, message=f"writing labels/{run.name} of {plan.store.name}")
+    objects = None
+    if model is not None and getattr(params, "objects", False) and model.config.object_class:
+        # A model that separates objects: they are split block by block and stitched
+        # across borders, into labels of their own beside the classes.
+        objects = create_labels(plan.image, f"{run.name}_objects", "uint32", chunk=plan.core)
+    run.objects_target = objects
+    # Presegmentation measures its margin on the image (None); prediction's is the tile's.
+    margin = None if plan.engine == "preseg" else plan.margin
     result = yield from run_blocks(plan.image, plan.engine, params, target, model=model,
-                                   block=plan.block, margin=plan.margin, control=control)
+                                   block=plan.block, margin=margin, control=control,
+                                   objects_target=objects)
     total = int(result.metadata.get("blocks", 0)) * int(result.metadata.get("planes", 0))
     classes = result.metadata.get("classes")
     properties = [{"label-value": int(v), "class": n} for v, n in classes.items()] \
         if classes else None
-    target.finish(properties=properties,
-                  provenance={**result.metadata, **(provenance or {}),
-                              "source": str(plan.store)})
+    about = {**result.metadata, **(provenance or {}), "source": str(plan.store)}
+    target.finish(properties=properties, provenance=about)
+    if objects is not None:
+        objects.finish(provenance={**about, "objects_of": run.name})
     return BlockOutcome(result, run, total)
 
 
@@ -215,6 +228,28 @@ def add_result_layer(viewer: Any, run: BlockRun, setup: RunSetup, name: str,
     levels = list(run.target.levels)
     return viewer.add_labels(levels if len(levels) > 1 else levels[0],
                              multiscale=len(levels) > 1, name=name, metadata=metadata,
+                             **setup.transform)
+
+
+def stored_metadata(store: Path, name: str) -> dict[str, Any]:
+    """Where a result layer's labels are stored: the keys the Edit stored labels dock reads
+    (napari edits only single-scale labels; that dock edits a region and writes it back)."""
+    from ..core.base.stored_labels import METADATA_KEY
+
+    return {"store": str(store), "labels": name,
+            METADATA_KEY: {"store": str(store), "name": name}}
+
+
+def add_objects_layer(viewer: Any, run: BlockRun, setup: RunSetup) -> Any:
+    """The model's objects, stitched across blocks, as a multiscale Labels layer."""
+    from ._layers import unique_name
+
+    name = f"{run.name}_objects"
+    levels = list(run.objects_target.levels)
+    return viewer.add_labels(levels if len(levels) > 1 else levels[0],
+                             multiscale=len(levels) > 1,
+                             name=unique_name(viewer, f"{setup.name} ({name})"),
+                             metadata=stored_metadata(run.plan.store, name),
                              **setup.transform)
 
 
@@ -286,7 +321,7 @@ def _on_progress(widget: Any, setup: RunSetup, run: BlockRun, _event: Progress) 
         from ._layers import unique_name
 
         metadata = {"engine": widget.engine_label, "status": "being written block by block",
-                    "store": str(run.plan.store), "labels": run.name,
+                    **stored_metadata(run.plan.store, run.name),
                     "napari": {"source_layer": setup.source_name}}
         run.layer = add_result_layer(
             widget.viewer, run, setup,
@@ -310,8 +345,11 @@ def _on_result(widget: Any, setup: RunSetup, run: BlockRun, ended: str,
         widget.set_status(f"Done: the labels are in {where}.")
         return
     layer.metadata = {**widget.result_metadata(setup, dict(result.metadata)),
-                      "store": str(run.plan.store), "labels": run.name}
+                      **stored_metadata(run.plan.store, run.name)}
     widget.style_result(layer, result, setup)
+    if run.objects_target is not None:
+        objects = add_objects_layer(widget.viewer, run, setup)
+        where += f" (objects: labels/{run.name}_objects, layer '{objects.name}')"
     widget.viewer.layers.selection.active = layer
     if result.metadata.get("stopped_early"):
         words = f"{stopped_words(outcome)}: {where} holds the blocks done"

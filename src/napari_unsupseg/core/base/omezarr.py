@@ -278,11 +278,14 @@ class LabelsTarget:
         if source:
             extra["source"] = {**extra.get("source", {}), **source}
         if self.parent is not None:
-            write_label_metadata(self.parent, self.name, properties=properties, fmt=fmt,
+            # Opened again: another labels image of the store may have been listed in it
+            # since this one was created (a model's classes, then its objects), and the
+            # handle of that time would write its list back without it.
+            parent = _zarr().open_group(str(self.path / "labels"), mode="r+")
+            write_label_metadata(parent, self.name, properties=properties, fmt=fmt,
                                  **extra)
-            if "ome" in dict(self.parent.attrs):  # 0.5 wants its version on this group too
-                self.parent.attrs["ome"] = {**dict(self.parent.attrs)["ome"],
-                                            "version": self.version}
+            if "ome" in dict(parent.attrs):  # 0.5 wants its version on this group too
+                parent.attrs["ome"] = {**dict(parent.attrs)["ome"], "version": self.version}
         else:  # a store of its own: the labels image is its root
             meta = {"version": self.version, **extra}
             if properties:
