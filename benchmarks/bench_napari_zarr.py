@@ -236,7 +236,8 @@ def main() -> None:
     parser.add_argument("--stalls", action="store_true",
                         help="Say where the main thread was while it was late (diagnosis).")
     parser.add_argument("--keep", type=Path, default=None,
-                        help="Write the stores here (and keep them) instead of a temp folder.")
+                        help="Write the stores here (and keep them) instead of a temp folder; "
+                        "an RGB store already there is used as it is.")
     parser.add_argument("--screenshot", type=Path, default=None,
                         help="Save the viewer (RGB image, labels over it) here at the end.")
     parser.add_argument("--write-only", choices=("rgb", "volume"), help=argparse.SUPPRESS)
@@ -255,9 +256,13 @@ def main() -> None:
         stores = []
         if not args.no_rgb:
             store = folder / "rgb.ome.zarr"
-            seconds = write_in_child(["rgb", "--store", str(store), "--size", str(args.size)])
-            print(f"wrote {store}: 3 x {args.size} x {args.size} uint8 "
-                  f"({3 * args.size**2 / 2**30:.2f} GiB) in {seconds:.1f} s", flush=True)
+            if args.keep is not None and (store / "zarr.json").exists():
+                print(f"reusing {store} (kept by an earlier run)", flush=True)
+            else:
+                seconds = write_in_child(["rgb", "--store", str(store), "--size",
+                                          str(args.size)])
+                print(f"wrote {store}: 3 x {args.size} x {args.size} uint8 "
+                      f"({3 * args.size**2 / 2**30:.2f} GiB) in {seconds:.1f} s", flush=True)
             stores.append(("rgb", store, 3))
         if args.volume:
             store = folder / "volume.ome.zarr"

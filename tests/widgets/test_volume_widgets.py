@@ -52,6 +52,9 @@ def test_preseg_segments_a_z_stack_as_one_volume(make_napari_viewer, qtbot):
     assert "2, 1, 1" in widget.spacing_line.label.value
     viewer.layers["stack"].scale = (3.0, 1.0, 1.0)
     assert "3, 1, 1" in widget.spacing_line.label.value  # follows the layer's scale
+    assert "default" not in widget.spacing_line.label.value
+    viewer.layers["stack"].scale = (1.0, 1.0, 1.0)  # napari's default: probably not said
+    assert "set its scale first" in widget.spacing_line.label.value
     viewer.layers["stack"].scale = (2.0, 1.0, 1.0)
     for name in ("stack_mode", "spacing_z", "spacing_y", "spacing_x"):
         assert name not in widget.form.widgets  # filled by the dock, not typed

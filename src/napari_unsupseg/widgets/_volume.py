@@ -109,6 +109,11 @@ class SpacingLine:
             self.label.value = (
                 f"Voxel spacing (z, y, x): {describe_spacing(spacing)}, the layer's scale "
                 "(only the ratios matter; change the layer's scale to change it).")
+            if spacing == (1.0, 1.0, 1.0):
+                # napari's default scale: often a file that did not say its voxel size.
+                self.label.value += (
+                    " The layer's scale is napari's default: if the planes are farther "
+                    "apart than the pixels (most confocal stacks), set its scale first.")
 
 
 def check_lazy_read(setup: RunSetup, limit: int | None = None) -> None:
