@@ -73,7 +73,7 @@ def test_the_readme_lists_every_widget_under_its_menu():
         line = re.search(rf"\*\*{re.escape(words)}\*\*: (.*?);?\n(?:- |\n)", text, re.S)
         listed = re.findall(r"\*\*([^*]+)\*\*", line.group(1))
         assert listed == [titles[entry["command"]] for entry in menus[menu]], words
-    assert len(titles) == 6 and "lists all six" in text
+    assert len(titles) == 7 and "lists all seven" in text
     samples = _manifest()["contributions"]["sample_data"]
     assert len(samples) == 4 and "for Part discovery" in text
 

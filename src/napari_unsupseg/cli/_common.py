@@ -77,7 +77,11 @@ def _optional(kind: type) -> Any:
 
 
 def params_from_args(params_type: type[P], args: argparse.Namespace) -> P:
-    return params_mod.from_mapping(params_type, vars(args))
+    """The parameters from ``args``; an option left unset (None) that needs a value takes
+    its default (the voxel spacing options have none of their own: see ``_spacing``)."""
+    required = {spec.name for spec in params_mod.specs(params_type) if not spec.optional}
+    values = {k: v for k, v in vars(args).items() if not (v is None and k in required)}
+    return params_mod.from_mapping(params_type, values)
 
 
 def add_image_arguments(parser: argparse.ArgumentParser, output_suffix: str) -> None:

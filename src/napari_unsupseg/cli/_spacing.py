@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from ..core.base import params as params_mod
 from ..core.base.errors import InputError
 from ..core.base.io import stated_spacing
-from ._common import option_name
+from ._common import option_name, params_from_args
 
 P = TypeVar("P")
 
@@ -40,9 +40,9 @@ def add_spacing_arguments(parser: argparse.ArgumentParser, params_type: type) ->
 
 def params_with_spacing(params_type: type[P], args: argparse.Namespace) -> P:
     """The engine's parameters from ``args``, the spacing filled as the module says."""
+    params = params_from_args(params_type, args)
     values: dict[str, Any] = {k: v for k, v in vars(args).items()
                               if not (k in SPACING and v is None)}
-    params = params_mod.from_mapping(params_type, values)
     given = {name: values[name] for name in SPACING if name in values}
     if given:
         return params
