@@ -36,7 +36,11 @@ def trained(blobs):
     labels = np.where(fg, 2, 1).astype(np.uint8)
     labels[48:] = 0
     events: list[Progress] = []
-    result = run_to_end(train([image], [labels], TrainParams(**FAST)), events.append)
+    # 30 epochs, not 12: CPU arithmetic differs in the last bits from run to run and
+    # grows through training; after 12 epochs of this tiny set the best validation IoU
+    # ranged 0.49-0.94 over runs, after 30 it is 0.92-0.95.
+    params = TrainParams(**{**FAST, "epochs": 30})
+    result = run_to_end(train([image], [labels], params), events.append)
     return result, events
 
 
