@@ -95,6 +95,13 @@ def test_preseg_volume_mode_runs_in_3d_blocks_with_the_store_spacing(store, caps
     assert about["spacing"] == [scale["z"], scale["y"], scale["x"]]
     # supervoxels cross the planes
     assert (data[0] == data[1]).mean() > 0.2
+    # A spacing given is the one used, even cubic voxels on a store that says otherwise.
+    assert scale["z"] != 1.0
+    assert main(["preseg", str(store), "--quiet", "--n-segments", "60", "--block", "48",
+                 "--stack-mode", "volume", "--method", "slic", "--labels-name", "cubic",
+                 "--spacing-z", "1"]) == 0
+    group = zarr.open_group(str(store / "labels" / "cubic"), mode="r")
+    assert dict(group.attrs)["napari_unsupseg"]["spacing"][0] == 1.0
 
 
 def test_volume_mode_without_z_gives_one_sentence(tmp_path, capsys):

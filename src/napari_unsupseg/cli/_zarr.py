@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +100,7 @@ def run_zarr(engine: str, params: Any, args: argparse.Namespace,
 
 
 def _volume_params(engine: str, params: Any, image: Any) -> Any:
-    """Volume mode: refused in one sentence without a z axis; the voxel spacing from the
-    store's scale unless the spacing options were given (left at 1, 1, 1)."""
+    """Volume mode: refused in one sentence without a z axis or with a plane-only method."""
     mode = getattr(params, "stack_mode" if engine == "preseg" else "objects_mode", None)
     if mode != "volume":
         return params
@@ -113,10 +111,7 @@ def _volume_params(engine: str, params: Any, image: Any) -> Any:
     if "z" not in image.axes:
         raise InputError(f"Volume mode needs a z axis; {image.path.name} has axes "
                          f"{', '.join(image.axes)}: leave --stack-mode / --objects-mode out.")
-    if (params.spacing_z, params.spacing_y, params.spacing_x) != (1.0, 1.0, 1.0):
-        return params
-    scale = image.voxel_scale()
-    return replace(params, spacing_z=scale["z"], spacing_y=scale["y"], spacing_x=scale["x"])
+    return params  # its spacing: given, else the store's scale (``_spacing``)
 
 
 def _objects_store(store: Path) -> Path:
