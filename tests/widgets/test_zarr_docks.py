@@ -108,7 +108,9 @@ def test_a_read_only_store_is_refused_before_any_work(make_napari_viewer, qtbot,
     _open(viewer, path)
     widget = _dock(viewer, "Presegment")
     widget.image_picker.value = viewer.layers[0]
-    monkeypatch.setattr(_zarr_run.os, "access", lambda *args: False)
+    from napari_unsupseg.core.base import omezarr
+
+    monkeypatch.setattr(omezarr.os, "access", lambda *args: False)
     assert _run(qtbot, widget) == "failed"
     assert any("read-only" in message for message in _errors()), _errors()
     assert not (path / "labels").exists()

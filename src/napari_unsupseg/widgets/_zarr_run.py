@@ -25,7 +25,6 @@ that metadata (viewers do not list them), and the status line says so.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -129,15 +128,6 @@ def limits_text(plan: ZarrPlan, params: Any, dtype: Any) -> tuple[str, Any]:
 def limits_line(plan: ZarrPlan | None, setup: RunSetup) -> str | None:
     """The limits line of a block run; None for a run that reads its image whole."""
     return None if plan is None else limits_text(plan, setup.params, setup.data.dtype)[0]
-
-
-def check_writable(store: Path) -> None:
-    """Refuse, before any work, a store whose labels cannot be written (one sentence)."""
-    labels = store / "labels"
-    if not os.access(store, os.W_OK | os.X_OK) or (
-            labels.exists() and not os.access(labels, os.W_OK | os.X_OK)):
-        raise InputError(f"{store} is read-only: the labels cannot be written there "
-                         "(copy the store somewhere writable to segment it).")
 
 
 def free_label_name(store: Path, base: str) -> str:
@@ -287,6 +277,8 @@ def prepare(widget: Any, setup: RunSetup, plan: ZarrPlan) -> Callable[[], None]:
     _, limits = limits_text(plan, setup.params, setup.data.dtype)
     if not limits.fits:
         raise InputError(limits.refusal)
+    from ..core.base.omezarr import check_writable
+
     check_writable(plan.store)
     inputs = widget.collect_inputs(setup)
     params, load_model = widget.block_inputs(setup, inputs)

@@ -217,13 +217,14 @@ def read_block(image: OmeZarrImage, plane: tuple[int, ...], ys: slice, xs: slice
     return np.moveaxis(block, 0, -1)  # y and x are last, so c leads what is left
 
 
-def _writable(path: Path) -> None:
-    """Refuse a store or location that cannot be written, before any work."""
+def check_writable(path: Path) -> None:
+    """Refuse a store or location that cannot be written, before any work (its ``labels``
+    group too, where new labels go)."""
     place = path if path.exists() else path.parent
     if not place.exists():
         raise InputError(f"The folder {place} does not exist.")
     if not os.access(place, os.W_OK | os.X_OK) or (
-            (path / "labels").exists() and not os.access(path / "labels", os.W_OK)):
+            (path / "labels").exists() and not os.access(path / "labels", os.W_OK | os.X_OK)):
         raise InputError(f"{place} is read-only: the labels cannot be written there.")
 
 
@@ -337,7 +338,7 @@ def create_labels(image: OmeZarrImage, name: str, dtype: Any, *,
         raise InputError(f"'{name}' cannot name labels: use letters, digits, '-' or '_'.")
     new_store = store is not None and Path(store).resolve() != image.path.resolve()
     root_path = Path(store) if new_store else image.path
-    _writable(root_path)
+    check_writable(root_path)
     if new_store:
         if root_path.exists() and not overwrite:
             raise InputError(f"{root_path} already exists; choose another output or allow "
