@@ -258,6 +258,8 @@ def summarise(rows: list[dict[str, object]]) -> None:
             chosen = "; ".join(f"{m} {s} ({k:.3f})" for m, (k, s) in best.items())
             print(f"  best setting of each baseline's grid, chosen on these same images: {chosen}")
         _spread(name, mine)
+        if name == "dsb":
+            _against_otsu(mine)
         _seconds_by_size(mine)
 
 
@@ -296,6 +298,23 @@ def _spread(name: str, rows: list[dict[str, object]]) -> None:
                   f"{np.mean(list(spreads.values())):.3f}, median "
                   f"{np.median(list(spreads.values())):.3f}, largest {spreads[worst]:.3f} "
                   f"({worst[:12]})")
+
+
+def _against_otsu(rows: list[dict[str, object]]) -> None:
+    """Per seeded run, image by image against Otsu's on the same image: the mean gain, the
+    images more than 0.05 below it, and the F1 against Otsu's (the nuclei goals)."""
+    otsu = {r["image"]: r for r in rows if r["method"] == "otsu"}
+    seeded = defaultdict(list)
+    for row in rows:
+        if str(row["setting"]).startswith("seed") and row["image"] in otsu:
+            seeded[(row["method"], row["setting"])].append(row)
+    for (method, setting), group in sorted(seeded.items()):
+        gain = np.array([r["auto"] - otsu[r["image"]]["auto"] for r in group])
+        f1 = np.mean([r["f1"] for r in group]) - np.mean([otsu[r["image"]]["f1"] for r in group])
+        worst = group[int(np.argmin(gain))]["image"]
+        print(f"  {method} {setting} vs otsu: fg IoU {gain.mean():+.3f} on average, "
+              f"{int((gain < -0.05).sum())} of {len(gain)} images more than 0.05 below "
+              f"(worst {gain.min():+.3f}, {worst[:12]}), F1 {f1:+.3f}")
 
 
 def _seconds_by_size(rows: list[dict[str, object]]) -> None:

@@ -53,10 +53,12 @@ def test_a_noisy_excluded_border_does_not_keep_labels_alive():
     alone = run_to_end(segment(image[24:, 24:], params)).metadata  # the valid part by itself
     left_out = run_to_end(segment(image, params, excluded=excluded))
     counted = run_to_end(segment(image, params)).metadata
-    # Two flat regions are few labels: the run stops as the valid part alone does; with
-    # the border counted, its noise holds labels and the run goes on to converge.
-    assert alone["stop_reason"] == left_out.metadata["stop_reason"] == "min_labels"
-    assert counted["stop_reason"] != "min_labels"
+    # Two flat regions are few labels: the run stops on them no later than the valid part
+    # alone does; with the border counted, its noise holds labels for many more iterations.
+    assert left_out.metadata["stop_reason"] == "min_labels"
+    (ran,), (alone_ran,), (counted_ran,) = (
+        left_out.metadata["iterations"], alone["iterations"], counted["iterations"])
+    assert ran <= alone_ran and counted_ran >= 2 * ran + 5
     valid = ~excluded
     found = np.where(valid, left_out.labels, 0)
     assert hungarian_iou(found, np.where(valid, truth, 0)) >= 0.95

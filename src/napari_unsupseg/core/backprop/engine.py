@@ -48,10 +48,17 @@ from ..base.images import (
 from ..base.memory import keep_heap_mapped
 from ..base.params import validate
 from ..preseg import absorb_small_regions
+from .boundaries import place_boundaries, smoothed_colour
 from .consensus import consensus, restart_seed
 from .large import needs_crops, segment_large
 from .merge import merge_by_statistics, merge_labels
-from .params import DEFAULT_FEATURES, MERGE_SIGMA, BackpropParams
+from .params import (
+    DEFAULT_FEATURES,
+    MERGE_SIGMA,
+    NORMALISE_PERCENTILES,
+    BackpropParams,
+    outlines_placed,
+)
 from .superpixels import (
     plane_superpixels,
     superpixel_method,
@@ -59,6 +66,7 @@ from .superpixels import (
     training_planes,
 )
 from .train import NetworkRun, runs_summary, train_network
+from .weak_edges import join_weak_edges
 
 # ---------------------------------------------------------------------- engine
 
@@ -144,7 +152,7 @@ def segment(
     clock = Stopwatch()
 
     single = image.ndim == 3
-    planes = normalize(image[np.newaxis] if single else image)
+    planes = normalize(image[np.newaxis] if single else image, *NORMALISE_PERCENTILES)
     scribble_planes = None
     if scribbles is not None:
         scribble_planes = scribbles[np.newaxis] if single else scribbles
@@ -267,7 +275,8 @@ def _postprocess(
     per_plane: bool,
 ) -> tuple[np.ndarray, bool]:
     """Labels merged by their statistics (or down to ``n_labels``), small regions absorbed,
-    ids made 1..K (or scribble ids)."""
+    outlines placed by colour and regions joined across weak edges, ids made 1..K (or
+    scribble ids)."""
     labels = raw
     groups = [np.s_[i : i + 1] for i in range(len(labels))] if per_plane else [np.s_[:]]
     merged = False
@@ -298,12 +307,30 @@ def _postprocess(
             before = len(np.unique(labels[where]))
             labels[where] = merge_labels(labels[where], smooth[where], params.n_labels, protected)
             merged = merged or len(np.unique(labels[where])) < before
+    if classes is None:  # scribbled classes are the user's: no step below may move them
+        labels = _finish_outlines(labels, planes, params, placed=by_statistics)
     if classes is not None:
         return _scribble_ids(labels, classes, groups), merged
     if per_plane:
         # Plane-by-plane networks: an id means nothing across planes, so keep them apart.
         labels = offset_per_plane(labels + 1)
     return relabel_sequential(labels + 1 if not per_plane else labels), merged
+
+
+def _finish_outlines(
+    labels: np.ndarray, planes: np.ndarray, params: BackpropParams, *, placed: bool
+) -> np.ndarray:
+    """Outlines placed by colour (unless a statistics merge ``placed`` them already), then
+    regions joined across weak edges, plane by plane (:mod:`.weak_edges`)."""
+    if not (params.weak_edges > 0 or outlines_placed(params, planes.shape[-1]) and not placed):
+        return labels
+    colour = smoothed_colour(planes)
+    if outlines_placed(params, planes.shape[-1]) and not placed:
+        labels = place_boundaries(labels, colour)
+    if params.weak_edges > 0:
+        labels = np.stack([join_weak_edges(plane, plane_colour, params.weak_edges)
+                           for plane, plane_colour in zip(labels, colour, strict=True)])
+    return labels
 
 
 def _scribble_ids(labels: np.ndarray, classes: np.ndarray, groups: list[Any]) -> np.ndarray:

@@ -40,7 +40,7 @@ from ..base.memory import keep_heap_mapped
 from ..preseg import absorb_small_regions
 from .calibrate import calibrate, full_size_crops
 from .finish import finish_labels
-from .params import DEFAULT_FEATURES, MERGE_SIGMA, BackpropParams
+from .params import DEFAULT_FEATURES, MERGE_SIGMA, NORMALISE_PERCENTILES, BackpropParams
 from .superpixels import (
     plane_superpixels,
     superpixel_method,
@@ -155,10 +155,11 @@ def _scaled_superpixels(params: BackpropParams, area: int, image_area: int) -> B
 
 
 class _Normaliser:
-    """Per-channel percentile scaling (1-99 %) from a subsample, applied crop by crop."""
+    """Per-channel percentile scaling (as the whole-image engine) from a subsample, applied
+    crop by crop."""
 
     def __init__(self, planes: np.ndarray) -> None:
-        self.low, high = intensity_range(planes, "percentile")
+        self.low, high = intensity_range(planes, "percentile", NORMALISE_PERCENTILES)
         self.span = np.where(high > self.low, high - self.low, 1.0).astype(np.float32)
         self.flat = high <= self.low
 

@@ -23,6 +23,12 @@ DEFAULT_LR = {"fast": 0.05, "kanezaki": 0.1}
 # Statistics are brought to the host every iteration on the CPU (free there) and
 # every few iterations on a GPU, so the training loop never waits on the device.
 SYNC_EVERY_GPU = 8
+OUTLINE_CHOICES = ("auto", "on", "off")
+# Percentiles of each channel mapped to 0 and 1 before training. Not 1-99: in a field
+# where the objects cover under 1% (a few nuclei in a dark field), the 99th percentile
+# is in the background's noise, which would then fill the whole scale (on the 60
+# development nuclei images: one such field 0.25 -> 0.96 foreground IoU).
+NORMALISE_PERCENTILES = (0.1, 99.9)
 # Smoothing (pixels) of the colours compared when merging labels down to n_labels.
 MERGE_SIGMA = 2.0
 
@@ -170,6 +176,24 @@ class BackpropParams:
         min=0,
         advanced=True,
     )
+    weak_edges: float = param(
+        0.02,
+        "Last step: connected regions whose shared boundary is weak (mean colour gradient "
+        "along it under this, the image scaled to 0-1) are joined, weakest first, and take "
+        "the label of the largest; a shading or texture split into patches of two labels "
+        "becomes one region. 0 = off.",
+        min=0.0,
+        advanced=True,
+    )
+    place_outlines: str = param(
+        "auto",
+        "Last step: the pixels along each boundary go to the label nearby whose interior "
+        "colour is closest, so that outlines follow the image rather than the superpixels. "
+        "'auto' = on for single-channel images (fluorescence), off for colour photographs "
+        "(see the README's figures on real images); 'on'; 'off'.",
+        choices=OUTLINE_CHOICES,
+        advanced=True,
+    )
     labels_from: str = param(
         "refined",
         "Which map to return: 'refined' (the superpixel-voted labels of the last "
@@ -226,6 +250,11 @@ class BackpropParams:
         min=64,
         advanced=True,
     )
+
+
+def outlines_placed(params: BackpropParams, channels: int) -> bool:
+    """Whether the final labels' outlines are placed by colour (``place_outlines``)."""
+    return params.place_outlines == "on" or (params.place_outlines == "auto" and channels == 1)
 
 
 def default_params(**changes: Any) -> BackpropParams:

@@ -35,7 +35,13 @@ from ..preseg import PresegParams, absorb_small_regions, check_volume_mode, segm
 from .consensus import consensus, restart_seed
 from .large import needs_crops
 from .merge import merge_by_statistics, merge_labels
-from .params import DEFAULT_FEATURES, DEFAULT_LR, MERGE_SIGMA, BackpropParams
+from .params import (
+    DEFAULT_FEATURES,
+    DEFAULT_LR,
+    MERGE_SIGMA,
+    NORMALISE_PERCENTILES,
+    BackpropParams,
+)
 from .train import NetworkRun, runs_summary, sync_interval
 
 if TYPE_CHECKING:
@@ -128,7 +134,7 @@ def segment_as_volume(
     device = resolve_device(params.device)
     clock = Stopwatch()
     spacing = voxel_spacing(params)
-    volume = normalize(image)
+    volume = normalize(image, *NORMALISE_PERCENTILES)
     yield Progress(0, params.max_iter * params.restarts, message="supervoxels")
     full_voxels = supervoxels(volume, params, spacing)
     factors = shrink_factors(volume.shape[:3], spacing, params.train_pixels)

@@ -214,11 +214,13 @@ INTENSITY_CHOICES = ("auto", "dtype", "percentile", "stretch")
 STRETCH_PERCENTILES = (1.0, 99.8)
 
 
-def intensity_range(image: np.ndarray, mode: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def intensity_range(
+    image: np.ndarray, mode: str = "auto", levels: tuple[float, float] = (1.0, 99.0)
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (low, high) that map intensities to [0, 1], from at most ~1 M pixels.
 
     ``image`` is channels-last (any number of leading axes); nothing the size of the
-    image is allocated.
+    image is allocated. ``levels``: the percentiles of the ``percentile`` mode.
     """
     if mode not in INTENSITY_CHOICES:
         raise InputError(f"intensity must be one of {', '.join(INTENSITY_CHOICES)}.")
@@ -238,6 +240,6 @@ def intensity_range(image: np.ndarray, mode: str = "auto") -> tuple[np.ndarray, 
     pixels = int(np.prod(image.shape[:-1]))
     step = max(1, int(math.sqrt(pixels / 1_000_000)))
     sample = np.asarray(image[..., ::step, ::step, :]).reshape(-1, channels)
-    levels = STRETCH_PERCENTILES if mode == "stretch" else (1.0, 99.0)
+    levels = STRETCH_PERCENTILES if mode == "stretch" else levels
     low, high = np.percentile(sample.astype(np.float32), levels, axis=0)
     return low.astype(np.float32), high.astype(np.float32)

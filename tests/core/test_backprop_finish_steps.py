@@ -1,0 +1,56 @@
+"""The backprop segmenter's last steps: regions joined across weak edges and outlines
+placed by colour on single-channel images."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from napari_unsupseg.core.backprop import BackpropParams, default_params
+from napari_unsupseg.core.backprop.boundaries import smoothed_colour
+from napari_unsupseg.core.backprop.params import outlines_placed
+from napari_unsupseg.core.backprop.weak_edges import colour_edges, join_weak_edges
+
+
+def _shaded_square() -> tuple[np.ndarray, np.ndarray]:
+    """(grey plane (64, 96, 1) in [0, 1], labels): a left-to-right shading with no edge,
+    split by the labels into two classes at x = 40, and a bright square (a real edge)
+    with a class of its own."""
+    plane = np.tile(np.linspace(0.2, 0.5, 96, dtype=np.float32), (64, 1))[..., None]
+    plane[20:44, 60:84] = 0.95
+    labels = np.zeros((64, 96), np.int64)
+    labels[:, 40:] = 1
+    labels[20:44, 60:84] = 2
+    return smoothed_colour(plane[None])[0], labels
+
+
+def test_a_shading_split_in_two_becomes_one_region_and_a_real_edge_stays():
+    colour, labels = _shaded_square()
+    joined = join_weak_edges(labels, colour, threshold=0.03)
+    assert set(np.unique(joined)) == {1, 2}  # the larger shaded half's label wins
+    assert (joined[labels != 2] == 1).all()
+    assert (joined[labels == 2] == 2).all()
+
+
+def test_joining_keeps_label_ids_and_classes_across_regions():
+    """Two separate square regions of one class stay that class: ids are kept, not renumbered."""
+    colour, labels = _shaded_square()
+    labels[2:10, 2:10] = 2  # a second region of class 2, on the shading (weak edge)
+    joined = join_weak_edges(labels, colour, threshold=0.03)
+    assert joined.dtype == labels.dtype
+    assert (joined[2:10, 2:10] == 1).all()  # no edge in the image: it joins its surround
+    assert (joined[20:44, 60:84] == 2).all()
+    assert join_weak_edges(labels, colour, threshold=0.0).tolist() == labels.tolist()
+
+
+def test_edges_are_on_one_scale_for_grey_and_colour():
+    colour, _ = _shaded_square()
+    grey = colour_edges(colour)
+    rgb = colour_edges(np.repeat(colour, 3, axis=-1))
+    assert np.allclose(grey, rgb, atol=1e-6)
+
+
+def test_outlines_are_placed_on_single_channel_images_only_by_default():
+    params = BackpropParams()
+    assert outlines_placed(params, 1) and not outlines_placed(params, 3)
+    assert outlines_placed(default_params(place_outlines="on"), 3)
+    assert not outlines_placed(default_params(place_outlines="off"), 1)
