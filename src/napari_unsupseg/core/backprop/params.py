@@ -181,7 +181,7 @@ class BackpropParams:
         "Last step: connected regions whose shared boundary is weak (mean colour gradient "
         "along it under this, the image scaled to 0-1) are joined, weakest first, and take "
         "the label of the largest; a shading or texture split into patches of two labels "
-        "becomes one region. 0 = off.",
+        "becomes one region. 0 = off. Not on the large-image path.",
         min=0.0,
         advanced=True,
     )
@@ -190,7 +190,8 @@ class BackpropParams:
         "Last step: the pixels along each boundary go to the label nearby whose interior "
         "colour is closest, so that outlines follow the image rather than the superpixels. "
         "'auto' = on for single-channel images (fluorescence), off for colour photographs "
-        "(see the README's figures on real images); 'on'; 'off'.",
+        "(see the README's figures on real images); 'on'; 'off'. Not on the large-image "
+        "path.",
         choices=OUTLINE_CHOICES,
         advanced=True,
     )
