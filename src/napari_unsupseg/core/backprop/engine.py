@@ -322,10 +322,11 @@ def _finish_outlines(
 ) -> np.ndarray:
     """Outlines placed by colour (unless a statistics merge ``placed`` them already), then
     regions joined across weak edges, plane by plane (:mod:`.weak_edges`)."""
-    if not (params.weak_edges > 0 or outlines_placed(params, planes.shape[-1]) and not placed):
+    place = outlines_placed(params, planes.shape[-1]) and not placed
+    if not (place or params.weak_edges > 0):
         return labels
     colour = smoothed_colour(planes)
-    if outlines_placed(params, planes.shape[-1]) and not placed:
+    if place:
         labels = place_boundaries(labels, colour)
     if params.weak_edges > 0:
         labels = np.stack([join_weak_edges(plane, plane_colour, params.weak_edges)

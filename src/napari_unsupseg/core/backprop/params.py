@@ -179,8 +179,8 @@ class BackpropParams:
     weak_edges: float = param(
         0.02,
         "Last step: connected regions whose shared boundary is weak (mean colour gradient "
-        "along it under this, the image scaled to 0-1) are joined, weakest first, and take "
-        "the label of the largest; a shading or texture split into patches of two labels "
+        "along it under this, the image scaled to 0-1) are joined, chains of them too, and "
+        "take the label of the largest; a shading or texture split into patches of two labels "
         "becomes one region. 0 = off. Not on the large-image path.",
         min=0.0,
         advanced=True,

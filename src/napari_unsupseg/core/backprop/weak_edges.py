@@ -33,11 +33,16 @@ def join_weak_edges(labels: np.ndarray, colour: np.ndarray, threshold: float) ->
     from scipy.sparse.csgraph import connected_components
     from skimage.measure import label
 
+    from ..base.images import neighbour_pixel_pairs
+
     parts = label(labels, connectivity=1, background=-1)
     n_parts = int(parts.max()) + 1
     if n_parts < 3 or threshold <= 0:  # id 0 is unused: fewer than two regions
         return labels
-    first, second, strength = _neighbour_pairs(parts, colour_edges(colour))
+    a, b = neighbour_pixel_pairs(parts)
+    edges = colour_edges(colour).ravel()
+    strength = np.maximum(edges[a], edges[b])  # the boundary's gradient: the larger side's
+    first, second = parts.ravel()[a], parts.ravel()[b]
     pair = np.minimum(first, second) * n_parts + np.maximum(first, second)
     pairs, which = np.unique(pair, return_inverse=True)
     weak = pairs[np.bincount(which, strength) / np.bincount(which) < threshold]
@@ -54,16 +59,3 @@ def join_weak_edges(labels: np.ndarray, colour: np.ndarray, threshold: float) ->
     group_label = np.zeros(int(group.max()) + 1, labels.dtype)
     group_label[in_order[largest]] = part_label[order[largest]]
     return group_label[group[parts]]
-
-
-def _neighbour_pairs(
-    parts: np.ndarray, edges: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Region ids either side of every boundary between 4-neighbours, and the gradient
-    there (the larger of the two pixels')."""
-    first = np.concatenate([parts[:, :-1].ravel(), parts[:-1].ravel()])
-    second = np.concatenate([parts[:, 1:].ravel(), parts[1:].ravel()])
-    strength = np.concatenate([np.maximum(edges[:, :-1], edges[:, 1:]).ravel(),
-                               np.maximum(edges[:-1], edges[1:]).ravel()])
-    across = first != second
-    return first[across], second[across], strength[across]

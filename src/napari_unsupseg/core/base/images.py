@@ -214,6 +214,17 @@ INTENSITY_CHOICES = ("auto", "dtype", "percentile", "stretch")
 STRETCH_PERCENTILES = (1.0, 99.8)
 
 
+def neighbour_pixel_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the two pixels of every pair of 4-neighbours of a plane ``(Y, X)``
+    whose labels differ (the horizontal pairs, then the vertical ones)."""
+    index = np.arange(labels.size).reshape(labels.shape)
+    first = np.concatenate([index[:, :-1].ravel(), index[:-1].ravel()])
+    second = np.concatenate([index[:, 1:].ravel(), index[1:].ravel()])
+    flat = labels.ravel()
+    across = flat[first] != flat[second]
+    return first[across], second[across]
+
+
 def intensity_range(
     image: np.ndarray, mode: str = "auto", levels: tuple[float, float] = (1.0, 99.0)
 ) -> tuple[np.ndarray, np.ndarray]:

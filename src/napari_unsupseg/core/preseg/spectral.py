@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..base.images import neighbour_pixel_pairs
 from .methods import colour_features, from_one, slic, unit_float
 
 #: Graphs up to this many superpixels are solved with a dense eigensolver (fast and
@@ -85,11 +86,8 @@ def superpixel_graph(
 
     mean, texture = average(local), average(spread)
     # Shared border lengths from the horizontal and vertical neighbour pairs.
-    pairs = np.concatenate([
-        np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], 1),
-        np.stack([labels[:-1, :].ravel(), labels[1:, :].ravel()], 1),
-    ])
-    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    first, second = neighbour_pixel_pairs(labels)
+    pairs = np.stack([index[first], index[second]], 1)
     pairs = np.sort(pairs, axis=1)  # (low, high): each border counted on one side
     border = sparse.coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])),
                                shape=(n, n)).tocsr().tocoo()  # duplicates summed
