@@ -20,20 +20,17 @@ import numpy as np
 def colour_edges(colour: np.ndarray) -> np.ndarray:
     """The gradient magnitude of a smoothed plane ``(Y, X, C)`` in [0, 1] (Sobel, root mean
     square over the channels, so one scale for grey and colour)."""
-    from skimage.filters import sobel
+    from ..preseg.methods import gradient_magnitude
 
-    squares = sum(sobel(colour[..., c]) ** 2 for c in range(colour.shape[-1]))
-    return np.sqrt(squares / colour.shape[-1])
+    return gradient_magnitude(colour) / np.sqrt(colour.shape[-1])
 
 
 def join_weak_edges(labels: np.ndarray, colour: np.ndarray, threshold: float) -> np.ndarray:
     """``labels`` ``(Y, X)`` with connected regions joined across edges whose mean gradient
     (of ``colour`` ``(Y, X, C)``, smoothed, in [0, 1]) is under ``threshold``; the ids kept."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
     from skimage.measure import label
 
-    from ..base.images import neighbour_pixel_pairs
+    from ..base.images import linked_groups, neighbour_pixel_pairs
 
     parts = label(labels, connectivity=1, background=-1)
     n_parts = int(parts.max()) + 1
@@ -46,9 +43,7 @@ def join_weak_edges(labels: np.ndarray, colour: np.ndarray, threshold: float) ->
     pair = np.minimum(first, second) * n_parts + np.maximum(first, second)
     pairs, which = np.unique(pair, return_inverse=True)
     weak = pairs[np.bincount(which, strength) / np.bincount(which) < threshold]
-    graph = coo_matrix((np.ones(len(weak)), (weak // n_parts, weak % n_parts)),
-                       shape=(n_parts, n_parts))
-    _, group = connected_components(graph, directed=False)
+    group = linked_groups(weak // n_parts, weak % n_parts, n_parts)
     # Each joined group takes the label of its largest region.
     size = np.bincount(parts.ravel(), minlength=n_parts)
     part_label = np.zeros(n_parts, labels.dtype)

@@ -225,6 +225,16 @@ def neighbour_pixel_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first[across], second[across]
 
 
+def linked_groups(first: np.ndarray, second: np.ndarray, size: int) -> np.ndarray:
+    """The group of each id 0..size-1 when id ``first[i]`` is linked to ``second[i]``
+    (connected components of the links; unlinked ids are groups of their own)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(first)), (first, second)), shape=(size, size))
+    return connected_components(graph, directed=False)[1]
+
+
 def intensity_range(
     image: np.ndarray, mode: str = "auto", levels: tuple[float, float] = (1.0, 99.0)
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base.errors import InputError
-from ..base.images import Spacing, relabel_sequential, relative_spacing
+from ..base.images import Spacing, linked_groups, relabel_sequential, relative_spacing
 
 #: Largest plane (pixels), or stack split as a volume (voxels), whose objects are
 #: separated: the split holds a few float copies of it and costs about 2 s per megapixel
@@ -103,9 +103,6 @@ def join_planes(labels: np.ndarray, min_overlap: float = 0.5) -> np.ndarray:
     3-D objects (uint32, 1..N): an object continues in the next plane when the two share
     at least ``min_overlap`` of the smaller one's pixels, each object continuing into at
     most one other (the largest overlaps first), as tracking nuclei through focus does."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     labels = np.asarray(labels, np.int64)
     if labels.ndim != 3:
         raise InputError(f"Planes are joined in a stack (Z, Y, X); got shape {labels.shape}.")
@@ -115,8 +112,7 @@ def join_planes(labels: np.ndarray, min_overlap: float = 0.5) -> np.ndarray:
     for below, above in zip(labels[:-1], labels[1:], strict=True):
         links += _plane_links(below, above, area, size, min_overlap)
     pairs = np.asarray(links, np.int64).reshape(-1, 2)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(size, size))
-    _, component = connected_components(graph, directed=False)
+    component = linked_groups(pairs[:, 0], pairs[:, 1], size)
     # Component numbers are arbitrary; background keeps 0, objects become 1..N.
     joined = np.where(labels > 0, component[labels] + 1, 0)
     return relabel_sequential(joined, np.uint32).astype(np.uint32)

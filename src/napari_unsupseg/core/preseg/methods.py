@@ -156,18 +156,23 @@ def watershed(
     SLIC's distance, so the same value gives similar shapes at any image size.
     """
     from scipy import ndimage as ndi
-    from skimage.filters import sobel
     from skimage.segmentation import watershed as _watershed
 
     features = colour_features(unit_float(image))
     if sigma > 0:
         features = ndi.gaussian_filter(features, sigma=(sigma, sigma, 0))
-    gradient = np.sqrt(
-        sum(sobel(features[..., c]) ** 2 for c in range(features.shape[-1]))
-    ).astype(np.float32)
+    gradient = gradient_magnitude(features).astype(np.float32)
     step = _grid_step(gradient.shape, n_segments)
     labels = _watershed(gradient, markers=int(n_segments), compactness=compactness / step)
     return from_one(labels)
+
+
+def gradient_magnitude(features: np.ndarray) -> np.ndarray:
+    """The Sobel gradient magnitude of a plane ``(Y, X, C)``, summed in quadrature over the
+    channels."""
+    from skimage.filters import sobel
+
+    return np.sqrt(sum(sobel(features[..., c]) ** 2 for c in range(features.shape[-1])))
 
 
 def kmeans(
