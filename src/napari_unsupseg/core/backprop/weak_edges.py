@@ -20,7 +20,7 @@ import numpy as np
 def colour_edges(colour: np.ndarray) -> np.ndarray:
     """The gradient magnitude of a smoothed plane ``(Y, X, C)`` in [0, 1] (Sobel, root mean
     square over the channels, so one scale for grey and colour)."""
-    from ..preseg.methods import gradient_magnitude
+    from ..base.images import gradient_magnitude
 
     return gradient_magnitude(colour) / np.sqrt(colour.shape[-1])
 

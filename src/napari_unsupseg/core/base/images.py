@@ -225,6 +225,14 @@ def neighbour_pixel_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first[across], second[across]
 
 
+def gradient_magnitude(features: np.ndarray) -> np.ndarray:
+    """The Sobel gradient magnitude of a plane ``(Y, X, C)``, summed in quadrature over the
+    channels."""
+    from skimage.filters import sobel
+
+    return np.sqrt(sum(sobel(features[..., c]) ** 2 for c in range(features.shape[-1])))
+
+
 def linked_groups(first: np.ndarray, second: np.ndarray, size: int) -> np.ndarray:
     """The group of each id 0..size-1 when id ``first[i]`` is linked to ``second[i]``
     (connected components of the links; unlinked ids are groups of their own)."""

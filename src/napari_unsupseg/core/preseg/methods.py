@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from ..base.errors import InputError
-from ..base.images import check_image, normalize
+from ..base.images import check_image, gradient_magnitude, normalize
 
 #: CIELAB lightness spans 0..100; non-RGB channels are scaled to the same span.
 _COLOUR_SPAN = 100.0
@@ -165,14 +165,6 @@ def watershed(
     step = _grid_step(gradient.shape, n_segments)
     labels = _watershed(gradient, markers=int(n_segments), compactness=compactness / step)
     return from_one(labels)
-
-
-def gradient_magnitude(features: np.ndarray) -> np.ndarray:
-    """The Sobel gradient magnitude of a plane ``(Y, X, C)``, summed in quadrature over the
-    channels."""
-    from skimage.filters import sobel
-
-    return np.sqrt(sum(sobel(features[..., c]) ** 2 for c in range(features.shape[-1])))
 
 
 def kmeans(
