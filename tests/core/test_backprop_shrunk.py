@@ -79,3 +79,32 @@ def test_a_large_plane_is_shrunk_at_most_sixteen_times_a_side():
     assert small[0, :, :70].max() == 0.0 and small[0, :, 80:].min() == 1.0
     small, _ = training_planes(plane[:, :1000, :1000], default_params())
     assert small.shape[1:3] == (141, 141)  # under the cap: about train_pixels
+
+
+def test_the_voting_superpixels_of_a_large_plane_are_drawn_at_a_whole_fraction(monkeypatch,
+                                                                                mosaic):
+    """Over the size limit the superpixels that vote are drawn on a copy shrunk by a whole
+    factor and repeated back: blocks of that factor share one superpixel, the plane's odd
+    last row takes its neighbour's, and they still follow the regions."""
+    from napari_unsupseg.core.backprop import superpixels
+    from napari_unsupseg.core.base.images import normalize
+
+    image, truth = mosaic
+    image, truth = np.concatenate([image, image[-1:]]), np.concatenate([truth, truth[-1:]])
+    plane = normalize(image)
+    params = default_params()
+    full = superpixels.vote_superpixels(plane, params)
+    monkeypatch.setattr(superpixels, "VOTE_SUPERPIXEL_PIXELS", 10_000)  # 193 x 192: factor 2
+    found = superpixels.vote_superpixels(plane, params)
+    assert found.shape == truth.shape and found.dtype == np.int32
+    assert np.array_equal(np.unique(found), np.arange(1, found.max() + 1))
+    assert np.array_equal(found[0:192:2], found[1:192:2])
+    assert np.array_equal(found[:, 0:192:2], found[:, 1:192:2])
+    assert np.array_equal(found[192], found[191])
+    assert found.max() < full.max()
+    assert majority_iou(found, truth) >= 0.98 * majority_iou(full, truth)
+    result = run_to_end(segment(image, params))
+    voters = result.extras["superpixels"]  # the engine's: the same, numbered its way
+    assert len(np.unique(voters)) == found.max()
+    assert np.array_equal(voters[0:192:2], voters[1:192:2])
+    assert majority_iou(result.labels, truth) >= 0.9

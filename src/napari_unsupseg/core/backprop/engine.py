@@ -64,6 +64,7 @@ from .superpixels import (
     superpixel_method,
     training_ignore,
     training_planes,
+    vote_superpixels,
 )
 from .train import NetworkRun, runs_summary, train_network
 from .weak_edges import join_weak_edges
@@ -162,7 +163,7 @@ def segment(
     total = params.max_iter * len(groups) * restarts
     superpixels = []
     for index, plane in enumerate(planes):
-        superpixels.append(plane_superpixels(plane, params) if not control.stop_requested else None)
+        superpixels.append(vote_superpixels(plane, params) if not control.stop_requested else None)
         if len(planes) > 1:  # a long stack must stay stoppable before training starts
             yield Progress(0, total, message=f"superpixels {index + 1}/{len(planes)}")
     # Without scribbles, training may see a shrunk copy (a 1-pixel stroke would not survive).
