@@ -100,13 +100,10 @@ def vote_superpixels(plane: np.ndarray, params: BackpropParams) -> np.ndarray | 
     each pixel repeated back to full size."""
     height, width = plane.shape[:2]
     factor = math.ceil(math.sqrt(height * width / VOTE_SUPERPIXEL_PIXELS))
-    if factor <= 1 or min(height, width) < 16 * factor:
+    if factor <= 1 or min(height, width) < 16 * factor or superpixel_method(params) == "none":
         return plane_superpixels(plane, params)
     small = _shrink(plane, factor, (height // factor, width // factor), None)
-    preseg = replace(params.preseg, min_size=max(2, round(params.preseg.min_size / factor**2)))
-    found = plane_superpixels(small, replace(params, preseg=preseg))
-    if found is None:
-        return None
+    found = plane_superpixels(small, _shrunk_superpixels(params, factor))
     found = np.repeat(np.repeat(found, factor, axis=0), factor, axis=1)
     # The rows and columns that made no whole block take their neighbours' superpixels.
     return np.pad(found, ((0, height - found.shape[0]), (0, width - found.shape[1])), mode="edge")
@@ -150,8 +147,14 @@ def training_planes(
     factor = (height * width / pixels) ** 0.5
     size = (max(1, round(height / factor)), max(1, round(width / factor)))
     small = np.stack([_shrink(plane, factor, size, normalise) for plane in planes])
+    return small, _shrunk_superpixels(params, factor)
+
+
+def _shrunk_superpixels(params: BackpropParams, factor: float) -> BackpropParams:
+    """The superpixel settings that draw the same superpixels on a copy ``factor`` times
+    smaller a side: their smallest size shrunk with the area."""
     preseg = replace(params.preseg, min_size=max(2, round(params.preseg.min_size / factor**2)))
-    return small, replace(params, preseg=preseg)
+    return replace(params, preseg=preseg)
 
 
 def _shrink(
