@@ -54,3 +54,16 @@ def test_outlines_are_placed_on_single_channel_images_only_by_default():
     assert outlines_placed(params, 1) and not outlines_placed(params, 3)
     assert outlines_placed(default_params(place_outlines="on"), 3)
     assert not outlines_placed(default_params(place_outlines="off"), 1)
+
+
+def test_single_channel_intensities_are_square_rooted_by_default():
+    from napari_unsupseg.core.backprop.params import stabilise_intensities, stabilised
+
+    params = BackpropParams()
+    assert stabilised(params, 1) and not stabilised(params, 3)
+    assert stabilised(default_params(stabilise="on"), 3)
+    assert not stabilised(default_params(stabilise="off"), 1)
+    grey = np.linspace(0.0, 1.0, 11, dtype=np.float32).reshape(1, 11, 1)
+    np.testing.assert_allclose(stabilise_intensities(grey.copy(), params), np.sqrt(grey))
+    rgb = np.repeat(grey, 3, axis=-1)
+    assert np.array_equal(stabilise_intensities(rgb.copy(), params), rgb)

@@ -58,6 +58,7 @@ from .params import (
     NORMALISE_PERCENTILES,
     BackpropParams,
     outlines_placed,
+    stabilise_intensities,
 )
 from .superpixels import (
     plane_superpixels,
@@ -153,7 +154,8 @@ def segment(
     clock = Stopwatch()
 
     single = image.ndim == 3
-    planes = normalize(image[np.newaxis] if single else image, *NORMALISE_PERCENTILES)
+    planes = stabilise_intensities(
+        normalize(image[np.newaxis] if single else image, *NORMALISE_PERCENTILES), params)
     scribble_planes = None
     if scribbles is not None:
         scribble_planes = scribbles[np.newaxis] if single else scribbles

@@ -40,7 +40,13 @@ from ..base.memory import keep_heap_mapped
 from ..preseg import absorb_small_regions
 from .calibrate import calibrate, full_size_crops
 from .finish import finish_labels
-from .params import DEFAULT_FEATURES, MERGE_SIGMA, NORMALISE_PERCENTILES, BackpropParams
+from .params import (
+    DEFAULT_FEATURES,
+    MERGE_SIGMA,
+    NORMALISE_PERCENTILES,
+    BackpropParams,
+    stabilise_intensities,
+)
 from .superpixels import (
     plane_superpixels,
     superpixel_method,
@@ -156,18 +162,19 @@ def _scaled_superpixels(params: BackpropParams, area: int, image_area: int) -> B
 
 class _Normaliser:
     """Per-channel percentile scaling (as the whole-image engine) from a subsample, applied
-    crop by crop."""
+    crop by crop, then the engine's intensity stabilisation."""
 
-    def __init__(self, planes: np.ndarray) -> None:
+    def __init__(self, planes: np.ndarray, params: BackpropParams) -> None:
         self.low, high = intensity_range(planes, "percentile", NORMALISE_PERCENTILES)
         self.span = np.where(high > self.low, high - self.low, 1.0).astype(np.float32)
         self.flat = high <= self.low
+        self.params = params
 
     def __call__(self, crop: np.ndarray) -> np.ndarray:
         out = (crop.astype(np.float32) - self.low) / self.span
         np.clip(out, 0.0, 1.0, out=out)
         out[..., self.flat] = 0.0
-        return out
+        return stabilise_intensities(out, self.params)
 
 
 def segment_large(
@@ -197,7 +204,7 @@ def segment_large(
     device = resolve_device(params.device)
     clock = Stopwatch()
     layout = plan(planes.shape, params, planes.dtype.itemsize)
-    normalise = _Normaliser(planes)
+    normalise = _Normaliser(planes, params)
     n_features = params.n_features or DEFAULT_FEATURES[params.network]
     groups = [list(range(len(planes)))] if params.stack_mode == "joint" else [
         [i] for i in range(len(planes))

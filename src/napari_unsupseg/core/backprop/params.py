@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..base.device import DEVICE_CHOICES
 from ..base.params import Shown, from_mapping, nested, param
 from ..preseg import PRESEG_METHODS, PresegParams
@@ -195,6 +197,16 @@ class BackpropParams:
         choices=OUTLINE_CHOICES,
         advanced=True,
     )
+    stabilise: str = param(
+        "auto",
+        "Take the square root of the scaled intensities before training and labelling: the "
+        "variance-stabilising transform of photon-counting noise, so that a dim object "
+        "stands out of the background's noise as a bright one does. 'auto' = on for "
+        "single-channel images (fluorescence), off for colour photographs (already "
+        "gamma-encoded); 'on'; 'off'. Not in volume mode.",
+        choices=OUTLINE_CHOICES,
+        advanced=True,
+    )
     labels_from: str = param(
         "refined",
         "Which map to return: 'refined' (the superpixel-voted labels of the last "
@@ -251,6 +263,24 @@ class BackpropParams:
         min=64,
         advanced=True,
     )
+
+
+def stabilised(params: BackpropParams, channels: int) -> bool:
+    """Whether the scaled intensities are square-rooted before training (``stabilise``)."""
+    return params.stabilise == "on" or (params.stabilise == "auto" and channels == 1)
+
+
+def stabilise_intensities(scaled: np.ndarray, params: BackpropParams) -> np.ndarray:
+    """``scaled`` (channels last, in [0, 1]) square-rooted in place when :func:`stabilised`.
+
+    On the 60 real nuclei fields of the development set (DSB2018), seeds 0-2: foreground
+    IoU 0.820-0.835 against 0.806-0.811 without, 5-9 images more than 0.05 below Otsu's
+    against 10-16 (a logarithm instead: 0.803-0.823). Not used in volume mode: no real
+    z-stack measured it, and on the synthetic one (three classes in additive noise) the
+    volume network then merged two of them."""
+    if stabilised(params, scaled.shape[-1]):
+        np.sqrt(scaled, out=scaled)
+    return scaled
 
 
 def outlines_placed(params: BackpropParams, channels: int) -> bool:
