@@ -265,9 +265,14 @@ class BackpropParams:
     )
 
 
+def _on_for_grey(choice: str, channels: int) -> bool:
+    """An 'auto' / 'on' / 'off' setting whose 'auto' means on for single-channel images."""
+    return choice == "on" or (choice == "auto" and channels == 1)
+
+
 def stabilised(params: BackpropParams, channels: int) -> bool:
     """Whether the scaled intensities are square-rooted before training (``stabilise``)."""
-    return params.stabilise == "on" or (params.stabilise == "auto" and channels == 1)
+    return _on_for_grey(params.stabilise, channels)
 
 
 def stabilise_intensities(scaled: np.ndarray, params: BackpropParams) -> np.ndarray:
@@ -285,7 +290,7 @@ def stabilise_intensities(scaled: np.ndarray, params: BackpropParams) -> np.ndar
 
 def outlines_placed(params: BackpropParams, channels: int) -> bool:
     """Whether the final labels' outlines are placed by colour (``place_outlines``)."""
-    return params.place_outlines == "on" or (params.place_outlines == "auto" and channels == 1)
+    return _on_for_grey(params.place_outlines, channels)
 
 
 def default_params(**changes: Any) -> BackpropParams:
