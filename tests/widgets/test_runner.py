@@ -10,12 +10,8 @@ from _gui import error_messages
 
 from napari_unsupseg.core.base.engine import Progress, Result
 from napari_unsupseg.core.base.errors import InputError
-from napari_unsupseg.widgets._runner import (
-    EngineRunner,
-    RunTexts,
-    call_in_worker,
-    show_failure,
-)
+from napari_unsupseg.widgets._failures import show_failure
+from napari_unsupseg.widgets._runner import EngineRunner, RunTexts, call_in_worker
 
 pytestmark = pytest.mark.gui
 

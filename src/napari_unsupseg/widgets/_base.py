@@ -41,13 +41,14 @@ from ..core.base.errors import InputError
 from ..core.registry import Engine
 from ._controls import RunControls
 from ._dock import DockLifetime
+from ._failures import error_message
 from ._fit import FittingDock, scrolling_body
 from ._folder import FolderApply
 from ._form import ParamForm
 from ._limits import LimitsLine, checked
 from ._pickers import ImageInput, LayerPicker
 from ._results import ResultWriter
-from ._runner import EngineRunner, error_message
+from ._runner import EngineRunner
 from ._setup import (
     CURRENT_PLANE,
     Outcome,

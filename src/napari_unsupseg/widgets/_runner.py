@@ -13,7 +13,7 @@ it in the worker thread and, on the main thread, owns what every run shares:
   has, a second press abandons the run (it ends at its next step and keeps nothing);
 - **failures** in words: an exception in the worker, or in the widget's own handling of a
   preview or a result, is one sentence in the status line and a napari notification
-  (:func:`show_failure`), never a traceback dialog;
+  (:func:`~._failures.show_failure`), never a traceback dialog;
 - **disposal**: :meth:`~EngineRunner.dispose` abandons the run and refuses new ones (the
   dock's :class:`~._dock.DockLifetime` disposes of every runner of a dock that goes away).
 
@@ -47,11 +47,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from napari.qt.threading import GeneratorWorker, create_worker
-from napari.utils.notifications import show_error
 from qtpy.QtCore import QObject, Qt, QTimer, Signal
 
 from ..core.base.engine import Progress, RunControl
-from ..core.base.errors import InputError
+from ._failures import show_failure
 
 logger = logging.getLogger(__name__)
 
@@ -410,22 +409,3 @@ def call_in_worker(function: Callable[..., Any], *args: Any) -> StartRun:
         yield  # pragma: no cover - makes this function a generator
 
     return run
-
-
-def error_message(exc: BaseException, what: str = "Segmentation") -> str:
-    """The plain-words message for an exception: InputError as is, else '<what> failed'."""
-    if isinstance(exc, InputError):
-        return str(exc)
-    text = str(exc) or type(exc).__name__
-    return f"{what} failed: {text}"
-
-
-def show_failure(exc: BaseException, set_status: Callable[[str], None],
-                 what: str = "Segmentation") -> None:
-    """Show a failed run in plain words: the widget's status line and a napari
-    notification (main thread); anything but an InputError is logged with its traceback."""
-    if not isinstance(exc, InputError):
-        logger.error("%s failed", what, exc_info=exc)
-    message = error_message(exc, what)
-    set_status(f"Failed: {message}")
-    show_error(message)

@@ -43,10 +43,10 @@ from ..core.base.stored_labels import (
     write_region,
 )
 from ._dock import DockLifetime
+from ._failures import error_message
 from ._fit import FittingDock, scrolling_body, wrap_text
 from ._layers import find_in_viewer, same, transform_for, unique_name, unwrap
 from ._pickers import LayerPicker
-from ._runner import error_message
 
 if TYPE_CHECKING:
     import napari.viewer
