@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from napari_unsupseg.core.backprop import BackpropParams, segment
-from napari_unsupseg.core.backprop.boundaries import smoothed_colour
+from napari_unsupseg.core.backprop.boundaries import FINAL_ROUNDS, smoothed_colour
 from napari_unsupseg.core.backprop.consensus import absorb_rare, intersect, restart_seed
 from napari_unsupseg.core.backprop.merge import (
     _Looks,
@@ -143,6 +143,22 @@ def test_boundaries_are_placed_half_way_in_colour():
     inside = placed == placed[24, 24]
     assert (inside ^ disc).sum() <= 0.05 * disc.sum(), (inside ^ disc).sum()
     assert (too_wide[0].astype(bool) ^ disc).sum() > 0.5 * disc.sum()  # it was far off
+
+
+def test_an_outline_several_bands_off_walks_back_to_the_edge():
+    """A label reaching 6 pixels past a blurred disc's edge, more than the band reaches in
+    one round: the rounds bring the outline back to the edge."""
+    from scipy import ndimage as ndi
+
+    yy, xx = np.mgrid[:64, :64]
+    radius = np.hypot(yy - 32, xx - 32)
+    disc = radius < 10
+    plane = ndi.gaussian_filter(np.where(disc, 0.9, 0.1), 1.2)[None, ..., None]
+    too_wide = (radius < 16).astype(np.int64)[None]
+    placed = place_boundaries(too_wide, smoothed_colour(plane), FINAL_ROUNDS)[0]
+    inside = placed == placed[32, 32]
+    assert (inside ^ disc).sum() <= 0.05 * disc.sum(), (inside ^ disc).sum()
+    assert (too_wide[0].astype(bool) ^ disc).sum() > 1.5 * disc.sum()  # it was far off
 
 
 def test_a_small_region_that_every_run_set_apart_is_no_sliver():

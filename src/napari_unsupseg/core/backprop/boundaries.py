@@ -19,8 +19,15 @@ import numpy as np
 
 #: The band (pixels) either side of a boundary that is decided again ...
 _BAND = 2
-#: ... in this many rounds (a rim thicker than the band shrinks in the first) ...
+#: ... in rounds until nothing moves, at most this many (a rim thicker than the band
+#: shrinks in the first) ...
 _BAND_ROUNDS = 2
+#: ... or this many for the segmenter's last step, where an outline that the coarse labels
+#: put several pixels off walks back a band per round (on the 60 real nuclei fields of the
+#: README, 8 rounds against 2: foreground IoU +0.006, instance F1 +0.015, about 0.3 s more
+#: per 256 x 256 field; grey photographs the same). The statistics merge keeps 2: with 8 an
+#: outline drifts along the stripes of a synthetic texture, seed by seed.
+FINAL_ROUNDS = 8
 #: ... by the colour, smoothed over this sigma (pixels) against the noise ...
 COLOUR_SMOOTH = 1.0
 #: ... compared with each label's interior colour averaged over this sigma (pixels).
@@ -35,7 +42,9 @@ def smoothed_colour(planes: np.ndarray) -> np.ndarray:
     return ndi.gaussian_filter(planes.astype(np.float32), (0, COLOUR_SMOOTH, COLOUR_SMOOTH, 0))
 
 
-def place_boundaries(labels: np.ndarray, colour: np.ndarray) -> np.ndarray:
+def place_boundaries(
+    labels: np.ndarray, colour: np.ndarray, rounds: int = _BAND_ROUNDS
+) -> np.ndarray:
     """The pixels near a boundary of ``labels`` ``(N, Y, X)`` given to the label nearby whose
     interior colour there is closest (see the module docstring); ids 0..K-1. ``colour``:
     the planes as :func:`smoothed_colour` gives them (made once by the caller, which
@@ -53,7 +62,7 @@ def place_boundaries(labels: np.ndarray, colour: np.ndarray) -> np.ndarray:
     reach = int(4.0 * _BAND_WINDOW + 0.5) + _BAND + 2
     _, labels = np.unique(labels, return_inverse=True)
     labels = labels.reshape(colour.shape[:3])
-    for _ in range(_BAND_ROUNDS):
+    for _ in range(rounds):
         # Label k's box (None where a round gave all of label k away).
         boxes = [
             None if box is None else grown_box(box, reach, labels.shape)

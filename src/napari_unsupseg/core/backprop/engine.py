@@ -48,7 +48,7 @@ from ..base.images import (
 from ..base.memory import keep_heap_mapped
 from ..base.params import validate
 from ..preseg import absorb_small_regions
-from .boundaries import place_boundaries, smoothed_colour
+from .boundaries import FINAL_ROUNDS, place_boundaries, smoothed_colour
 from .consensus import consensus, restart_seed
 from .large import needs_crops, segment_large
 from .merge import merge_by_statistics, merge_labels
@@ -330,7 +330,7 @@ def _finish_outlines(
         return labels
     colour = smoothed_colour(planes)
     if place:
-        labels = place_boundaries(labels, colour)
+        labels = place_boundaries(labels, colour, FINAL_ROUNDS)
     if params.weak_edges > 0:
         labels = np.stack([join_weak_edges(plane, plane_colour, params.weak_edges)
                            for plane, plane_colour in zip(labels, colour, strict=True)])
