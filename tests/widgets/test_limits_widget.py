@@ -6,20 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _gui import error_messages
+from _gui import error_messages, open_dock
 
 from napari_unsupseg.core.base import limits
 from napari_unsupseg.core.base.engine import Progress
 from napari_unsupseg.widgets._controls import RunControls
 
 pytestmark = pytest.mark.gui
-
-PLUGIN = "napari-unsupseg"
-
-
-def _dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
-    return widget
 
 
 def _mib(line: str) -> float:
@@ -33,7 +26,7 @@ def test_line_follows_the_layer_and_the_settings(make_napari_viewer):
     rng = np.random.default_rng(0)
     viewer.add_image(rng.random((128, 128, 3)), name="small", rgb=True)
     viewer.add_image(rng.random((1024, 1024, 3)), name="large", rgb=True)
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.image_picker.value = viewer.layers["small"]
     line = widget.controls.limits.text()
     assert line.startswith("preseg on CPU, ") and "available" in line
@@ -49,7 +42,7 @@ def test_run_refused_with_a_notification_when_it_will_not_fit(make_napari_viewer
                                                              monkeypatch):
     viewer = make_napari_viewer()
     viewer.add_image(np.random.default_rng(0).random((256, 256)), name="field")
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.image_picker.value = viewer.layers["field"]
     monkeypatch.setattr(limits, "host_available_bytes", lambda: 4 * 2**20)
     widget.form.set_values({"n_segments": 50})  # any change recomputes the line
@@ -65,7 +58,7 @@ def test_run_refused_with_a_notification_when_it_will_not_fit(make_napari_viewer
 def test_backprop_line_says_it_moves_to_crops(make_napari_viewer, monkeypatch):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((2048, 2048, 3), np.uint8), name="big", rgb=True)
-    widget = _dock(viewer, "Unsupervised segmentation")
+    widget = open_dock(viewer, "Unsupervised segmentation")
     widget.image_picker.value = viewer.layers["big"]
     monkeypatch.setattr(limits, "host_available_bytes", lambda: 2 * limits.GIB)
     widget.form.set_values({"train_pixels": None})  # whole-image training: 14 GB here
@@ -92,7 +85,7 @@ def test_predict_line_reads_the_chosen_model(make_napari_viewer, qtbot, tmp_path
     path = save_checkpoint(tmp_path / "small.pt", build_model(config), config)
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((512, 512, 3), np.uint8), name="field", rgb=True)
-    widget = _dock(viewer, "Model inference")
+    widget = open_dock(viewer, "Model inference")
     widget.image_picker.value = viewer.layers["field"]
     unknown = _mib(widget.controls.limits.text())  # no model yet: a large network assumed
     widget.checkpoint.value = path

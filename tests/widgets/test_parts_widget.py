@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _gui import PLUGIN, open_dock, run_dock
 from _gui import error_messages as _errors
 from napari.layers import Labels, Points
 
@@ -18,18 +19,9 @@ from napari_unsupseg.widgets.parts import EVERY_IMAGE, PartsWidget
 
 pytestmark = pytest.mark.gui
 
-PLUGIN = "napari-unsupseg"
-
-
-def _run(qtbot, widget, timeout=90_000):
-    with qtbot.waitSignal(widget.run_finished, timeout=timeout) as blocker:
-        widget.run_button.click()
-    assert not widget.is_running
-    return blocker.args[0]
-
 
 def _dock(viewer):
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Part discovery")
+    widget = open_dock(viewer, "Part discovery")
     assert isinstance(widget, PartsWidget)
     return widget
 
@@ -46,7 +38,7 @@ def test_parts_on_a_stack_give_labels_and_centres(make_napari_viewer, qtbot):
     widget.saliency.value = saliency
     widget.form.set_values({"n_parts": 2, "iterations": 40, "working_size": 32,
                             "batch_size": 2, "device": "cpu"})
-    assert _run(qtbot, widget) == "done", _errors()
+    assert run_dock(qtbot, widget, 90_000) == "done", _errors()
     result = widget.result_layer
     assert isinstance(result, Labels) and result.data.shape == (4, 48, 48)
     # The engine gives uint8; the base widget widens labels so that painting has room.
@@ -72,7 +64,7 @@ def test_a_single_image_is_refused_in_plain_words(make_napari_viewer, qtbot):
     images, _ = part_collection(1, 32, 2, seed=0)
     viewer.add_image(images[0], name="one", rgb=True)
     widget = _dock(viewer)
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 90_000) == "failed"
     assert any("stack" in message for message in _errors())
 
 
@@ -82,7 +74,7 @@ def test_missing_weights_file_is_refused(make_napari_viewer, qtbot, tmp_path):
     viewer.add_image(images, name="two", rgb=True)
     widget = _dock(viewer)
     widget.weights_file.value = tmp_path / "absent.pth"
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 90_000) == "failed"
     assert any("does not exist" in message for message in _errors())
 
 
@@ -112,7 +104,7 @@ def test_the_parts_sample_opens_and_runs_in_the_widget(make_napari_viewer, qtbot
     widget.saliency.value = truth  # non-zero = object
     widget.form.set_values({"n_parts": 4, "iterations": 10, "working_size": 32,
                             "batch_size": 2, "device": "cpu"})
-    assert _run(qtbot, widget) == "done", _errors()
+    assert run_dock(qtbot, widget, 90_000) == "done", _errors()
     assert widget.result_layer.data.shape == (8, 128, 128)
     assert 0 < widget.result_layer.data.max() <= 4
 

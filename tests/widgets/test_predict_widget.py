@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from _gui import error_messages as _errors
+from _gui import run_dock
 from _models import legacy_torchscript
 from scipy import ndimage as ndi
 
@@ -41,13 +42,6 @@ def image():
     return ((data - data.min()) / np.ptp(data) * 255).astype(np.uint8)
 
 
-def _run(qtbot, widget, timeout=60_000):
-    with qtbot.waitSignal(widget.run_finished, timeout=timeout) as blocker:
-        widget.run()
-    assert not widget.is_running
-    return blocker.args[0]
-
-
 def test_widget_predicts_classes_with_palette_and_names(make_napari_viewer, qtbot, checkpoint):
     viewer = make_napari_viewer()
     data = image()
@@ -64,7 +58,7 @@ def test_widget_predicts_classes_with_palette_and_names(make_napari_viewer, qtbo
     widget.form["overlap"].value = 16
     widget.form["confidence"].value = True
 
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000, press=False) == "done"
     layer = viewer.layers["cells classes"]
     expected = run_to_end(predict(data, PredictParams(tile_size=64, overlap=16),
                                   model=load_checkpoint(checkpoint)))
@@ -89,7 +83,7 @@ def test_widget_predicts_classes_with_palette_and_names(make_napari_viewer, qtbo
     assert 0.3 < float(confidence.data.min()) and float(confidence.data.max()) <= 1.0
     np.testing.assert_allclose(confidence.scale, (0.5, 2.0))
     # A rerun replaces its extra layers as it replaces its labels: nothing piles up.
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000, press=False) == "done"
     names = [layer.name for layer in viewer.layers]
     assert names.count("cells classes confidence") == 1 and len(names) == 3
 
@@ -99,7 +93,7 @@ def test_widget_refuses_without_a_checkpoint_and_reports_a_bad_one(
     viewer = make_napari_viewer()
     viewer.add_image(image(), name="cells", rgb=True)
     widget = PredictWidget(viewer)
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 60_000, press=False) == "failed"
     errors = _errors()
     assert any("Choose a checkpoint" in e for e in errors)
     bad = tmp_path / "bad.pth"
@@ -107,7 +101,7 @@ def test_widget_refuses_without_a_checkpoint_and_reports_a_bad_one(
     widget.checkpoint.value = str(bad)
     qtbot.waitUntil(lambda: not widget.model_info.value.startswith("reading"), timeout=10_000)
     assert "could not be recognised" in widget.model_info.value
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 60_000, press=False) == "failed"
     assert "cells classes" not in viewer.layers
 
 
@@ -165,11 +159,11 @@ def test_torchscript_archive_runs_only_when_allowed(make_napari_viewer, qtbot, t
     widget = PredictWidget(viewer)
     widget.checkpoint.value = str(path)
     assert not widget.allow_code.value
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 60_000, press=False) == "failed"
     assert any("TorchScript archive" in e for e in _errors())
     assert "cells classes" not in viewer.layers
     widget.allow_code.value = True
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000, press=False) == "done"
     assert viewer.layers["cells classes"].data.shape == (90, 77)
 
 
@@ -210,14 +204,14 @@ def test_a_model_that_separates_objects_gives_an_objects_layer(
     viewer.add_image(image(), name="cells", rgb=True, scale=(0.5, 2.0))
     widget = PredictWidget(viewer)
     widget.checkpoint.value = str(checkpoint)
-    assert _run(qtbot, widget) == "done", _errors()
+    assert run_dock(qtbot, widget, 60_000, press=False) == "done", _errors()
     classes, objects = viewer.layers["cells classes"], viewer.layers["cells objects"]
     np.testing.assert_array_equal(objects.data > 0, np.asarray(classes.data) == 1)
     assert objects.data.max() >= 1 and objects.data.dtype.kind == "u"
     np.testing.assert_allclose(objects.scale, (0.5, 2.0))
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000, press=False) == "done"
     assert [layer.name for layer in viewer.layers].count("cells objects") == 1
     objects = viewer.layers["cells objects"]
     objects.data_setitem((np.array([0]), np.array([0])), 99)
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000, press=False) == "done"
     assert objects.data[0, 0] == 99 and "cells objects [2]" in viewer.layers

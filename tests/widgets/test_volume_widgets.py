@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _gui import error_messages as _errors
+from _gui import open_dock, run_dock
 
 from napari_unsupseg.widgets import _volume
 from napari_unsupseg.widgets._base import CURRENT_PLANE
@@ -12,20 +13,6 @@ from napari_unsupseg.widgets.predict import VOLUME_OBJECTS
 from napari_unsupseg.widgets.preseg import VOLUME
 
 pytestmark = pytest.mark.gui
-
-PLUGIN = "napari-unsupseg"
-
-
-def _dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
-    return widget
-
-
-def _run(qtbot, widget, timeout=60_000):
-    with qtbot.waitSignal(widget.run_finished, timeout=timeout) as blocker:
-        widget.run_button.click()
-    assert not widget.is_running and widget.run_button.isEnabled()
-    return blocker.args[0]
 
 
 def _blobs(shape=(8, 48, 48), seed=0):
@@ -43,7 +30,7 @@ def _blobs(shape=(8, 48, 48), seed=0):
 def test_preseg_segments_a_z_stack_as_one_volume(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(_blobs(), name="stack", scale=(2.0, 1.0, 1.0), translate=(5.0, 0, 0))
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     assert widget.plane_mode.value == CURRENT_PLANE  # the default stays the plane shown
     assert VOLUME in widget.plane_mode.choices
     assert widget.spacing_line.label.native.isHidden()
@@ -59,7 +46,7 @@ def test_preseg_segments_a_z_stack_as_one_volume(make_napari_viewer, qtbot):
     for name in ("stack_mode", "spacing_z", "spacing_y", "spacing_x"):
         assert name not in widget.form.widgets  # filled by the dock, not typed
     widget.form.set_values({"method": "slic", "n_segments": 20})
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
     assert not _errors()
     layer = viewer.layers["stack superpixels"]
     assert layer.data.shape == (8, 48, 48)
@@ -79,10 +66,10 @@ def test_preseg_segments_a_z_stack_as_one_volume(make_napari_viewer, qtbot):
 def test_every_plane_mode_still_segments_planes_on_their_own(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(_blobs(shape=(3, 32, 32)), name="stack", scale=(2.0, 1.0, 1.0))
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.plane_mode.value = "every plane (one by one)"
     widget.form.set_values({"method": "slic", "n_segments": 10})
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
     layer = viewer.layers["stack superpixels"]
     assert layer.metadata["segmented_as"] == "planes"
     for k in np.unique(layer.data[layer.data > 0]):
@@ -92,17 +79,17 @@ def test_every_plane_mode_still_segments_planes_on_their_own(make_napari_viewer,
 def test_volume_needs_a_volume_method_in_plain_words(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(_blobs(shape=(3, 32, 32)), name="stack")
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.plane_mode.value = VOLUME
     widget.form.set_values({"method": "felzenszwalb"})
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 60_000) == "failed"
     assert any("volume mode" in message for message in _errors())
     assert "stack superpixels" not in [layer.name for layer in viewer.layers]
 
 
 def test_volume_mode_only_for_a_z_stack(make_napari_viewer):
     viewer = make_napari_viewer()
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     viewer.add_image(np.zeros((2, 3, 16, 16), np.float32), name="tz")
     widget.image_picker.value = viewer.layers["tz"]
     assert "every plane (one by one)" in widget.plane_mode.choices
@@ -114,7 +101,7 @@ def test_volume_mode_only_for_a_z_stack(make_napari_viewer):
 def test_predict_offers_objects_in_3d_with_the_layer_spacing(make_napari_viewer):
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((4, 32, 32), np.float32), name="stack", scale=(3.0, 0.5, 0.5))
-    widget = _dock(viewer, "Model inference")
+    widget = open_dock(viewer, "Model inference")
     assert VOLUME_OBJECTS in widget.plane_mode.choices
     widget.plane_mode.value = VOLUME_OBJECTS
     assert "3, 0.5, 0.5" in widget.spacing_line.label.value
@@ -133,9 +120,9 @@ def test_multiscale_layer_gives_single_scale_labels_at_level_0(make_napari_viewe
     image = viewer.add_image(levels, name="pyramid", multiscale=True, scale=(0.5, 0.5),
                              translate=(10.0, 20.0))
     assert image.multiscale
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.form.set_values({"method": "slic", "n_segments": 12})
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
     assert not _errors()
     layer = viewer.layers["pyramid superpixels"]
     assert not layer.multiscale
@@ -150,10 +137,10 @@ def test_dask_stack_in_volume_mode(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     lazy = da.from_array(_blobs(shape=(6, 40, 40), seed=1), chunks=(1, 40, 40))
     viewer.add_image(lazy, name="lazy", scale=(2.0, 1.0, 1.0))
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.plane_mode.value = VOLUME
     widget.form.set_values({"method": "slic", "n_segments": 10})
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
     layer = viewer.layers["lazy superpixels"]
     assert isinstance(layer.data, np.ndarray) and layer.data.shape == (6, 40, 40)
     assert layer.metadata["parameters"]["spacing_z"] == 2.0
@@ -164,11 +151,11 @@ def test_a_huge_lazy_read_is_refused_in_words(make_napari_viewer, qtbot, monkeyp
     viewer = make_napari_viewer()
     data = np.random.default_rng(0).random((4, 64, 64), dtype=np.float32)
     viewer.add_image(da.from_array(data, chunks=(1, 64, 64)), name="big")
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     monkeypatch.setattr(_volume, "LAZY_READ_LIMIT", 3 * 64 * 64 * 4)  # three planes
     widget.plane_mode.value = "every plane (one by one)"
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 60_000) == "failed"
     assert any("command line" in message and "current plane" in message
                for message in _errors())
     widget.plane_mode.value = CURRENT_PLANE  # one plane fits
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"

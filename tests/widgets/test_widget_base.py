@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from _gui import error_messages as _errors
+from _gui import run_dock
 
 from napari_unsupseg.core.base.engine import Progress, Result, provenance
 from napari_unsupseg.core.base.errors import InputError
@@ -84,14 +85,6 @@ def _viewer_and_widget(make_napari_viewer, **image_kwargs):
     widget = FakeWidget(viewer)
     viewer.window.add_dock_widget(widget, name="fake")
     return viewer, widget
-
-
-def _run(qtbot, widget, timeout=20_000):
-    with qtbot.waitSignal(widget.run_finished, timeout=timeout) as blocker:
-        widget.run()
-    assert not widget.is_running
-    assert widget.run_button.isEnabled()
-    return blocker.args[0]
 
 
 def _no_thread_running(qtbot):
@@ -220,7 +213,7 @@ def test_run_writes_labels_with_transform_and_metadata(make_napari_viewer, qtbot
     viewer, widget = _viewer_and_widget(
         make_napari_viewer, scale=(2.0, 0.5), translate=(10.0, -3.0)
     )
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     layer = viewer.layers["img fake"]
     assert layer is not None and widget.result_layer.name == "img fake"
     assert layer.data.shape == (32, 32)
@@ -246,7 +239,7 @@ def test_rgb_drops_colour_axis_and_mean_colour(make_napari_viewer, qtbot):
         make_napari_viewer, data=rgb, name="photo", rgb=True, scale=(3.0, 3.0)
     )
     widget.mean_colour.value = True
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     labels = viewer.layers["photo fake"]
     assert labels.data.shape == (24, 20)
     np.testing.assert_allclose(labels.scale, (3.0, 3.0))
@@ -266,7 +259,7 @@ def test_stack_current_plane_and_every_plane(make_napari_viewer, qtbot):
     assert not widget.plane_mode.native.isHidden()
     viewer.dims.set_current_step(0, 2)
     widget.plane_mode.value = CURRENT_PLANE
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     plane = viewer.layers["stack fake plane 2"]
     assert plane.data.shape == (16, 16)
     np.testing.assert_allclose(plane.scale, (0.5, 0.5))
@@ -275,7 +268,7 @@ def test_stack_current_plane_and_every_plane(make_napari_viewer, qtbot):
     assert plane.metadata["image_shape"] == [16, 16, 2]
 
     widget.plane_mode.value = "every plane, jointly"
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     joint = viewer.layers["stack fake"]
     assert joint.data.shape == (4, 16, 16)
     np.testing.assert_allclose(joint.scale, (5.0, 0.5, 0.5))
@@ -293,7 +286,7 @@ def test_previews_are_throttled_and_on_the_main_thread(make_napari_viewer, qtbot
         lambda e: e.value.events.data.connect(lambda _: writes.append(time.monotonic()))
     )
     start = time.monotonic()
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     elapsed = time.monotonic() - start
     # Previews at most 4 a second (plus the first one and the final result).
     assert len(writes) <= elapsed * 4 + 2
@@ -324,7 +317,7 @@ def test_cancel_finishes_the_result_and_leaves_viewer_usable(make_napari_viewer,
     viewer.add_points([[1, 1]])
     widget.form["n_steps"].value = 3
     widget.form["delay"].value = 0.0
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     assert viewer.layers["img fake"].metadata.get("stopped_early") is False
 
 
@@ -333,18 +326,18 @@ def test_cancel_finishes_the_result_and_leaves_viewer_usable(make_napari_viewer,
 
 def test_untouched_result_is_reused_painted_result_is_kept(make_napari_viewer, qtbot):
     viewer, widget = _viewer_and_widget(make_napari_viewer)
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     first = viewer.layers["img fake"]
     # An untouched result is updated in place by a rerun.
     widget.form["threshold"].value = 0.9
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     assert len([layer for layer in viewer.layers if layer.name.startswith("img fake")]) == 1
     assert widget.result_layer.name == "img fake"
     # Paint on it as the brush does (a committed paint step), then rerun.
     first.paint((5, 5), 7, refresh=True)
     painted = np.array(first.data)
     assert (painted == 7).any()
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     np.testing.assert_array_equal(first.data, painted)  # the edit is intact
     assert widget.result_layer.name == "img fake [2]"
     # Undo still works on the painted layer.
@@ -353,7 +346,7 @@ def test_untouched_result_is_reused_painted_result_is_kept(make_napari_viewer, q
     # A data replacement by the user also counts as an edit.
     second = viewer.layers["img fake [2]"]
     second.data = np.zeros_like(second.data)
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     assert not np.asarray(second.data).any()
     assert widget.result_layer.name == "img fake [3]"
 
@@ -374,7 +367,7 @@ def test_painting_during_a_run_moves_the_run_to_a_new_layer(make_napari_viewer, 
 
 def test_a_brush_press_counts_as_an_edit_before_the_stroke_ends(make_napari_viewer, qtbot):
     viewer, widget = _viewer_and_widget(make_napari_viewer)
-    _run(qtbot, widget)
+    run_dock(qtbot, widget, 20_000, press=False)
     layer = widget.result_layer
     layer.mode = "pan_zoom"
     for callback in list(layer.mouse_drag_callbacks):
@@ -384,15 +377,15 @@ def test_a_brush_press_counts_as_an_edit_before_the_stroke_ends(make_napari_view
     for callback in list(layer.mouse_drag_callbacks):
         callback(layer, None)
     assert widget.tracker.is_edited(layer)
-    _run(qtbot, widget)
+    run_dock(qtbot, widget, 20_000, press=False)
     assert widget.result_layer.name == "img fake [2]"
 
 
 def test_new_layer_every_run_option(make_napari_viewer, qtbot):
     viewer, widget = _viewer_and_widget(make_napari_viewer)
     widget.new_layer_each_run.value = True
-    _run(qtbot, widget)
-    _run(qtbot, widget)
+    run_dock(qtbot, widget, 20_000, press=False)
+    run_dock(qtbot, widget, 20_000, press=False)
     assert [layer.name for layer in viewer.layers][-2:] == ["img fake", "img fake [2]"]
 
 
@@ -411,23 +404,23 @@ def test_engine_errors_become_notifications(make_napari_viewer, qtbot, fail, mes
     viewer, widget = _viewer_and_widget(make_napari_viewer)
     source = np.array(viewer.layers["img"].data)
     widget.form["fail"].value = fail
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "failed"
     assert _errors() == [message]
     assert widget.status.text() == f"Failed: {message}"
     np.testing.assert_array_equal(viewer.layers["img"].data, source)
     widget.form["fail"].value = "no"
-    assert _run(qtbot, widget) == "done"  # idle and usable again
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"  # idle and usable again
 
 
 def test_nan_image_and_no_image(make_napari_viewer, qtbot):
     data = np.ones((16, 16), np.float32)
     data[3, 3] = np.nan
     viewer, widget = _viewer_and_widget(make_napari_viewer, data=data)
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "failed"
     assert "NaN" in _errors()[-1]
     assert [layer.name for layer in viewer.layers] == ["img"]
     viewer.layers.clear()
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "failed"
     assert "Choose an image layer" in _errors()[-1]
 
 

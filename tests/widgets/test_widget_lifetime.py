@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+from _gui import run_dock
 
 from napari_unsupseg.core.base.engine import Progress, Result, provenance
 from napari_unsupseg.core.base.params import param
@@ -48,12 +49,6 @@ class CountingWidget(EngineWidget):
         return Result(labels, provenance("count", params))
 
 
-def _run(qtbot, widget, timeout=20_000):
-    with qtbot.waitSignal(widget.run_finished, timeout=timeout) as blocker:
-        widget.run()
-    return blocker.args[0]
-
-
 def test_sample_cells_open_as_channel_layers_and_a_run_uses_both(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-unsupseg", "cells")
@@ -63,7 +58,7 @@ def test_sample_cells_open_as_channel_layers_and_a_run_uses_both(make_napari_vie
     # Layers opened together are ticked as further channels: no setting to change.
     assert widget.channel_layers.value == ["cells cytoplasm"]
     assert not widget.channel_axis.enabled
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     assert widget.seen_shape == (256, 256, 2)
     meta = widget.result_layer.metadata["napari"]
     assert meta["channel_layers"] == ["cells cytoplasm"]
@@ -81,7 +76,7 @@ def test_channel_layers_of_the_same_shape_are_offered_and_stacked(make_napari_vi
     assert widget.channel_layers.value == []  # not opened together: not ticked
     widget.channel_layers.value = ["actin"]
     widget.plane_mode.value = "every plane"
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     assert widget.seen_shape == (2, 24, 32, 2)
     setup = make_setup(first, params=CountParams(), engine_label="x", channel_layers=[second],
                        plane_mode="every plane")
@@ -106,7 +101,7 @@ def test_engine_computes_previews_only_when_they_will_be_shown(make_napari_viewe
     widget.form["n_steps"].value = 200
     widget.form["delay"].value = 0.005
     started = time.monotonic()
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     seconds = time.monotonic() - started
     # At most one preview per 0.25 s (plus the first): not one per step.
     assert 1 <= widget.previews_computed <= seconds / widget.preview_interval + 2
@@ -120,7 +115,7 @@ def test_previews_use_the_smallest_label_type(make_napari_viewer, qtbot):
     widget.form["max_iter"].value = 3
     types = []
     widget.runner.previewed.connect(lambda event: types.append(event.preview.dtype))
-    assert _run(qtbot, widget, 60_000) == "done"
+    assert run_dock(qtbot, widget, 60_000, press=False) == "done"
     assert types and all(t == np.uint16 for t in types)
     assert widget.result_layer.data.dtype == np.uint16
 
@@ -132,7 +127,7 @@ def test_a_finished_run_keeps_no_image_alive(make_napari_viewer, qtbot):
     viewer.add_image(data, name="big")
     del data
     widget = CountingWidget(viewer)
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 20_000, press=False) == "done"
     viewer.layers.remove("big")
     qtbot.wait(50)
     gc.collect()

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from _gui import error_messages as _errors
+from _gui import open_dock, run_dock
 from napari.layers import Labels
 from qtpy.QtCore import QThreadPool
 from qtpy.QtWidgets import QLabel
@@ -25,18 +26,6 @@ pytestmark = pytest.mark.gui
 PLUGIN = "napari-unsupseg"
 
 
-def _dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
-    return widget
-
-
-def _run(qtbot, widget, timeout=60_000):
-    with qtbot.waitSignal(widget.run_finished, timeout=timeout) as blocker:
-        widget.run_button.click()
-    assert not widget.is_running and widget.run_button.isEnabled()
-    return blocker.args[0]
-
-
 def _small_mosaic(viewer, **kwargs):
     image, truth = samples.mosaic(size=64, n_regions=4)
     return viewer.add_image(image, name="mosaic", rgb=True, **kwargs), truth
@@ -49,8 +38,8 @@ def _quick(widget, **values):
 
 def test_manifest_docks_both_widgets(make_napari_viewer):
     viewer = make_napari_viewer()
-    preseg = _dock(viewer, "Presegment")
-    backprop = _dock(viewer, "Unsupervised segmentation")
+    preseg = open_dock(viewer, "Presegment")
+    backprop = open_dock(viewer, "Unsupervised segmentation")
     assert isinstance(preseg, PresegWidget)
     assert isinstance(backprop, BackpropWidget)
     # npe2 hands plugins a proxy that refuses layer changes off the main thread.
@@ -94,11 +83,11 @@ def test_manifest_widgets_are_the_registry_engines_review_and_stored_labels():
 def test_preseg_on_the_mosaic_sample(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "mosaic")
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.image_picker.value = viewer.layers["mosaic"]
     widget.form.set_values({"method": "slic", "n_segments": 50})
     widget.mean_colour.value = True
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
     layer = viewer.layers["mosaic superpixels"]
     assert isinstance(layer, Labels)
     assert layer.data.shape == (256, 256) and layer.data.dtype.kind == "u"
@@ -113,11 +102,11 @@ def test_preseg_every_plane_of_a_stack(make_napari_viewer, qtbot):
     image, _ = samples.cells(size=48, n_cells=4)  # (2, 48, 48): channels first
     stack = np.stack([image, image[:, ::-1], image[:, :, ::-1]])  # (z=3, c=2, y, x)
     viewer.add_image(stack, name="cells", scale=(4.0, 1.0, 0.2, 0.2))
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.channel_axis.value = 1
     widget.plane_mode.value = "every plane (one by one)"
     widget.form.set_values({"method": "felzenszwalb", "min_size": 10})
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
     layer = viewer.layers["cells superpixels"]
     assert layer.data.shape == (3, 48, 48)
     np.testing.assert_allclose(layer.scale, (4.0, 0.2, 0.2))
@@ -128,13 +117,13 @@ def test_preseg_every_plane_of_a_stack(make_napari_viewer, qtbot):
 def test_backprop_runs_live_and_writes_an_editable_result(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     _small_mosaic(viewer, scale=(0.5, 0.5), translate=(3.0, 4.0))
-    widget = _dock(viewer, "Unsupervised segmentation")
+    widget = open_dock(viewer, "Unsupervised segmentation")
     _quick(widget, seed=3)
     previews = []
     viewer.layers.events.inserted.connect(
         lambda e: previews.append(e.value.metadata.get("status", "final"))
     )
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
     assert previews and previews[0].startswith("live preview")
     layer = viewer.layers["mosaic backprop"]
     assert layer.data.shape == (64, 64) and layer.data.dtype.kind == "u"
@@ -156,7 +145,7 @@ def test_backprop_runs_live_and_writes_an_editable_result(make_napari_viewer, qt
     # ... and a rerun leaves the edited layer alone.
     layer.paint((10, 10), 99)
     edited = np.array(layer.data)
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
     np.testing.assert_array_equal(viewer.layers["mosaic backprop"].data, edited)
     assert widget.result_layer.name == "mosaic backprop [2]"
 
@@ -164,7 +153,7 @@ def test_backprop_runs_live_and_writes_an_editable_result(make_napari_viewer, qt
 def test_backprop_cancel_mid_run(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     _small_mosaic(viewer)
-    widget = _dock(viewer, "Unsupervised segmentation")
+    widget = open_dock(viewer, "Unsupervised segmentation")
     _quick(widget, max_iter=5000, patience=0, min_labels=1)
     with qtbot.waitSignal(widget.run_finished, timeout=60_000) as blocker:
         widget.run_button.click()
@@ -190,7 +179,7 @@ def test_scribbles_separate_two_classes(make_napari_viewer, qtbot):
     image += rng.normal(0, 0.03, image.shape).astype(np.float32)
     viewer = make_napari_viewer()
     viewer.add_image(image, name="halves", rgb=True)
-    widget = _dock(viewer, "Unsupervised segmentation")
+    widget = open_dock(viewer, "Unsupervised segmentation")
     _quick(widget, max_iter=8)
     assert widget.scribbles.value is None  # none by default
     scribbles = widget.add_scribbles_layer()
@@ -198,7 +187,7 @@ def test_scribbles_separate_two_classes(make_napari_viewer, qtbot):
     assert widget.scribbles.value.name == "halves scribbles"
     scribbles.data_setitem(np.nonzero(_box(20, 28, 4, 12)), 1)
     scribbles.data_setitem(np.nonzero(_box(20, 28, 36, 44)), 2)
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
     labels = np.asarray(viewer.layers["halves backprop"].data)
     left, right = labels[:, :24], labels[:, 24:]
     assert np.bincount(left.ravel()).argmax() == 1
@@ -221,28 +210,28 @@ def test_absent_device_is_a_plain_notification(make_napari_viewer, qtbot):
         pytest.skip("this machine has CUDA")
     viewer = make_napari_viewer()
     _small_mosaic(viewer)
-    widget = _dock(viewer, "Unsupervised segmentation")
+    widget = open_dock(viewer, "Unsupervised segmentation")
     _quick(widget, device="cuda")
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 60_000) == "failed"
     (message,) = _errors()
     assert "CUDA" in message and "Traceback" not in message
     assert [layer.name for layer in viewer.layers] == ["mosaic"]
     _quick(widget)  # back to the CPU: works again
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
 
 
 def test_wrong_layer_and_nan_are_plain_notifications(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_labels(np.zeros((16, 16), np.uint8), name="only labels")
-    widget = _dock(viewer, "Unsupervised segmentation")
+    widget = open_dock(viewer, "Unsupervised segmentation")
     assert widget.image_picker.value is None  # a Labels layer is not offered
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 60_000) == "failed"
     assert "Choose an image layer" in _errors()[-1]
     nan = np.ones((16, 16), np.float32)
     nan[2, 2] = np.nan
     viewer.add_image(nan, name="nan")
     assert widget.image_picker.value.name == "nan"
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 60_000) == "failed"
     assert "NaN" in _errors()[-1]
     assert [layer.name for layer in viewer.layers] == ["only labels", "nan"]
 
@@ -252,11 +241,11 @@ def test_current_plane_of_a_stack(make_napari_viewer, qtbot):
     image, _ = samples.mosaic(size=32, n_regions=3)
     stack = np.stack([image, image[::-1], image[:, ::-1]])  # (3, 32, 32, 3) RGB
     viewer.add_image(stack, name="movie", rgb=True, scale=(7.0, 1.0, 1.0))
-    widget = _dock(viewer, "Unsupervised segmentation")
+    widget = open_dock(viewer, "Unsupervised segmentation")
     viewer.dims.set_current_step(0, 1)
     assert widget.plane_mode.value == CURRENT_PLANE
     _quick(widget, max_iter=2)
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
     layer = viewer.layers["movie backprop plane 1"]
     assert layer.data.shape == (32, 32)
     np.testing.assert_allclose(layer.scale, (1.0, 1.0))
@@ -282,10 +271,10 @@ def test_forms_read_in_words(make_napari_viewer):
     code_words = {"w", "n", "con", "conv", "iter", "lr", "tol", "mb", "dist"}
     for name in ("Presegment", "Unsupervised segmentation", "Model inference",
                  "Part discovery", "Train from labels"):
-        widget = _dock(viewer, name)
+        widget = open_dock(viewer, name)
         for field in widget.form.widgets.values():
             assert not code_words & set(field.label.split()), (name, field.label)
-    backprop = _dock(viewer, "Unsupervised segmentation")
+    backprop = open_dock(viewer, "Unsupervised segmentation")
     assert backprop.form["w_con"].label == "continuity weight"
     assert backprop.form["w_scribble"].label == "scribble weight"
     shown = {label.text() for label in backprop.findChildren(QLabel)}
@@ -294,7 +283,7 @@ def test_forms_read_in_words(make_napari_viewer):
 
 def test_presegment_shows_only_the_chosen_methods_settings(make_napari_viewer):
     viewer = make_napari_viewer()
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     form = widget.form
 
     def shown(name):
@@ -311,7 +300,7 @@ def test_presegment_shows_only_the_chosen_methods_settings(make_napari_viewer):
     # Hidden settings keep their values: a run reads the whole form.
     assert widget.form.params().n_segments == 1000
     # The segmenter's superpixel settings follow its superpixel method the same way.
-    backprop = _dock(viewer, "Unsupervised segmentation").form
+    backprop = open_dock(viewer, "Unsupervised segmentation").form
     backprop["superpixels"].value = "slic"
     assert not backprop["superpixel_n_segments"].native.isHidden()
     assert backprop["superpixel_scale"].native.isHidden()
@@ -325,7 +314,7 @@ def test_presegment_shows_only_the_chosen_methods_settings(make_napari_viewer):
 def test_backprop_progress_says_which_restart_and_ends_full(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     _small_mosaic(viewer)
-    widget = _dock(viewer, "Unsupervised segmentation")
+    widget = open_dock(viewer, "Unsupervised segmentation")
     _quick(widget, max_iter=6, restarts=3, min_labels=1, patience=0)
     seen = []  # (status line, bar value, bar maximum) after each event
 
@@ -334,7 +323,7 @@ def test_backprop_progress_says_which_restart_and_ends_full(make_napari_viewer, 
         seen.append((words, widget.progress_bar.value(), widget.progress_bar.maximum()))
 
     widget.runner.progressed.connect(record)
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
     lines = [words for words, _, _ in seen if words]
     assert lines[0].startswith("restart 1 of 3 · iteration 1 (at most 6)")
     assert any(line.startswith("restart 3 of 3 · iteration 6 (at most 6)") for line in lines)
@@ -351,11 +340,11 @@ def test_the_final_message_stays_after_a_quick_run(make_napari_viewer, qtbot):
     """Events still queued when a quick run ends never write over its final message."""
     viewer = make_napari_viewer(show=True)
     _small_mosaic(viewer)
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.form.set_values({"method": "slic", "n_segments": 30})
     worker = []
     widget.runner.progressed.connect(lambda _e: worker.append(widget.runner.worker))
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 60_000) == "done"
     final = widget.status.text()
     assert final.startswith("Done: ") and "in layer 'mosaic superpixels'" in final
     # A late event of the ended run, as a busy window may deliver it.

@@ -6,13 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _gui import error_messages as _errors
+from _gui import open_dock, run_dock
 from _zarr import smooth_volume, write_store
 
 from napari_unsupseg.widgets import _zarr_run
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
-
-PLUGIN = "napari-unsupseg"
 
 
 def _rgb_store(path):
@@ -26,18 +25,6 @@ def _open(viewer, path):
     layers = viewer.open(str(path), plugin="napari-ome-zarr")
     assert all(layer.multiscale for layer in layers)
     return layers
-
-
-def _dock(viewer, name):
-    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
-    return widget
-
-
-def _run(qtbot, widget, timeout=120_000):
-    with qtbot.waitSignal(widget.run_finished, timeout=timeout) as blocker:
-        widget.run_button.click()
-    assert not widget.is_running
-    return blocker.args[0]
 
 
 def _labels_in(path):
@@ -69,7 +56,7 @@ def test_preseg_runs_block_by_block_into_the_store(make_napari_viewer, qtbot, tm
     path = _rgb_store(tmp_path / "rgb.zarr")
     viewer = make_napari_viewer()
     first = _open(viewer, path)[0]
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.image_picker.value = first
     assert not widget.block_size.widget.native.isHidden()
     widget.block_size.widget.value = 64
@@ -77,7 +64,7 @@ def test_preseg_runs_block_by_block_into_the_store(make_napari_viewer, qtbot, tm
     line = widget.controls.limits.text()
     assert "block by block" in line and "rgb.zarr" in line, line
     assert "3 channels" in line and "per block" in line, line
-    assert _run(qtbot, widget) == "done", _errors()
+    assert run_dock(qtbot, widget, 120_000) == "done", _errors()
     assert not _errors()
     layer = viewer.layers.selection.active
     assert layer.__class__.__name__ == "Labels" and layer.multiscale
@@ -93,7 +80,7 @@ def test_preseg_runs_block_by_block_into_the_store(make_napari_viewer, qtbot, tm
     params = widget._setup().params
     np.testing.assert_array_equal(_engine_run(path, "preseg", params, "cli"), written)
     # A second run writes beside the first, never over it.
-    assert _run(qtbot, widget) == "done"
+    assert run_dock(qtbot, widget, 120_000) == "done"
     assert "preseg-2" in _labels_in(path) and "preseg" in _labels_in(path)
     from napari_unsupseg.core.base.omezarr import open_omezarr
 
@@ -106,12 +93,12 @@ def test_a_read_only_store_is_refused_before_any_work(make_napari_viewer, qtbot,
     path = _rgb_store(tmp_path / "rgb.zarr")
     viewer = make_napari_viewer()
     _open(viewer, path)
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.image_picker.value = viewer.layers[0]
     from napari_unsupseg.core.base import omezarr
 
     monkeypatch.setattr(omezarr.os, "access", lambda *args: False)
-    assert _run(qtbot, widget) == "failed"
+    assert run_dock(qtbot, widget, 120_000) == "failed"
     assert any("read-only" in message for message in _errors()), _errors()
     assert not (path / "labels").exists()
     assert [layer.__class__.__name__ for layer in viewer.layers] == ["Image"] * 3
@@ -130,14 +117,14 @@ def test_predict_writes_classes_of_a_z_stack_plane_by_plane(make_napari_viewer, 
     path = write_store(tmp_path / "stack.zarr", smooth_volume((2, 3, 96, 80)))
     viewer = make_napari_viewer()
     layers = _open(viewer, path)
-    widget = _dock(viewer, "Model inference")
+    widget = open_dock(viewer, "Model inference")
     widget.image_picker.value = layers[0]
     widget.plane_mode.value = "every plane (one by one)"
     widget.block_size.widget.value = 48
     widget.checkpoint.value = str(checkpoint)
     widget.form.set_values({"tile_size": 64, "overlap": 8})
     assert "block by block" in widget.controls.limits.text()
-    assert _run(qtbot, widget) == "done", _errors()
+    assert run_dock(qtbot, widget, 120_000) == "done", _errors()
     layer = viewer.layers.selection.active
     assert layer.multiscale and layer.data[0].shape == (3, 96, 80)
     np.testing.assert_allclose(layer.scale, layers[0].scale)
@@ -172,12 +159,12 @@ def test_a_models_objects_are_stitched_into_labels_of_their_own(make_napari_view
                        axes="cyx")
     viewer = make_napari_viewer()
     layers = _open(viewer, path)
-    widget = _dock(viewer, "Model inference")
+    widget = open_dock(viewer, "Model inference")
     widget.image_picker.value = layers[0]
     widget.block_size.widget.value = 48
     widget.checkpoint.value = str(checkpoint)
     widget.form.set_values({"tile_size": 64, "overlap": 8})
-    assert _run(qtbot, widget) == "done", _errors()
+    assert run_dock(qtbot, widget, 120_000) == "done", _errors()
     assert sorted(_labels_in(path)) == ["predict", "predict_objects"]
     objects_layer = next(layer for layer in viewer.layers if "predict_objects" in layer.name)
     stored = labels_behind(objects_layer.metadata, None, objects_layer.name)
@@ -201,7 +188,7 @@ def test_a_stopped_run_keeps_its_blocks_and_says_so(make_napari_viewer, qtbot, t
     path = _rgb_store(tmp_path / "rgb.zarr")
     viewer = make_napari_viewer()
     _open(viewer, path)
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.image_picker.value = viewer.layers[0]
     widget.block_size.widget.value = 32
     with qtbot.waitSignal(widget.run_finished, timeout=60_000) as blocker:
@@ -250,7 +237,7 @@ def test_an_abandoned_run_says_what_it_left(make_napari_viewer, qtbot, tmp_path,
     path = _rgb_store(tmp_path / "rgb.zarr")
     viewer = make_napari_viewer()
     _open(viewer, path)
-    widget = _dock(viewer, "Presegment")
+    widget = open_dock(viewer, "Presegment")
     widget.image_picker.value = viewer.layers[0]
     widget.block_size.widget.value = 32
     with qtbot.waitSignal(widget.run_finished, timeout=60_000) as blocker:
