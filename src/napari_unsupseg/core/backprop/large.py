@@ -35,7 +35,7 @@ import numpy as np
 from ..base.device import describe, resolve_device
 from ..base.engine import Progress, Result, RunControl, Stopwatch, no_control, provenance
 from ..base.errors import InputError
-from ..base.images import check_image, check_rank, intensity_range, label_dtype
+from ..base.images import check_image, check_rank, intensity_range, label_dtype, scale_to_unit
 from ..base.memory import keep_heap_mapped
 from ..preseg import absorb_small_regions
 from .calibrate import calibrate, full_size_crops
@@ -165,16 +165,11 @@ class _Normaliser:
     crop by crop, then the engine's intensity stabilisation."""
 
     def __init__(self, planes: np.ndarray, params: BackpropParams) -> None:
-        self.low, high = intensity_range(planes, "percentile", NORMALISE_PERCENTILES)
-        self.span = np.where(high > self.low, high - self.low, 1.0).astype(np.float32)
-        self.flat = high <= self.low
+        self.low, self.high = intensity_range(planes, "percentile", NORMALISE_PERCENTILES)
         self.params = params
 
     def __call__(self, crop: np.ndarray) -> np.ndarray:
-        out = (crop.astype(np.float32) - self.low) / self.span
-        np.clip(out, 0.0, 1.0, out=out)
-        out[..., self.flat] = 0.0
-        return stabilise_intensities(out, self.params)
+        return stabilise_intensities(scale_to_unit(crop, self.low, self.high), self.params)
 
 
 def segment_large(

@@ -79,10 +79,17 @@ def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.nda
         # Percentiles from a regular subsample: same result to well under 1%, far less work.
         flat = flat[:: flat.shape[0] // 1_000_000 + 1]
     lo, hi = np.percentile(flat, [low, high], axis=0).astype(np.float32)
-    span = np.where(hi > lo, hi - lo, 1.0).astype(np.float32)
-    out = (image.astype(np.float32) - lo) / span
+    return scale_to_unit(image, lo, hi)
+
+
+def scale_to_unit(image: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """``image`` (channels last) mapped per channel from ``low``..``high`` (float32, one
+    value a channel) to float32 in [0, 1], clipped; a channel with ``high <= low`` (flat)
+    becomes zeros. :func:`normalize` with levels found elsewhere (a subsample, crop by crop)."""
+    span = np.where(high > low, high - low, 1.0).astype(np.float32)
+    out = (image.astype(np.float32) - low) / span
     np.clip(out, 0.0, 1.0, out=out)
-    out[..., hi <= lo] = 0.0
+    out[..., high <= low] = 0.0
     return out
 
 
