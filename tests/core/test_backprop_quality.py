@@ -148,6 +148,20 @@ def test_boundaries_are_placed_half_way_in_colour(reach, rounds):
     assert (too_wide[0].astype(bool) ^ disc).sum() > 0.5 * disc.sum()  # it was far off
 
 
+def test_placed_boundaries_can_keep_the_ids_they_were_given():
+    """Classes numbered across tiles keep their numbers; a class that a round absorbs goes."""
+    from scipy import ndimage as ndi
+
+    yy, xx = np.mgrid[:48, :48]
+    disc = np.hypot(yy - 24, xx - 24) < 9
+    plane = ndi.gaussian_filter(np.where(disc, 0.9, 0.1), 1.0)[None, ..., None]
+    labels = np.where(np.hypot(yy - 24, xx - 24) < 12, 7, 3)[None]
+    labels[0, 0, 0] = 11  # one pixel: it has no interior of its own
+    placed = place_boundaries(labels, smoothed_colour(plane), FINAL_ROUNDS, keep_ids=True)[0]
+    assert set(np.unique(placed)) == {3, 7}
+    assert ((placed == 7) ^ disc).sum() <= 0.05 * disc.sum()
+
+
 def test_a_small_region_that_every_run_set_apart_is_no_sliver():
     """A disc of ~50 pixels, rarer than the threshold, stays; a 1-pixel line goes."""
     yy, xx = np.mgrid[:64, :64]

@@ -43,12 +43,14 @@ def smoothed_colour(planes: np.ndarray) -> np.ndarray:
 
 
 def place_boundaries(
-    labels: np.ndarray, colour: np.ndarray, rounds: int = _BAND_ROUNDS
+    labels: np.ndarray, colour: np.ndarray, rounds: int = _BAND_ROUNDS, *,
+    keep_ids: bool = False,
 ) -> np.ndarray:
     """The pixels near a boundary of ``labels`` ``(N, Y, X)`` given to the label nearby whose
-    interior colour there is closest (see the module docstring); ids 0..K-1. ``colour``:
-    the planes as :func:`smoothed_colour` gives them (made once by the caller, which
-    places the boundaries several times).
+    interior colour there is closest (see the module docstring); ids 0..K-1, or the ids of
+    ``labels`` with ``keep_ids`` (classes that must mean the same in every tile).
+    ``colour``: the planes as :func:`smoothed_colour` gives them (made once by the caller,
+    which places the boundaries several times).
 
     Each label's filters run on its bounding box grown by their reach (the Gaussian's
     truncation at 4 sigma), not on the whole image: the same numbers, at a cost that
@@ -60,7 +62,7 @@ def place_boundaries(
     struct[1] = ndi.generate_binary_structure(2, 1)  # within each plane only
     window = (0, _BAND_WINDOW, _BAND_WINDOW)
     reach = int(4.0 * _BAND_WINDOW + 0.5) + _BAND + 2
-    _, labels = np.unique(labels, return_inverse=True)
+    ids, labels = np.unique(labels, return_inverse=True)
     labels = labels.reshape(colour.shape[:3])
     for _ in range(rounds):
         # Label k's box (None where a round gave all of label k away).
@@ -95,6 +97,8 @@ def place_boundaries(
         if (placed == labels).all():
             break
         labels = placed
+    if keep_ids:
+        return ids[labels]
     _, out = np.unique(labels, return_inverse=True)
     return out.reshape(labels.shape)
 

@@ -16,7 +16,11 @@ holds every layer's activations for the whole image. Here the same network is
    than the network's receptive field and than a superpixel, the superpixels are
    computed and vote on the whole extended tile, and only the tile's core is written:
    the response is identical on both sides of a tile border, so there is no seam.
-   Superpixel ids are made unique across tiles.
+   Superpixel ids are made unique across tiles. On single-channel images the outlines
+   are placed by intensity on the extended tile, as the whole-image engine places them
+   (:mod:`.boundaries`; through this path on the 60 real nuclei fields of the README,
+   foreground IoU 0.833-0.835 against 0.798 without, instance F1 0.79-0.80 against 0.68).
+   Tiled at 128 px instead of whole, 0.004-0.6% of the labels differ, as without it.
 
 Only the input, the labels and the superpixel map are image-sized; the rest is
 bounded by the budget. ``n_labels`` merging is decided on a regular subsample of
@@ -38,6 +42,7 @@ from ..base.errors import InputError
 from ..base.images import check_image, check_rank, intensity_range, label_dtype, scale_to_unit
 from ..base.memory import keep_heap_mapped
 from ..preseg import absorb_small_regions
+from .boundaries import FINAL_ROUNDS, place_boundaries, smoothed_colour
 from .calibrate import calibrate, full_size_crops
 from .finish import finish_labels
 from .params import (
@@ -45,6 +50,7 @@ from .params import (
     MERGE_SIGMA,
     NORMALISE_PERCENTILES,
     BackpropParams,
+    outlines_placed,
     stabilise_intensities,
 )
 from .superpixels import (
@@ -329,6 +335,9 @@ def _label_plane(
     tile_params = _scaled_superpixels(params, area, math.prod(shape))
     stride = max(1, int(math.sqrt(math.prod(shape) / _MERGE_SAMPLE)))
     cores = _tiles(shape, layout.tile)
+    # Outlines placed on each extended tile, as the whole-image engine places them on the
+    # image (before the n_labels merge here, which is decided once all tiles are done).
+    place = outlines_placed(params, plane.shape[-1])
     for number, core in enumerate(cores, 1):
         outer = _grow(core, shape)
         inner = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip(core, outer,
@@ -342,6 +351,9 @@ def _label_plane(
             found = vote(sp, found)
         if params.min_size > 1:
             found = absorb_small_regions(found, params.min_size, keep_ids=True)
+        if place:
+            found = place_boundaries(found[np.newaxis], smoothed_colour(pixels[np.newaxis]),
+                                     FINAL_ROUNDS, keep_ids=True)[0]
         out[core] = found[inner] + 1 + class_offset
         if sp is not None:
             _, compact = np.unique(sp[inner], return_inverse=True)
