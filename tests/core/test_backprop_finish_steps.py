@@ -67,3 +67,36 @@ def test_single_channel_intensities_are_square_rooted_by_default():
     np.testing.assert_allclose(stabilise_intensities(grey.copy(), params), np.sqrt(grey))
     rgb = np.repeat(grey, 3, axis=-1)
     assert np.array_equal(stabilise_intensities(rgb.copy(), params), rgb)
+
+
+def _blobs(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(grey plane (120, 90, 1) in [0, 1]: a shading, three brighter blobs and noise;
+    labels (120, 90): five classes of random blobs, regions winding across many rows)."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(seed)
+    field = ndi.gaussian_filter(rng.normal(size=(5, 120, 90)), (0, 6, 6))
+    labels = field.argmax(axis=0)
+    yy, xx = np.mgrid[:120, :90]
+    plane = 0.2 + 0.3 * xx / 90 + 0.01 * rng.normal(size=(120, 90))
+    for cy, cx in rng.integers(15, 75, (3, 2)):
+        plane[np.hypot(yy - cy, xx - cx) < 10] += 0.4
+    return plane.astype(np.float32)[..., None], labels
+
+
+def test_joining_band_by_band_is_joining_the_whole_plane():
+    """The large-image path's form: bands of 7, 16 and 50 rows (regions cut by several band
+    borders, joined through rows below) give the whole plane's result, pixel for pixel."""
+    from napari_unsupseg.core.backprop.weak_edges import join_weak_edges_by_bands
+
+    for seed in range(3):
+        plane, labels = _blobs(seed)
+        whole = join_weak_edges(labels, smoothed_colour(plane[None])[0], threshold=0.03)
+        assert (whole != labels).any()  # some regions were joined
+        for rows in (7, 16, 50):
+            banded = labels.copy()
+            join_weak_edges_by_bands(banded, lambda lo, hi: plane[lo:hi], 0.03, rows)
+            assert np.array_equal(banded, whole), (seed, rows)
+        untouched = labels.copy()
+        join_weak_edges_by_bands(untouched, lambda lo, hi: plane[lo:hi], 0.0, 16)
+        assert np.array_equal(untouched, labels)

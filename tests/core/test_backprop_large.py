@@ -153,3 +153,23 @@ def test_the_large_path_finds_the_whole_image_engines_regions():
     assert large.metadata["tiles"] == 16
     assert hungarian_iou(large.labels, whole.labels) >= 0.85
     assert abs(hungarian_iou(large.labels, truth) - hungarian_iou(whole.labels, truth)) <= 0.03
+
+
+def test_the_large_path_joins_regions_across_weak_edges_as_the_whole_engine_does(scene):
+    """Its last step, made band by band, is the whole-plane join on its labels (the same
+    partition); with a threshold that joins some regions of the noisy mosaic."""
+    from napari_unsupseg.core.backprop.boundaries import smoothed_colour
+    from napari_unsupseg.core.backprop.large import _Normaliser
+    from napari_unsupseg.core.backprop.weak_edges import join_weak_edges
+
+    image, _ = scene
+    params = default_params(max_iter=6, **TINY)
+    joined = run_to_end(segment_large(image, default_params(max_iter=6, weak_edges=0.2,
+                                                            **TINY))).labels
+    unjoined = run_to_end(segment_large(image, default_params(max_iter=6, weak_edges=0,
+                                                              **TINY))).labels
+    colour = smoothed_colour(_Normaliser(image[np.newaxis], params)(image)[np.newaxis])[0]
+    expected = join_weak_edges(unjoined, colour, 0.2)
+    assert len(np.unique(expected)) < len(np.unique(unjoined))
+    pairs = np.unique(np.stack([joined.ravel(), expected.ravel()]), axis=1)
+    assert pairs.shape[1] == len(np.unique(joined)) == len(np.unique(expected))
