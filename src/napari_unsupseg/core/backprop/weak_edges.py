@@ -49,7 +49,7 @@ def join_weak_edges(labels: np.ndarray, colour: np.ndarray, threshold: float) ->
     edges = colour_edges(colour).ravel()
     flat = parts.ravel()
     # The boundary's gradient at each pixel pair: the larger side's.
-    pairs = summed_pairs(flat[a], flat[b], np.maximum(edges[a], edges[b]), None, n_parts)
+    pairs = summed_pairs(flat[a], flat[b], np.maximum(edges[a], edges[b]))
     size = np.bincount(flat, minlength=n_parts)
     part_label = np.zeros(n_parts, labels.dtype)
     part_label[flat] = labels.ravel()
@@ -76,15 +76,14 @@ def join_weak_edges_by_bands(
         edges = _band_edges(read, start, stop, height)
         a, b = neighbour_pixel_pairs(parts)
         flat, strength = parts.ravel(), edges.ravel()
-        found.append(summed_pairs(flat[a], flat[b], np.maximum(strength[a], strength[b]),
-                                  None, 0))
+        found.append(summed_pairs(flat[a], flat[b], np.maximum(strength[a], strength[b])))
         if last is not None:  # the pixel pairs across the band's first row
             above, above_label, above_edges = last
             same = above_label == labels[start]
             links.append((above[same], parts[0][same]))
             across = ~same
             found.append(summed_pairs(above[across], parts[0][across],
-                                      np.maximum(above_edges, edges[0])[across], None, 0))
+                                      np.maximum(above_edges, edges[0])[across]))
         sizes.append(np.bincount(flat - offset))
         part_label = np.zeros(int(parts.max()) + 1 - offset, labels.dtype)
         part_label[flat - offset] = labels[start:stop].ravel()
@@ -97,7 +96,7 @@ def join_weak_edges_by_bands(
     region = linked_groups(first, second, offset)
     n_regions = int(region.max()) + 1
     lo, hi, total, count = (np.concatenate(column) for column in zip(*found, strict=True))
-    pairs = summed_pairs(region[lo], region[hi], total, count, n_regions)
+    pairs = summed_pairs(region[lo], region[hi], total, count)
     size = np.bincount(region, np.concatenate(sizes), minlength=n_regions)
     region_label = np.zeros(n_regions, labels.dtype)
     region_label[region] = np.concatenate(part_labels)
@@ -110,12 +109,12 @@ def join_weak_edges_by_bands(
 
 
 def summed_pairs(
-    first: np.ndarray, second: np.ndarray, strength: np.ndarray, count: np.ndarray | None,
-    n_ids: int,
+    first: np.ndarray, second: np.ndarray, strength: np.ndarray,
+    count: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each unordered pair of ids once: (lower id, higher id, summed strength, count), from
     pixel pairs (``count`` None) or from sums already made."""
-    n_ids = max(n_ids, int(max(first.max(initial=0), second.max(initial=0))) + 1)
+    n_ids = int(max(first.max(initial=0), second.max(initial=0))) + 1
     low, high = np.minimum(first, second), np.maximum(first, second)
     keys, which = np.unique(low.astype(np.int64) * n_ids + high, return_inverse=True)
     weights = np.ones(len(which)) if count is None else count
