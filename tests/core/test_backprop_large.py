@@ -173,3 +173,15 @@ def test_the_large_path_joins_regions_across_weak_edges_as_the_whole_engine_does
     assert len(np.unique(expected)) < len(np.unique(unjoined))
     pairs = np.unique(np.stack([joined.ravel(), expected.ravel()]), axis=1)
     assert pairs.shape[1] == len(np.unique(joined)) == len(np.unique(expected))
+
+
+def test_what_the_large_path_cannot_do_is_said_not_dropped(scene):
+    image, _ = scene
+    messages: list[str] = []
+    params = default_params(max_iter=2, restarts=2, merge_threshold=2.5, **TINY)
+    result = run_to_end(segment_large(image, params),
+                        lambda event: messages.append(event.message or ""))
+    assert result.metadata["not_applied"] == ["restarts", "merge_threshold"]
+    assert any("without restarts or merge_threshold" in text for text in messages)
+    plain = run_to_end(segment_large(image, default_params(max_iter=2, **TINY)))
+    assert plain.metadata["not_applied"] == []

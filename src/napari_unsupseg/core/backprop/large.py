@@ -193,7 +193,9 @@ def segment_large(
     Same parameters, stopping rules and output as :func:`.backprop.segment` (labels
     1..K, ``extras["superpixels"]``); ``metadata["mode"] == "crops"`` (the large-image
     path). One network per plane group (no restarts, no scribbles: the labels of several
-    networks, or strokes, would need the whole image at once). Finishing early ends the
+    networks, or strokes, would need the whole image at once; nor the statistics merge,
+    whose statistics would too): ``restarts`` or ``merge_threshold`` set are said in a
+    progress message and listed in ``metadata["not_applied"]``. Finishing early ends the
     training; the labelling that follows always completes. Previews: the training labels
     at full size, as the whole-image engine shows them, then the label map as it is
     filled in, tile by tile (the array being written, not a copy). ``excluded``: pixels
@@ -215,6 +217,13 @@ def segment_large(
     ]
     n_tiles = len(_tiles(planes.shape[1:3], layout.tile)) * len(planes)
     total = params.max_iter * len(groups) + n_tiles
+    # What this path cannot do is said, not dropped in silence.
+    not_applied = [name for name, asked in (("restarts", params.restarts > 1),
+                                            ("merge_threshold", params.merge_threshold > 0))
+                   if asked]
+    if not_applied:
+        yield Progress(0, total, message="over the memory budget: labelled tile by tile, "
+                       f"without {' or '.join(not_applied)}")
     # At least uint16, as the whole-image engine gives, so that painting can add labels.
     dtype = np.promote_types(label_dtype(n_features * len(groups)), np.uint16)
     classes = np.zeros(planes.shape[:3], dtype=dtype)
@@ -255,7 +264,7 @@ def segment_large(
         tiles=n_tiles, iterations=[run.iterations for run in runs],
         stop_reason=sorted({run.stop_reason for run in runs}), n_labels=int(labels.max()),
         merged_to_n_labels=merged, superpixel_method=superpixel_method(params),
-        stopped_early=control.stop_requested,
+        stopped_early=control.stop_requested, not_applied=not_applied,
     )
     return Result(
         labels=labels[0] if single else labels,
