@@ -105,3 +105,55 @@ def test_joining_band_by_band_is_joining_the_whole_plane():
         untouched = labels.copy()
         join_weak_edges_by_bands(untouched, read, 0.0, 16)
         assert np.array_equal(untouched, labels)
+
+
+def _dim_and_glow() -> tuple[np.ndarray, np.ndarray]:
+    """(grey plane (80, 80, 1): a dark field, one bright disc in a wide glow, two dim discs;
+    labels: the field 0, the bright disc 2, and one label 1 for the glow and the dim discs
+    together, as a network trained on a shrunk copy often gives them)."""
+    yy, xx = np.mgrid[:80, :80]
+    plane = np.full((80, 80), 0.05, np.float32)
+    ring = np.hypot(yy - 40, xx - 20)
+    plane[ring < 16] = 0.25  # the glow
+    plane[ring < 8] = 0.95
+    dim = (np.hypot(yy - 20, xx - 60) < 7) | (np.hypot(yy - 60, xx - 60) < 7)
+    plane[dim] = 0.6
+    labels = np.zeros((80, 80), np.int64)
+    labels[(ring < 16) | dim] = 1
+    labels[ring < 8] = 2
+    return plane[..., None], labels
+
+
+def test_the_two_class_level_cuts_dim_objects_out_of_the_glow_that_shares_their_label():
+    from scipy import ndimage as ndi
+
+    from napari_unsupseg.core.backprop.boundaries import split_at_levels, two_class_level
+
+    plane, labels = _dim_and_glow()
+    level = two_class_level(plane)
+    assert 0.25 < level < 0.6
+    cut = split_at_levels(labels[None], smoothed_colour(plane[None]), np.array([level]))[0]
+    # Beyond the smoothing's reach of an edge, the dim discs and the glow part company.
+    dim = ndi.binary_erosion(plane[..., 0] == 0.6, iterations=3)
+    glow = ndi.binary_erosion(plane[..., 0] == 0.25, iterations=3)
+    assert len(np.unique(cut[dim])) == 1 and len(np.unique(cut[glow])) == 1
+    assert np.unique(cut[dim]) != np.unique(cut[glow])
+    # Each label's pixels stay within that label's two halves: 2k and 2k + 1.
+    assert set(np.unique(cut // 2)) == {0, 1, 2}
+    assert np.array_equal(cut // 2, labels)
+
+
+def test_a_flat_plane_has_nothing_above_its_level():
+    from napari_unsupseg.core.backprop.boundaries import two_class_level
+
+    flat = np.full((10, 12, 1), 0.3, np.float32)
+    assert not (flat > two_class_level(flat)).any()
+
+
+def test_the_cut_is_on_for_single_channel_images_only_by_default():
+    from napari_unsupseg.core.backprop.params import level_split
+
+    params = BackpropParams()
+    assert level_split(params, 1) and not level_split(params, 3)
+    assert level_split(default_params(level_split="on"), 3)
+    assert not level_split(default_params(level_split="off"), 1)

@@ -185,3 +185,29 @@ def test_what_the_large_path_cannot_do_is_said_not_dropped(scene):
     assert any("without restarts or merge_threshold" in text for text in messages)
     plain = run_to_end(segment_large(image, default_params(max_iter=2, **TINY)))
     assert plain.metadata["not_applied"] == []
+
+
+def test_the_large_path_cuts_grey_labels_at_one_level_in_every_tile(scene):
+    """On a single-channel image each network label is cut at the two-class level read off
+    the shrunk training copy, the same level in every tile: the cut labels refine the uncut
+    ones, and each lies wholly on one side of that level."""
+    from napari_unsupseg.core.backprop.boundaries import smoothed_colour, two_class_level
+    from napari_unsupseg.core.backprop.large import _Normaliser, plan
+    from napari_unsupseg.core.backprop.superpixels import training_planes
+
+    grey = scene[0].mean(axis=-1, keepdims=True)
+    settings = dict(max_iter=6, place_outlines="off", weak_edges=0, **TINY)
+    cut = run_to_end(segment_large(grey, default_params(level_split="auto", **settings))).labels
+    uncut = run_to_end(segment_large(grey, default_params(level_split="off", **settings))).labels
+    pairs = np.unique(np.stack([cut.ravel(), uncut.ravel()]), axis=1)
+    assert pairs.shape[1] == len(np.unique(cut)) > len(np.unique(uncut))  # a refinement
+
+    params = default_params(**settings)
+    normalise = _Normaliser(grey[np.newaxis], params)
+    small, _ = training_planes(grey[np.newaxis], params, normalise,
+                               pixels=plan(grey[np.newaxis].shape, params, 8).train_pixels)
+    level = two_class_level(small[0])
+    brightness = smoothed_colour(normalise(grey)[np.newaxis])[0, ..., 0]
+    for label in np.unique(cut):
+        above = brightness[cut == label] > level
+        assert above.all() or not above.any(), label

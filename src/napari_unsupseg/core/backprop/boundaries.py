@@ -42,6 +42,34 @@ def smoothed_colour(planes: np.ndarray) -> np.ndarray:
     return ndi.gaussian_filter(planes.astype(np.float32), (0, COLOUR_SMOOTH, COLOUR_SMOOTH, 0))
 
 
+def two_class_level(plane: np.ndarray) -> float:
+    """Otsu's level of one plane ``(Y, X, C)``: its channels averaged and smoothed over
+    :data:`COLOUR_SMOOTH` pixels, the brightness that best splits it into two classes."""
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+
+    grey = ndi.gaussian_filter(plane.mean(axis=-1, dtype=np.float32), COLOUR_SMOOTH)
+    if grey.min() == grey.max():  # a flat plane: no pixel is above its level
+        return float(grey.max())
+    return float(threshold_otsu(grey))
+
+
+def split_at_levels(labels: np.ndarray, colour: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """``labels`` ``(N, Y, X)`` with each label cut where the plane's brightness (``colour``
+    ``(N, Y, X, C)``, channels averaged) crosses the plane's level: label k becomes 2k
+    below it and 2k + 1 above it (int64).
+
+    On real nuclei fields the network's labels are brightness classes learnt on a shrunk
+    copy, and one of them often holds the dim nuclei together with the glow around the
+    bright ones: no choice of labels then gives the nuclei. The cut at the two-class level
+    keeps them apart, and the outlines placed afterwards move the cut to where each
+    object's edge is (on the 60 fields of the README, seeds 0-2: foreground IoU 0.839-0.841
+    against 0.826-0.833 without, 2-5 images more than 0.05 below Otsu's against 5-8, the
+    largest spread of an image's score between seeds 0.075 against 0.349)."""
+    above = colour.mean(axis=-1) > np.asarray(levels, np.float32)[:, None, None]
+    return labels.astype(np.int64) * 2 + above
+
+
 def place_boundaries(
     labels: np.ndarray, colour: np.ndarray, rounds: int = _BAND_ROUNDS, *,
     keep_ids: bool = False,

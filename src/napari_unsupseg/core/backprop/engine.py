@@ -48,7 +48,13 @@ from ..base.images import (
 from ..base.memory import keep_heap_mapped
 from ..base.params import validate
 from ..preseg import absorb_small_regions
-from .boundaries import FINAL_ROUNDS, place_boundaries, smoothed_colour
+from .boundaries import (
+    FINAL_ROUNDS,
+    place_boundaries,
+    smoothed_colour,
+    split_at_levels,
+    two_class_level,
+)
 from .consensus import consensus, restart_seed
 from .large import needs_crops, segment_large
 from .merge import merge_by_statistics, merge_labels
@@ -57,6 +63,7 @@ from .params import (
     MERGE_SIGMA,
     NORMALISE_PERCENTILES,
     BackpropParams,
+    level_split,
     outlines_placed,
     stabilise_intensities,
 )
@@ -176,6 +183,9 @@ def segment(
     if shrunk is not None:
         train_planes, shrunk_params = shrunk
         train_superpixels = [plane_superpixels(p, shrunk_params) for p in train_planes]
+    # The two-class level is read off the training copy, as the large-image path reads it.
+    levels = np.array([two_class_level(p) for p in train_planes]) if level_split(
+        params, planes.shape[-1]) else None
     clock.lap("superpixels")
 
     n_features = params.n_features or DEFAULT_FEATURES[params.network]
@@ -236,7 +246,8 @@ def segment(
     n_merged = False
     if trained:
         done_labels, n_merged = _postprocess(
-            raw[trained], planes[trained], params, classes, per_plane=len(groups) > 1
+            raw[trained], planes[trained], params, classes, per_plane=len(groups) > 1,
+            levels=None if levels is None else levels[trained],
         )
         labels = labels.astype(done_labels.dtype)
         labels[trained] = done_labels
@@ -276,10 +287,11 @@ def _postprocess(
     classes: np.ndarray | None,
     *,
     per_plane: bool,
+    levels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, bool]:
     """Labels merged by their statistics (or down to ``n_labels``), small regions absorbed,
-    outlines placed by colour and regions joined across weak edges, ids made 1..K (or
-    scribble ids)."""
+    cut at each plane's two-class ``levels`` (when given), outlines placed by colour and
+    regions joined across weak edges, ids made 1..K (or scribble ids)."""
     labels = raw
     groups = [np.s_[i : i + 1] for i in range(len(labels))] if per_plane else [np.s_[:]]
     merged = False
@@ -311,7 +323,7 @@ def _postprocess(
             labels[where] = merge_labels(labels[where], smooth[where], params.n_labels, protected)
             merged = merged or len(np.unique(labels[where])) < before
     if classes is None:  # scribbled classes are the user's: no step below may move them
-        labels = _finish_outlines(labels, planes, params, placed=by_statistics)
+        labels = _finish_outlines(labels, planes, params, placed=by_statistics, levels=levels)
     if classes is not None:
         return _scribble_ids(labels, classes, groups), merged
     if per_plane:
@@ -321,14 +333,18 @@ def _postprocess(
 
 
 def _finish_outlines(
-    labels: np.ndarray, planes: np.ndarray, params: BackpropParams, *, placed: bool
+    labels: np.ndarray, planes: np.ndarray, params: BackpropParams, *, placed: bool,
+    levels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Outlines placed by colour (unless a statistics merge ``placed`` them already), then
-    regions joined across weak edges, plane by plane (:mod:`.weak_edges`)."""
+    """Labels cut at the planes' two-class ``levels`` (when given), outlines placed by
+    colour (unless a statistics merge ``placed`` them already), then regions joined across
+    weak edges, plane by plane (:mod:`.weak_edges`)."""
     place = outlines_placed(params, planes.shape[-1]) and not placed
-    if not (place or params.weak_edges > 0):
+    if not (place or params.weak_edges > 0 or levels is not None):
         return labels
     colour = smoothed_colour(planes)
+    if levels is not None:
+        labels = split_at_levels(labels, colour, levels)
     if place:
         labels = place_boundaries(labels, colour, FINAL_ROUNDS)
     if params.weak_edges > 0:

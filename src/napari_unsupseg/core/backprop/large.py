@@ -16,11 +16,9 @@ holds every layer's activations for the whole image. Here the same network is
    than the network's receptive field and than a superpixel, the superpixels are
    computed and vote on the whole extended tile, and only the tile's core is written:
    the response is identical on both sides of a tile border, so there is no seam.
-   Superpixel ids are made unique across tiles. On single-channel images the outlines
-   are placed by intensity on the extended tile, as the whole-image engine places them
-   (:mod:`.boundaries`; through this path on the 60 real nuclei fields of the README,
-   foreground IoU 0.833-0.835 against 0.798 without, instance F1 0.79-0.80 against 0.68).
-   Tiled at 128 px instead of whole, 0.004-0.6% of the labels differ, as without it.
+   Superpixel ids are made unique across tiles. On single-channel images the labels are
+   cut at the two-class level and the outlines placed on the extended tile, as the
+   whole-image engine does (:mod:`.boundaries`; the level is read off the shrunk copy).
 4. **joined across weak edges** as the whole-image engine's last step does, a band of rows
    at a time with the same result (:func:`.weak_edges.join_weak_edges_by_bands`).
 
@@ -44,7 +42,13 @@ from ..base.errors import InputError
 from ..base.images import check_image, check_rank, intensity_range, label_dtype, scale_to_unit
 from ..base.memory import keep_heap_mapped
 from ..preseg import absorb_small_regions
-from .boundaries import FINAL_ROUNDS, place_boundaries, smoothed_colour
+from .boundaries import (
+    FINAL_ROUNDS,
+    place_boundaries,
+    smoothed_colour,
+    split_at_levels,
+    two_class_level,
+)
 from .calibrate import calibrate, full_size_crops
 from .finish import finish_labels
 from .params import (
@@ -52,6 +56,7 @@ from .params import (
     MERGE_SIGMA,
     NORMALISE_PERCENTILES,
     BackpropParams,
+    level_split,
     outlines_placed,
     stabilise_intensities,
 )
@@ -224,8 +229,10 @@ def segment_large(
     if not_applied:
         yield Progress(0, total, message="over the memory budget: labelled tile by tile, "
                        f"without {' or '.join(not_applied)}")
+    # Network classes of one run, each cut in two at the two-class level where that is on.
+    per_run = n_features * (2 if level_split(params, planes.shape[-1]) else 1)
     # At least uint16, as the whole-image engine gives, so that painting can add labels.
-    dtype = np.promote_types(label_dtype(n_features * len(groups)), np.uint16)
+    dtype = np.promote_types(label_dtype(per_run * len(groups)), np.uint16)
     classes = np.zeros(planes.shape[:3], dtype=dtype)
     superpixels = np.zeros(planes.shape[:3], dtype=np.uint32)
     runs: list[NetworkRun] = []
@@ -235,18 +242,18 @@ def segment_large(
         # Training repeats one shape: keeping its buffers mapped is free speed. Not
         # while labelling, where it would only hold on to memory.
         with keep_heap_mapped(params.keep_heap and device.type == "cpu"):
-            run = yield from _train(
+            run, levels = yield from _train(
                 planes, group, normalise, params, layout, device, n_features, control, state,
                 total, preview_base=classes, excluded=excluded,
             )
         runs.append(run)
         model = run.model
         clock.lap("training")
-        for index in group:
+        for index, level in zip(group, levels, strict=True):
             yield from _label_plane(
                 model, planes[index], normalise, params, layout, device, classes[index],
                 superpixels[index], state, total, control, sample,
-                class_offset=number * n_features,
+                class_offset=number * per_run, level=level if per_run > n_features else None,
             )
         clock.lap("labelling")
     if params.weak_edges > 0:  # as the whole-image engine's last step, band by band
@@ -292,10 +299,11 @@ def _train(
     layout: CropPlan, device: torch.device, n_features: int, control: RunControl,
     state: dict[str, int], total: int, preview_base: np.ndarray,
     excluded: np.ndarray | None = None,
-) -> Generator[Progress, None, NetworkRun]:
+) -> Generator[Progress, None, tuple[NetworkRun, list[float]]]:
     """Train one network on the group's planes shrunk to the training size, exactly as the
     whole-image engine trains (same loop, stopping rules and previews), then calibrate it
-    on full-size crops for labelling tile by tile."""
+    on full-size crops for labelling tile by tile. Also returns each plane's two-class
+    level, read off the shrunk copy as the whole-image engine reads it."""
     # Groups are runs of consecutive planes: a slice is a view (a list index would copy).
     chosen = slice(group[0], group[-1] + 1)
     shrunk = training_planes(planes[chosen], params, normalise, pixels=layout.train_pixels)
@@ -315,7 +323,7 @@ def _train(
     state["step"] += params.max_iter
     rng = np.random.default_rng(params.seed)
     calibrate(run.model, full_size_crops(planes, group, normalise, layout.crop, rng), device)
-    return run
+    return run, [two_class_level(plane) for plane in small]
 
 
 # ----------------------------------------------------------------------------- labelling
@@ -347,9 +355,10 @@ def _label_plane(
     model: Any, plane: np.ndarray, normalise: _Normaliser, params: BackpropParams,
     layout: CropPlan, device: torch.device, out: np.ndarray, sp_out: np.ndarray,
     state: dict[str, int], total: int, control: RunControl,
-    sample: list[tuple[np.ndarray, np.ndarray]], *, class_offset: int,
+    sample: list[tuple[np.ndarray, np.ndarray]], *, class_offset: int, level: float | None,
 ) -> Iterator[Progress]:
-    """Write network class + 1 (+ offset) and unique superpixel ids into ``out``/``sp_out``."""
+    """Write network class + 1 (+ offset) and unique superpixel ids into ``out``/``sp_out``;
+    classes cut at the two-class ``level`` (2k below, 2k + 1 above) when it is given."""
     import torch
     from scipy import ndimage as ndi
 
@@ -374,9 +383,11 @@ def _label_plane(
             found = vote(sp, found)
         if params.min_size > 1:
             found = absorb_small_regions(found, params.min_size, keep_ids=True)
+        colour = smoothed_colour(pixels[np.newaxis]) if place or level is not None else None
+        if level is not None:
+            found = split_at_levels(found[np.newaxis], colour, np.array([level]))[0]
         if place:
-            found = place_boundaries(found[np.newaxis], smoothed_colour(pixels[np.newaxis]),
-                                     FINAL_ROUNDS, keep_ids=True)[0]
+            found = place_boundaries(found[np.newaxis], colour, FINAL_ROUNDS, keep_ids=True)[0]
         out[core] = found[inner] + 1 + class_offset
         if sp is not None:
             _, compact = np.unique(sp[inner], return_inverse=True)

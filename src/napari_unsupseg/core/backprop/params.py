@@ -183,7 +183,7 @@ class BackpropParams:
         "Last step: connected regions whose shared boundary is weak (mean colour gradient "
         "along it under this, the image scaled to 0-1) are joined, chains of them too, and "
         "take the label of the largest; a shading or texture split into patches of two labels "
-        "becomes one region. 0 = off. Not on the large-image path.",
+        "becomes one region. 0 = off.",
         min=0.0,
         advanced=True,
     )
@@ -192,8 +192,17 @@ class BackpropParams:
         "Last step: the pixels along each boundary go to the label nearby whose interior "
         "colour is closest, so that outlines follow the image rather than the superpixels. "
         "'auto' = on for single-channel images (fluorescence), off for colour photographs "
-        "(see the README's figures on real images); 'on'; 'off'. Not on the large-image "
-        "path.",
+        "(see the README's figures on real images); 'on'; 'off'.",
+        choices=OUTLINE_CHOICES,
+        advanced=True,
+    )
+    level_split: str = param(
+        "auto",
+        "Finishing: every label is cut in two at the brightness that best splits the "
+        "image into two classes (Otsu's level of the lightly smoothed training copy, channels "
+        "averaged), before the outlines are placed: a label that holds both dim objects and "
+        "the glow around bright ones comes back as two. 'auto' = on for single-channel images "
+        "(fluorescence), off for colour photographs; 'on'; 'off'.",
         choices=OUTLINE_CHOICES,
         advanced=True,
     )
@@ -291,6 +300,11 @@ def stabilise_intensities(scaled: np.ndarray, params: BackpropParams) -> np.ndar
 def outlines_placed(params: BackpropParams, channels: int) -> bool:
     """Whether the final labels' outlines are placed by colour (``place_outlines``)."""
     return _on_for_grey(params.place_outlines, channels)
+
+
+def level_split(params: BackpropParams, channels: int) -> bool:
+    """Whether the final labels are cut at the image's two-class level (``level_split``)."""
+    return _on_for_grey(params.level_split, channels)
 
 
 def default_params(**changes: Any) -> BackpropParams:
