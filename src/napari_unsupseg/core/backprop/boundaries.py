@@ -43,12 +43,11 @@ def smoothed_colour(planes: np.ndarray) -> np.ndarray:
 
 
 def two_class_level(plane: np.ndarray) -> float:
-    """Otsu's level of one plane ``(Y, X, C)``: its channels averaged and smoothed over
-    :data:`COLOUR_SMOOTH` pixels, the brightness that best splits it into two classes."""
-    from scipy import ndimage as ndi
+    """Otsu's level of one plane ``(Y, X, C)``: its colour as boundaries are placed by
+    (:func:`smoothed_colour`), channels averaged, the brightness that best splits it in two."""
     from skimage.filters import threshold_otsu
 
-    grey = ndi.gaussian_filter(plane.mean(axis=-1, dtype=np.float32), COLOUR_SMOOTH)
+    grey = smoothed_colour(plane[np.newaxis])[0].mean(axis=-1)
     if grey.min() == grey.max():  # a flat plane: no pixel is above its level
         return float(grey.max())
     return float(threshold_otsu(grey))

@@ -183,9 +183,11 @@ def segment(
     if shrunk is not None:
         train_planes, shrunk_params = shrunk
         train_superpixels = [plane_superpixels(p, shrunk_params) for p in train_planes]
-    # The two-class level is read off the training copy, as the large-image path reads it.
-    levels = np.array([two_class_level(p) for p in train_planes]) if level_split(
-        params, planes.shape[-1]) else None
+    # The two-class level is read off the training copy, as the large-image path reads it
+    # (not with scribbles: no finishing step may move a scribbled class).
+    levels = None
+    if scribble_planes is None and level_split(params, planes.shape[-1]):
+        levels = np.array([two_class_level(plane) for plane in train_planes])
     clock.lap("superpixels")
 
     n_features = params.n_features or DEFAULT_FEATURES[params.network]
