@@ -157,3 +157,18 @@ def test_the_cut_is_on_for_single_channel_images_only_by_default():
     assert level_split(params, 1) and not level_split(params, 3)
     assert level_split(default_params(level_split="on"), 3)
     assert not level_split(default_params(level_split="off"), 1)
+
+
+def test_the_two_class_level_leaves_pixels_without_data_out():
+    """A wide nodata area and the data would be the two classes; without it, the level
+    parts the bright objects from their background."""
+    from napari_unsupseg.core.backprop.boundaries import two_class_level
+
+    plane = np.full((60, 100, 1), 0.3, np.float32)
+    plane[:, :60] = 0.0  # no data
+    plane[20:40, 70:90] = 0.8
+    nodata = np.zeros((60, 100), bool)
+    nodata[:, :60] = True
+    assert two_class_level(plane) < 0.3
+    assert 0.3 < two_class_level(plane, nodata) < 0.8
+    assert not (plane > two_class_level(plane, np.ones((60, 100), bool))).any()

@@ -42,15 +42,20 @@ def smoothed_colour(planes: np.ndarray) -> np.ndarray:
     return ndi.gaussian_filter(planes.astype(np.float32), (0, COLOUR_SMOOTH, COLOUR_SMOOTH, 0))
 
 
-def two_class_level(plane: np.ndarray) -> float:
+def two_class_level(plane: np.ndarray, ignore: np.ndarray | None = None) -> float:
     """Otsu's level of one plane ``(Y, X, C)``: its colour as boundaries are placed by
-    (:func:`smoothed_colour`), channels averaged, the brightness that best splits it in two."""
+    (:func:`smoothed_colour`), channels averaged, the brightness that best splits it in two.
+    ``ignore``: ``(Y, X)`` pixels without data, left out (else a wide nodata area and the
+    data would be the two classes)."""
     from skimage.filters import threshold_otsu
 
     grey = smoothed_colour(plane[np.newaxis])[0].mean(axis=-1)
-    if grey.min() == grey.max():  # a flat plane: no pixel is above its level
-        return float(grey.max())
-    return float(threshold_otsu(grey))
+    values = grey if ignore is None else grey[~ignore]
+    if values.size == 0:  # no data at all: nothing is above
+        return float("inf")
+    if values.min() == values.max():  # a flat plane: no pixel is above its level
+        return float(values.max())
+    return float(threshold_otsu(values))
 
 
 def split_at_levels(labels: np.ndarray, colour: np.ndarray, levels: np.ndarray) -> np.ndarray:

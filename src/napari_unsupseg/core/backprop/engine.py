@@ -187,7 +187,8 @@ def segment(
     # (not with scribbles: no finishing step may move a scribbled class).
     levels = None
     if scribble_planes is None and level_split(params, planes.shape[-1]):
-        levels = np.array([two_class_level(plane) for plane in train_planes])
+        levels = np.array([two_class_level(plane, None if ignore is None else ignore[index])
+                           for index, plane in enumerate(train_planes)])
     clock.lap("superpixels")
 
     n_features = params.n_features or DEFAULT_FEATURES[params.network]

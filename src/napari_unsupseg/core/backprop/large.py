@@ -323,7 +323,8 @@ def _train(
     state["step"] += params.max_iter
     rng = np.random.default_rng(params.seed)
     calibrate(run.model, full_size_crops(planes, group, normalise, layout.crop, rng), device)
-    return run, [two_class_level(plane) for plane in small]
+    return run, [two_class_level(plane, None if ignore is None else ignore[index])
+                 for index, plane in enumerate(small)]
 
 
 # ----------------------------------------------------------------------------- labelling
