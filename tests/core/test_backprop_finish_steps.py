@@ -1,13 +1,14 @@
-"""The backprop segmenter's last steps: regions joined across weak edges and outlines
-placed by colour on single-channel images."""
+"""The backprop segmenter's last steps: regions joined across weak edges, and on
+single-channel images labels cut at the two-class level and outlines placed by colour."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_unsupseg.core.backprop import BackpropParams, default_params
 from napari_unsupseg.core.backprop.boundaries import smoothed_colour
-from napari_unsupseg.core.backprop.params import outlines_placed
+from napari_unsupseg.core.backprop.params import level_split, outlines_placed
 from napari_unsupseg.core.backprop.weak_edges import colour_edges, join_weak_edges
 
 
@@ -49,11 +50,14 @@ def test_edges_are_on_one_scale_for_grey_and_colour():
     assert np.allclose(grey, rgb, atol=1e-6)
 
 
-def test_outlines_are_placed_on_single_channel_images_only_by_default():
+@pytest.mark.parametrize("name, applies", [("place_outlines", outlines_placed),
+                                           ("level_split", level_split)])
+def test_a_grey_only_step_is_on_for_single_channel_images_only_by_default(name, applies):
+    """Outline placement and the cut at the two-class level: 'auto' is on for one channel."""
     params = BackpropParams()
-    assert outlines_placed(params, 1) and not outlines_placed(params, 3)
-    assert outlines_placed(default_params(place_outlines="on"), 3)
-    assert not outlines_placed(default_params(place_outlines="off"), 1)
+    assert applies(params, 1) and not applies(params, 3)
+    assert applies(default_params(**{name: "on"}), 3)
+    assert not applies(default_params(**{name: "off"}), 1)
 
 
 def test_single_channel_intensities_are_square_rooted_by_default():
@@ -149,14 +153,6 @@ def test_a_flat_plane_has_nothing_above_its_level():
     flat = np.full((10, 12, 1), 0.3, np.float32)
     assert not (flat > two_class_level(flat)).any()
 
-
-def test_the_cut_is_on_for_single_channel_images_only_by_default():
-    from napari_unsupseg.core.backprop.params import level_split
-
-    params = BackpropParams()
-    assert level_split(params, 1) and not level_split(params, 3)
-    assert level_split(default_params(level_split="on"), 3)
-    assert not level_split(default_params(level_split="off"), 1)
 
 
 def test_the_two_class_level_leaves_pixels_without_data_out():
