@@ -58,6 +58,13 @@ def two_class_level(plane: np.ndarray, ignore: np.ndarray | None = None) -> floa
     return float(threshold_otsu(values))
 
 
+def two_class_levels(planes: np.ndarray, ignore: np.ndarray | None = None) -> np.ndarray:
+    """:func:`two_class_level` of each plane of ``planes`` ``(N, Y, X, C)``, with the planes'
+    ``ignore`` ``(N, Y, X)`` when given."""
+    return np.array([two_class_level(plane, None if ignore is None else ignore[index])
+                     for index, plane in enumerate(planes)])
+
+
 def split_at_levels(labels: np.ndarray, colour: np.ndarray, levels: np.ndarray) -> np.ndarray:
     """``labels`` ``(N, Y, X)`` with each label cut where the plane's brightness (``colour``
     ``(N, Y, X, C)``, channels averaged) crosses the plane's level: label k becomes 2k

@@ -53,7 +53,7 @@ from .boundaries import (
     place_boundaries,
     smoothed_colour,
     split_at_levels,
-    two_class_level,
+    two_class_levels,
 )
 from .consensus import consensus, restart_seed
 from .large import needs_crops, segment_large
@@ -187,8 +187,7 @@ def segment(
     # (not with scribbles: no finishing step may move a scribbled class).
     levels = None
     if scribble_planes is None and level_split(params, planes.shape[-1]):
-        levels = np.array([two_class_level(plane, None if ignore is None else ignore[index])
-                           for index, plane in enumerate(train_planes)])
+        levels = two_class_levels(train_planes, ignore)
     clock.lap("superpixels")
 
     n_features = params.n_features or DEFAULT_FEATURES[params.network]

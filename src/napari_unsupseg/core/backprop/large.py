@@ -47,7 +47,7 @@ from .boundaries import (
     place_boundaries,
     smoothed_colour,
     split_at_levels,
-    two_class_level,
+    two_class_levels,
 )
 from .calibrate import calibrate, full_size_crops
 from .finish import finish_labels
@@ -230,7 +230,8 @@ def segment_large(
         yield Progress(0, total, message="over the memory budget: labelled tile by tile, "
                        f"without {' or '.join(not_applied)}")
     # Network classes of one run, each cut in two at the two-class level where that is on.
-    per_run = n_features * (2 if level_split(params, planes.shape[-1]) else 1)
+    cut = level_split(params, planes.shape[-1])
+    per_run = n_features * (2 if cut else 1)
     # At least uint16, as the whole-image engine gives, so that painting can add labels.
     dtype = np.promote_types(label_dtype(per_run * len(groups)), np.uint16)
     classes = np.zeros(planes.shape[:3], dtype=dtype)
@@ -253,7 +254,7 @@ def segment_large(
             yield from _label_plane(
                 model, planes[index], normalise, params, layout, device, classes[index],
                 superpixels[index], state, total, control, sample,
-                class_offset=number * per_run, level=level if per_run > n_features else None,
+                class_offset=number * per_run, level=level if cut else None,
             )
         clock.lap("labelling")
     if params.weak_edges > 0:  # as the whole-image engine's last step, band by band
@@ -323,8 +324,7 @@ def _train(
     state["step"] += params.max_iter
     rng = np.random.default_rng(params.seed)
     calibrate(run.model, full_size_crops(planes, group, normalise, layout.crop, rng), device)
-    return run, [two_class_level(plane, None if ignore is None else ignore[index])
-                 for index, plane in enumerate(small)]
+    return run, list(two_class_levels(small, ignore))
 
 
 # ----------------------------------------------------------------------------- labelling
