@@ -31,7 +31,7 @@ percentiles, fitted on the same painted pixels: the ilastik / APOC recipe), ``ot
 (Gaussian blur of sigma 1, Otsu's threshold, connected parts; no training).
 
 Scores: foreground IoU (mean over the images it is applied to) and instance F1 at IoU 0.5
-(``real_data.instance_f1``'s matching, on the instance images); BSDS: the object's IoU.
+(``real_data.objects_f1``'s matching, on the instance images); BSDS: the object's IoU.
 Times: training seconds (``--time-limit`` caps them, as the dock's setting does), and the
 prediction seconds per image. Peak resident memory of the whole process.
 
@@ -51,7 +51,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from real_data import _ious, bsds, dsb
+from real_data import bsds, dsb, objects_f1
 
 CASES = ("dsb-dense", "dsb-strokes", "bsds-strokes", "dsb-update")
 METHODS = ("unet", "rf", "otsu")
@@ -235,16 +235,6 @@ def run_otsu(case: Case) -> tuple[list, list, dict]:
         "train_s": 0.0, "predict_s": (time.perf_counter() - start) / len(classes), "note": ""}
 
 
-def instance_f1(objects: np.ndarray, instances: np.ndarray) -> float:
-    """F1 at IoU 0.5 of predicted objects against the true ones (pairs above 0.5 are 1:1)."""
-    n_pred = len(np.unique(objects[objects > 0]))
-    n_true = len(np.unique(instances[instances > 0]))
-    if n_pred == 0 or n_true == 0:
-        return float(n_pred == n_true)
-    matched = int((_ious(instances, objects)[1:, 1:] > 0.5).sum())
-    return 2 * matched / (n_pred + n_true)
-
-
 def score(case: Case, classes: list, objects: list, dsb_set: bool) -> tuple[float, float | None]:
     from skimage.measure import label
 
@@ -256,7 +246,7 @@ def score(case: Case, classes: list, objects: list, dsb_set: bool) -> tuple[floa
             fg, true_fg = fg & scored, true_fg & scored
         ious.append((fg & true_fg).sum() / max((fg | true_fg).sum(), 1))
         if dsb_set:
-            f1s.append(instance_f1(obj if obj is not None else label(pred == 2, connectivity=1),
+            f1s.append(objects_f1(obj if obj is not None else label(pred == 2, connectivity=1),
                                    truth))
     return float(np.mean(ious)), float(np.mean(f1s)) if f1s else None
 

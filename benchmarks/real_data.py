@@ -114,37 +114,26 @@ def best_foreground(labels: np.ndarray, nuclei: np.ndarray) -> np.ndarray:
 
 
 def automatic_foreground(labels: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """The labels a user would call bright, without the answer: the label means, each
-    weighted by its pixel count, split in two by Otsu's criterion (the split that leaves
-    the least variance of brightness within the two sides); the brighter side.
+    """The labels a user would call bright, without the answer: the package's own rule
+    (``bright_objects``: the bright side of an Otsu split of the label means)."""
+    from napari_unsupseg.core.backprop.bright import bright_labels
 
-    (The labels brighter than the label covering most of the border, a first rule, fails
-    whenever the background comes back as several labels: its glow around bright nuclei,
-    or its gradient across the field, then counts as foreground.)"""
-    _, inverse = np.unique(labels, return_inverse=True)
-    inverse = inverse.ravel()
-    size = np.bincount(inverse).astype(float)
-    mean = np.bincount(inverse, weights=image.ravel().astype(float)) / size
-    order = np.argsort(mean, kind="stable")
-    weight, value = size[order], mean[order]
-    low_w = np.cumsum(weight)[:-1]
-    low_sum = np.cumsum(weight * value)[:-1]
-    high_w, high_sum = weight.sum() - low_w, (weight * value).sum() - low_sum
-    chosen = np.zeros(len(size), bool)
-    if len(size) > 1:  # between-class variance of every split; the largest wins
-        between = low_w * high_w * (low_sum / low_w - high_sum / high_w) ** 2
-        chosen[order[int(np.argmax(between)) + 1 :]] = True
-    return chosen[inverse].reshape(labels.shape)
+    return bright_labels(labels, image)
 
 
 def instance_f1(foreground: np.ndarray, instances: np.ndarray) -> float:
     """F1 at IoU 0.5 of the foreground's connected components against the true nuclei."""
     from skimage.measure import label
 
-    objects = label(foreground, connectivity=1)
-    n_pred, n_true = int(objects.max()), int(instances.max())
+    return objects_f1(label(foreground, connectivity=1), instances)
+
+
+def objects_f1(objects: np.ndarray, instances: np.ndarray) -> float:
+    """F1 at IoU 0.5 of predicted objects (0 = background) against the true ones: an
+    object and a nucleus match when their IoU exceeds 0.5 (such pairs are one-to-one)."""
+    n_pred = len(np.unique(objects[objects > 0]))
+    n_true = len(np.unique(instances[instances > 0]))
     if n_pred == 0 or n_true == 0:
         return float(n_pred == n_true)
-    ious = _ious(instances, objects)[1:, 1:]  # drop the backgrounds
-    matched = int((ious > 0.5).sum())  # IoU > 0.5 pairs are one-to-one
+    matched = int((_ious(instances, objects)[1:, 1:] > 0.5).sum())
     return 2 * matched / (n_pred + n_true)

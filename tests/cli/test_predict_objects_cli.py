@@ -1,7 +1,8 @@
-"""``napari-unsupseg predict`` with a model that separates objects: the objects are written
-beside the labels as ``<output>_objects.tif`` with their JSON sidecar.
+"""``napari-unsupseg predict`` with a model that separates objects (and ``backprop`` with its
+bright objects): the objects are written beside the labels as ``<output>_objects.tif`` with
+their JSON sidecar.
 
-The engine is a stand-in (the registry's entry replaced for the test): what is checked is
+predict's engine is a stand-in (the registry's entry replaced for the test): what is checked is
 how the command writes what a model returns, not a model."""
 
 from __future__ import annotations
@@ -62,3 +63,22 @@ def test_predict_writes_no_objects_when_the_model_separates_none(tmp_path, monke
                  "-o", str(out), "--quiet"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "cells.tif", "cells_classes.json", "cells_classes.tif"]
+
+
+def test_backprop_writes_the_bright_objects_when_asked(tmp_path):
+    """The segmenter's own objects (``--bright-objects``) are written the same way."""
+    image = np.full((48, 64), 20, np.uint8)
+    image[6:16, 6:16] = image[26:40, 30:44] = image[26:40, 44:56] = 200  # two touch
+    path = tmp_path / "nuclei.png"
+    from PIL import Image
+
+    Image.fromarray(image).save(path)
+    out = tmp_path / "nuclei_labels.tif"
+    assert main(["backprop", str(path), "-o", str(out), "--bright-objects", "--seed", "0",
+                 "--quiet"]) == 0
+    objects = tifffile.imread(tmp_path / "nuclei_labels_objects.tif")
+    bright = image > 100
+    assert ((objects > 0) & bright).sum() / ((objects > 0) | bright).sum() > 0.95
+    assert objects.max() == 2  # two blocks side by side make one straight-edged object
+    sidecar = json.loads((tmp_path / "nuclei_labels_objects.json").read_text())
+    assert sidecar["objects"]["count"] == 2

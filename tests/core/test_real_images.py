@@ -3,7 +3,8 @@ whole fields, CC0; see ``tests/data/dsb2018/README.md``), against the baselines 
 ``benchmarks/bench_real.py`` runs on the 60 development images.
 
 The foreground of a label image is chosen as a user would without the answer: the label
-means split in two by Otsu's criterion, the brighter side (``benchmarks/real_data.py``).
+means split in two by Otsu's criterion, the brighter side (the package's ``bright_labels``,
+which the benchmark uses too).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from skimage.filters import threshold_otsu
 from skimage.segmentation import felzenszwalb
 
 from napari_unsupseg.core.backprop import default_params, segment
+from napari_unsupseg.core.backprop.bright import bright_labels
 from napari_unsupseg.core.base.engine import run_to_end
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -39,19 +41,6 @@ def crops() -> list[tuple[np.ndarray, np.ndarray]]:
     return found
 
 
-def bright_side(labels: np.ndarray, grey: np.ndarray) -> np.ndarray:
-    """The labels on the bright side of an Otsu split of the label means (pixel-weighted)."""
-    _, inverse = np.unique(labels, return_inverse=True)
-    inverse = inverse.reshape(labels.shape)
-    size = np.bincount(inverse.ravel())
-    mean = np.bincount(inverse.ravel(), grey.ravel().astype(float)) / size
-    if len(mean) < 2:
-        return np.zeros(labels.shape, bool)
-    order = np.argsort(mean, kind="stable")  # a histogram's bins go up
-    threshold = threshold_otsu(hist=(size[order], mean[order]))
-    return (mean > threshold)[inverse]
-
-
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max((a | b).sum(), 1))
 
@@ -62,7 +51,7 @@ def mean_iou(crops, segmenter) -> float:
 
 def backprop_foreground(image: np.ndarray) -> np.ndarray:
     labels = run_to_end(segment(image, default_params(seed=0))).labels
-    return bright_side(labels, image[..., 0])
+    return bright_labels(labels, image[..., 0])
 
 
 def otsu_foreground(image: np.ndarray) -> np.ndarray:
@@ -74,24 +63,7 @@ def felzenszwalb_foreground(image: np.ndarray) -> np.ndarray:
     """Felzenszwalb at the best setting of the benchmark's grid on the 60 nuclei images."""
     rgb = np.repeat(image, 3, axis=-1)
     labels = felzenszwalb(rgb, scale=100, sigma=0.8, min_size=20, channel_axis=-1)
-    return bright_side(labels, image[..., 0])
-
-
-def test_otsu_split_of_label_means_matches_the_benchmark():
-    """The test's rule is the benchmark's (threshold_otsu on a weighted histogram of means)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    try:
-        import real_data
-    except ImportError:  # the benchmarks are not installed with the package
-        pytest.skip("benchmarks/ not beside the tests")
-    rng = np.random.default_rng(0)
-    for _ in range(20):
-        labels = rng.permutation(9)[rng.integers(0, 9, (40, 40))]  # means in no order
-        grey = rng.random((40, 40)) + rng.random(9)[labels] * 3
-        expected = real_data.automatic_foreground(labels, grey)
-        assert np.array_equal(bright_side(labels, grey), expected)
+    return bright_labels(labels, image[..., 0])
 
 
 def test_defaults_beat_felzenszwalb_on_real_nuclei(crops):
@@ -112,7 +84,7 @@ def test_the_large_image_path_places_outlines_on_real_nuclei(crops):
             params = default_params(seed=0, memory_budget_mb=400, place_outlines=place)
             result = run_to_end(segment(image, params))
             assert result.metadata["mode"] == "crops"
-            return bright_side(result.labels, image[..., 0])
+            return bright_labels(result.labels, image[..., 0])
 
         return foreground
 
@@ -149,10 +121,31 @@ def test_the_cut_at_the_two_class_level_keeps_dim_nuclei_apart_from_the_glow(glo
     against 0.826-0.833, largest spread between seeds on an image 0.075 against 0.349.)"""
 
     def scores(image: np.ndarray, nuclei: np.ndarray, cut: str) -> list[float]:
-        return [iou(bright_side(run_to_end(segment(image, default_params(
+        return [iou(bright_labels(run_to_end(segment(image, default_params(
             seed=seed, level_split=cut))).labels, image[..., 0]), nuclei) for seed in range(3)]
 
     for image, nuclei in glowing_fields:
         with_cut, without = scores(image, nuclei, "auto"), scores(image, nuclei, "off")
         assert min(with_cut) >= iou(otsu_foreground(image), nuclei), with_cut
         assert min(with_cut) >= min(without) + 0.05, (with_cut, without)
+
+
+def test_bright_objects_match_more_nuclei_than_otsus_objects():
+    """The segmenter's objects (``bright_objects``) against Otsu's mask split the same way,
+    on all six shipped images (crops and fields): instance F1 at IoU 0.5, mean over the
+    images (seed 0: 0.853 against 0.823; seeds 1 and 2: 0.854, 0.843). On the 60
+    development images, seed 0: 0.852 against 0.840."""
+    from napari_unsupseg.core.predict.objects import separate_objects
+    from napari_unsupseg.core.review.compare import compare
+
+    ours, theirs = [], []
+    for path in sorted(CROPS.glob("**/*_nuclei.png")):
+        instances = np.asarray(Image.open(path)).astype(np.int64)
+        image = np.asarray(Image.open(path.with_name(path.name.replace("_nuclei", ""))))
+        image = image[..., np.newaxis]
+        result = run_to_end(segment(image, default_params(seed=0, bright_objects=True)))
+        ours.append(compare(instances, result.extras["objects"]).f1)
+        theirs.append(compare(instances, separate_objects(otsu_foreground(image))).f1)
+    assert len(ours) == 6
+    assert np.mean(ours) >= np.mean(theirs) + 0.02, (ours, theirs)
+

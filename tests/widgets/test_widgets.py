@@ -197,6 +197,20 @@ def test_scribbles_separate_two_classes(make_napari_viewer, qtbot):
     assert set(np.unique(scribbles.data)) == {0, 1, 2}
 
 
+def test_backprop_adds_the_bright_objects_as_their_own_layer(make_napari_viewer, qtbot):
+    image = np.full((48, 64), 0.1, np.float32)
+    image[6:16, 6:16] = image[26:40, 30:44] = 0.9
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="nuclei")
+    widget = open_dock(viewer, "Unsupervised segmentation")
+    widget.form.set_values({"bright_objects": True, "seed": 0})
+    assert run_dock(qtbot, widget, 60_000) == "done"
+    objects = viewer.layers["nuclei objects"]
+    assert objects.data.shape == (48, 64) and objects.data.max() == 2
+    assert objects.metadata["objects"]["count"] == 2
+    assert "nuclei backprop" in viewer.layers  # the labels stay beside them
+
+
 def _box(y0, y1, x0, x1, shape=(48, 48)):
     mask = np.zeros(shape, bool)
     mask[y0:y1, x0:x1] = True

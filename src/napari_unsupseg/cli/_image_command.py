@@ -90,6 +90,12 @@ class ImageCommand:
                          metadata=metadata, extras=extras)
         path = output_path(args, self.engine)
         write_result(result, path, args.image, scene.georef)
+        if "objects" in result.extras:  # written like the labels: a TIFF and its sidecar
+            objects = replace(result, labels=result.extras["objects"], extras={},
+                              metadata={**result.metadata, "content": "objects (0 = background, "
+                                        "1..N = objects)"})
+            write_result(objects, path.with_name(f"{path.stem}_objects.tif"), args.image,
+                         scene.georef)
         if self.report is not None:
             self.report(result, path, args)
         return 0

@@ -18,12 +18,10 @@ A model that separates objects also gives ``photo_classes_objects.tif`` (0 = bac
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ..core.base.engine import Result
-from ._common import write_result
 from ._image_command import ImageCommand
 
 HELP = "Segment an image with a trained DeepLabV3/V3+ or U-Net checkpoint (tiled prediction)."
@@ -35,8 +33,8 @@ def _tile_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _report(result: Result, path: Path, args: argparse.Namespace) -> None:
-    """The resampling, the classes seen, the objects when the model separates them, and
-    the confidence image when it was asked for."""
+    """The resampling, the classes seen, and the confidence image when it was asked for
+    (the objects, when the model separates them, are written by the command itself)."""
     note = result.metadata.get("resolution") or {}
     if note.get("resampled"):
         rows, cols = note["model_grid"]
@@ -47,11 +45,6 @@ def _report(result: Result, path: Path, args: argparse.Namespace) -> None:
                                                                      // 4_000_000)])})
     shown = ", ".join(f"{v}={names.get(str(v), '?')}" for v in found[:12])
     print(f"classes seen (sampled): {shown}")
-    if "objects" in result.extras:  # written like the labels: a TIFF and its sidecar
-        objects = replace(result, labels=result.extras["objects"], extras={},
-                          metadata={**result.metadata, "content": "objects (0 = background, "
-                                    "1..N = objects)"})
-        write_result(objects, path.with_name(f"{path.stem}_objects.tif"), args.image)
     if "confidence" in result.extras:
         import tifffile
 

@@ -142,12 +142,31 @@ def segment(
 
     Returns labels 1..K (uint16 or uint32) of shape ``(Y, X)`` or ``(N, Y, X)``,
     ``extras["superpixels"]`` and provenance metadata (iterations, stop reason,
-    final number of labels, timings).
+    final number of labels, timings); with ``bright_objects``, ``extras["objects"]``
+    (:mod:`.bright`).
     """
     params = params or BackpropParams()
     validate(params)
-    control = control or no_control()
     image = np.asarray(image)
+    result = yield from _segment(image, params, scribbles, control or no_control(), excluded)
+    if not params.bright_objects:
+        return result
+    from .bright import with_bright_objects
+
+    stack = image.ndim == 4
+    volume = stack and params.stack_mode == "volume"
+    spacing = (params.spacing_z, params.spacing_y, params.spacing_x) if volume else None
+    return with_bright_objects(result, image, stack and params.stack_mode == "planes",
+                               excluded, spacing)
+
+
+def _segment(
+    image: np.ndarray,
+    params: BackpropParams,
+    scribbles: np.ndarray | None,
+    control: RunControl,
+    excluded: np.ndarray | None,
+) -> Generator[Progress, None, Result]:
     if params.stack_mode == "volume" and image.ndim == 4:
         from .volume import segment_as_volume  # imports this module: at call time
 

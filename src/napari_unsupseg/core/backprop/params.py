@@ -216,6 +216,13 @@ class BackpropParams:
         choices=OUTLINE_CHOICES,
         advanced=True,
     )
+    bright_objects: bool = param(
+        False,
+        "Also return the bright labels' objects (for a dark field: fluorescence nuclei, "
+        "cells): the labels on the bright side of an Otsu split of the label means, every "
+        "connected object its own label, touching ones split (a volume's in 3-D); written "
+        "beside the labels as an 'objects' layer or file.",
+    )
     labels_from: str = param(
         "refined",
         "Which map to return: 'refined' (the superpixel-voted labels of the last "
