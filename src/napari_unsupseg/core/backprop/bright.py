@@ -8,7 +8,7 @@ rule, fails whenever the background comes back as several labels (its glow aroun
 nuclei, its gradient across the field), which then count as foreground. Otsu's split is
 invariant to a linear change of the intensities, so the raw image and its scaled copy give
 the same labels. Touching objects are then split as a trained model's are
-(:func:`..predict.objects.objects_of_class`).
+(:func:`..predict.objects_of_class`).
 
 Measured on the 60 DSB2018 development fields (``benchmarks/bench_real.py``, which scores
 this rule as the segmenter's automatic foreground)."""
@@ -52,7 +52,7 @@ def with_bright_objects(result: Result, image: np.ndarray, per_plane: bool,
     on its own; ``excluded``: pixels without data, never bright; ``spacing``: a z-stack's
     voxel spacing when it was segmented as one volume (its objects are then split in 3-D,
     one label through every plane they cross)."""
-    from ..predict.objects import objects_of_class
+    from ..predict import objects_of_class  # the objects step a model's classes take
 
     labels = result.labels
     grey = np.asarray(image, dtype=np.float32).mean(axis=-1)
