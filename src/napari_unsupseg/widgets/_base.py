@@ -250,7 +250,11 @@ class EngineWidget(DockLifetime, FittingDock, QWidget):
         return self.form.params()
 
     def write_extras(self, result: Result, setup: RunSetup) -> None:
-        """Add layers for ``result.extras`` (default: nothing). Main thread."""
+        """Add layers for ``result.extras``: the objects an engine separated, if any (a
+        model's, the segmenter's bright objects); engines with other extras add theirs.
+        Main thread."""
+        self.writer.add_objects(setup, result.extras,
+                                self.result_metadata(setup, dict(result.metadata)))
 
     def style_result(self, layer: Any, result: Result, setup: RunSetup) -> None:
         """Dress the result layer (class names in ``layer.features``, a colormap...)."""

@@ -127,11 +127,6 @@ class BackpropWidget(EngineWidget):
     ) -> EngineRun:
         return segment(image, params, scribbles=inputs.get("scribbles"), control=control)
 
-    def write_extras(self, result: Any, setup: RunSetup) -> None:
-        """The bright labels' objects, when they were asked for (``bright_objects``)."""
-        self.writer.add_objects(setup, result.extras,
-                                self.result_metadata(setup, dict(result.metadata)))
-
     def _connect(self) -> None:
         super()._connect()
         self.form["superpixels"].changed.connect(

@@ -168,8 +168,7 @@ class PredictWidget(EngineWidget):
 
     def write_extras(self, result: Result, setup: RunSetup) -> None:
         """The objects the model separated (if it does), and the confidence if asked for."""
-        self.writer.add_objects(setup, result.extras,
-                                self.result_metadata(setup, dict(result.metadata)))
+        super().write_extras(result, setup)
         confidence = result.extras.get("confidence")
         if confidence is None:
             return

@@ -152,12 +152,12 @@ def segment(
     if not params.bright_objects:
         return result
     from .bright import with_bright_objects
+    from .volume import voxel_spacing  # imports this module: at call time
 
     stack = image.ndim == 4
     volume = stack and params.stack_mode == "volume"
-    spacing = (params.spacing_z, params.spacing_y, params.spacing_x) if volume else None
     return with_bright_objects(result, image, stack and params.stack_mode == "planes",
-                               excluded, spacing)
+                               excluded, voxel_spacing(params) if volume else None)
 
 
 def _segment(
