@@ -33,7 +33,8 @@ def _field(noise: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_the_rule_is_otsus_threshold_on_the_histogram_of_label_means():
-    """An independent reference: scikit-image's Otsu on the label means weighted by size."""
+    """Label ids in no order, means computed here: the bright side is the labels whose mean
+    is above scikit-image's Otsu level of the means weighted by the labels' sizes."""
     rng = np.random.default_rng(0)
     for _ in range(20):
         labels = rng.permutation(9)[rng.integers(0, 9, (40, 40))]  # means in no order

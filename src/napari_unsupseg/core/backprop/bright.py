@@ -26,20 +26,16 @@ from ..base.images import Spacing
 def bright_labels(labels: np.ndarray, image: np.ndarray) -> np.ndarray:
     """Boolean mask of the labels on the bright side of an Otsu split of the label means
     (``image``: intensities shaped like ``labels``; nothing is bright with one label)."""
-    _, inverse = np.unique(labels, return_inverse=True)
-    inverse = inverse.ravel()
-    size = np.bincount(inverse).astype(float)
-    mean = np.bincount(inverse, weights=np.ravel(image).astype(float)) / size
-    order = np.argsort(mean, kind="stable")
-    weight, value = size[order], mean[order]
-    low_w = np.cumsum(weight)[:-1]
-    low_sum = np.cumsum(weight * value)[:-1]
-    high_w, high_sum = weight.sum() - low_w, (weight * value).sum() - low_sum
-    chosen = np.zeros(len(size), bool)
-    if len(size) > 1:  # between-class variance of every split; the largest wins
-        between = low_w * high_w * (low_sum / low_w - high_sum / high_w) ** 2
-        chosen[order[int(np.argmax(between)) + 1:]] = True
-    return chosen[inverse].reshape(labels.shape)
+    from skimage.filters import threshold_otsu
+
+    _, inverse, size = np.unique(labels, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(labels.shape)
+    if len(size) < 2:
+        return np.zeros(labels.shape, bool)
+    mean = np.bincount(inverse.ravel(), weights=np.ravel(image).astype(float)) / size
+    order = np.argsort(mean, kind="stable")  # a histogram's bins go up
+    level = threshold_otsu(hist=(size[order], mean[order]))  # each label a bin of its size
+    return (mean > level)[inverse]
 
 
 def with_bright_objects(result: Result, image: np.ndarray, per_plane: bool,
